@@ -1,0 +1,225 @@
+"""Opening the database: one engine per URL, SQLite pragmas, the schema-version check, error mapping.
+
+Owns the connection side of storage (spec/copytrader.md §6, spec/monitor.md §6): SQLite is the
+embedded default (WAL, busy timeout, synchronous=FULL, foreign keys on) and PostgreSQL is supported
+with the same semantics. Every driver failure leaves here as `StorageUnavailable`, so the engine can
+turn "the database is unreadable" into a fact and fail safe instead of crashing on a raw driver
+error. Constraint violations (`IntegrityError`) are not storage failures: they pass through, because
+callers use them deliberately (dedup, insert-or-ignore) or they reveal a bug.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import Connection, Engine, Table, create_engine, event, inspect, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
+from sqlalchemy.pool import StaticPool
+
+from hlcore.errors import BadInput, HlcoreError
+from hlcore.storage.schema import SCHEMA_VERSION, SCHEMA_VERSION_KEY, metadata, system_state
+
+SchemaStatus = Literal["ok", "missing", "mismatch"]
+
+SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+
+
+class StorageUnavailable(HlcoreError):
+    """The database could not be opened, read or written; `cause` is the driver's exception.
+
+    Raised instead of SQLAlchemy's OperationalError/DatabaseError so callers catch one hlcore type
+    and report it as a fact (unknown or unreadable storage means the safe state, DESIGN §2.6).
+    """
+
+    def __init__(self, message: str, cause: BaseException | None = None):
+        super().__init__(message)
+        self.cause = cause
+
+
+@contextmanager
+def storage_errors(what: str) -> Iterator[None]:
+    """Re-raise driver failures inside the block as `StorageUnavailable` naming `what` was tried."""
+    try:
+        yield
+    except IntegrityError:
+        raise
+    except DBAPIError as exc:
+        detail = exc.orig if exc.orig is not None else exc
+        raise StorageUnavailable(f"storage unavailable while {what}: {detail}", exc) from exc
+
+
+class Database:
+    """An opened database: the engine plus schema checks and transactions.
+
+    Build it with `open_database`; repositories in `hlcore.storage.repos` take one.
+    """
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    @property
+    def dialect_name(self) -> str:
+        return self.engine.dialect.name
+
+    def __repr__(self) -> str:
+        return f"Database({self.engine.url.render_as_string(hide_password=True)!r})"
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One transaction: committed when the block ends, rolled back if it raises."""
+        with storage_errors("running a transaction"), self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def begin_or_join(self, conn: Connection | None = None) -> Iterator[Connection]:
+        """Reuse the caller's transaction if given, else open one; lets repos join a larger unit."""
+        if conn is not None:
+            with storage_errors("using a transaction"):
+                yield conn
+        else:
+            with self.transaction() as own:
+                yield own
+
+    def create_schema(self, now_ms: int | None = None) -> None:
+        """Create missing tables and record `schema_version` if absent (never migrates)."""
+        with self.transaction() as conn:
+            metadata.create_all(conn, checkfirst=True)
+            present = conn.execute(
+                select(system_state.c.value).where(system_state.c["key"] == SCHEMA_VERSION_KEY)
+            ).first()
+            if present is None:
+                conn.execute(
+                    system_state.insert().values(
+                        key=SCHEMA_VERSION_KEY, value=str(SCHEMA_VERSION), updated_at_ms=now_ms
+                    )
+                )
+
+    def _existing_tables(self) -> set[str]:
+        with storage_errors("listing tables"), self.engine.connect() as conn:
+            return set(inspect(conn).get_table_names())
+
+    def tables_exist(self) -> bool:
+        """True when every table of the schema exists."""
+        return set(metadata.tables) <= self._existing_tables()
+
+    def stored_schema_version(self) -> str | None:
+        """The `schema_version` recorded in `system_state`, or None if the table or key is absent."""
+        if system_state.name not in self._existing_tables():
+            return None
+        with storage_errors("reading the schema version"), self.engine.connect() as conn:
+            return conn.execute(
+                select(system_state.c.value).where(system_state.c["key"] == SCHEMA_VERSION_KEY)
+            ).scalar_one_or_none()
+
+    def schema_status(self) -> SchemaStatus:
+        """Compare the database with this code's schema, for the start-up check.
+
+        "missing": no hlcore table yet (run create_schema); "ok": every table and this version;
+        "mismatch": anything else (some tables, another version, or tables without a version),
+        which must stop live use since there is no silent migration (copy-trader §6).
+        """
+        existing = self._existing_tables()
+        ours = set(metadata.tables)
+        if not existing & ours:
+            return "missing"
+        if not ours <= existing:
+            return "mismatch"
+        return "ok" if self.stored_schema_version() == str(SCHEMA_VERSION) else "mismatch"
+
+    def dispose(self) -> None:
+        """Close pooled connections (for SQLite files: release the file)."""
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(engine: Engine, *, busy_timeout_ms: int, wal: bool) -> None:
+    """Set the durability pragmas on every new connection: they are per-connection in SQLite."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        try:
+            cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            if wal:
+                cur.execute("PRAGMA journal_mode = WAL")
+            cur.execute("PRAGMA synchronous = FULL")
+            cur.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cur.close()
+
+
+def open_database(url: str, *, busy_timeout_ms: int = 5000) -> Database:
+    """Open `sqlite:///path`, `sqlite://` (in memory) or `postgresql+psycopg://…`.
+
+    Connecting is lazy: an unreachable database raises `StorageUnavailable` on first use.
+    An in-memory SQLite keeps a single connection (StaticPool), or each checkout would see an
+    empty database; replay relies on that.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise BadInput(f"invalid database URL {url!r}: {exc}") from exc
+    backend = parsed.get_backend_name()
+    if backend not in SUPPORTED_BACKENDS:
+        raise BadInput(
+            f"unsupported database backend {backend!r}; use one of {', '.join(SUPPORTED_BACKENDS)}"
+        )
+    try:
+        if backend == "sqlite":
+            in_memory = parsed.database in (None, "", ":memory:")
+            if in_memory:
+                engine = create_engine(
+                    parsed, poolclass=StaticPool, connect_args={"check_same_thread": False}
+                )
+            else:
+                engine = create_engine(parsed)
+            _sqlite_pragmas(engine, busy_timeout_ms=busy_timeout_ms, wal=not in_memory)
+        else:
+            engine = create_engine(parsed, pool_pre_ping=True)
+    except ImportError as exc:
+        raise StorageUnavailable(
+            f"database driver for {parsed.drivername!r} is not installed: {exc}", exc
+        ) from exc
+    return Database(engine)
+
+
+def sqlite_url(path: str | Path) -> str:
+    """The SQLite URL of a file path, creating its parent folder so the first connect can succeed."""
+    p = Path(path).expanduser().resolve()
+    p.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{p}"
+
+
+def upsert(
+    conn: Connection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    keys: Sequence[str],
+    keep: Sequence[str] = (),
+) -> None:
+    """Insert rows, or update them where `keys` already exist, on SQLite and PostgreSQL alike.
+
+    Columns in `keep` are written on insert but left alone on update (e.g. `created_at_ms`).
+    Every row must carry the same columns.
+    """
+    if not rows:
+        return
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        stmt = sqlite.insert(table)
+    elif dialect == "postgresql":
+        stmt = postgresql.insert(table)
+    else:  # open_database refuses other backends; this guards hand-built engines
+        raise BadInput(f"upsert is not supported on {dialect!r}")
+    update = [c for c in rows[0] if c not in keys and c not in keep]
+    if update:
+        stmt = stmt.on_conflict_do_update(
+            index_elements=list(keys), set_={c: stmt.excluded[c] for c in update}
+        )
+    else:
+        stmt = stmt.on_conflict_do_nothing(index_elements=list(keys))
+    conn.execute(stmt, [dict(r) for r in rows])
