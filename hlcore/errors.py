@@ -22,7 +22,8 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        parts = [p for p in (where, self.path) if p]
+        return ": ".join([*parts, self.message])
 
 
 class BadInput(HlcoreError):

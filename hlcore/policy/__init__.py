@@ -1,0 +1,1 @@
+"""Policy as a value: load, validate, lint, graph, hash."""

@@ -1,0 +1,3 @@
+from hlcore.cli import main
+
+main()

@@ -1,0 +1,128 @@
+"""The `hlcore` command: parses, calls, prints. Exit 0 ok, 1 a check failed, 2 bad input."""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from hlcore.errors import BadInput, CheckFailed, HlcoreError
+from hlcore.policy.graph import RENDERERS
+from hlcore.policy.lint import lint
+from hlcore.resources import default_dir
+from hlcore.workspace import open_workspace
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="hlcore: the operational safety policy of a Hyperliquid trading system, as data.")
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+PolicyOpt = Annotated[Path | None, typer.Option("--policy", help="Directory holding machines/ and rules/ "
+                                                "(default: ./ if it has them, else the packaged policy).")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Settings file (default: ./config/settings.yaml "
+                                                "if present, else the packaged defaults).")]
+
+
+def handles_errors(fn: F) -> F:
+    """Domain code raises; this edge prints the located problems and maps them to exit codes."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except BadInput as exc:
+            for problem in exc.problems:
+                err.print(f"[red]error[/red] {problem}", markup=True) if err.is_terminal else err.print(
+                    f"error: {problem}", markup=False)
+            raise typer.Exit(code=2) from None
+        except CheckFailed as exc:
+            err.print(f"failed: {exc}", markup=False)
+            raise typer.Exit(code=1) from None
+        except HlcoreError as exc:
+            err.print(f"error: {exc}", markup=False)
+            raise typer.Exit(code=exc.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.command()
+@handles_errors
+def validate(policy: PolicyOpt = None, config: ConfigOpt = None,
+             strict: Annotated[bool, typer.Option(help="Treat lint warnings as failures (exit 1).")] = False) -> None:
+    """Validate settings and policy (schema, references) and run the static checks."""
+    ws = open_workspace(policy, config)
+    findings = lint(ws.policy, ws.settings)
+    errors = [f for f in findings if f.level == "error"]
+    warnings = [f for f in findings if f.level == "warning"]
+    for f in findings:
+        (err if f.level == "error" else out).print(f"{f.level}: {f}", markup=False)
+    if errors:
+        raise typer.Exit(code=2)
+    rows = sum(len(t.rows) for t in ws.policy.tables)
+    out.print(f"policy={ws.policy_dir} policy_hash={ws.policy.hash}", markup=False)
+    out.print(f"config={ws.config_file or 'defaults'} machines={len(ws.policy.machines)} "
+              f"tables={len(ws.policy.tables)} rules={rows} warnings={len(warnings)}", markup=False)
+    if warnings and strict:
+        raise typer.Exit(code=1)
+    out.print("OK", markup=False)
+
+
+@app.command()
+@handles_errors
+def graph(machine: Annotated[str, typer.Argument(help="Machine name, e.g. safety or health.")],
+          format: Annotated[str, typer.Option("--format", help="mermaid or dot.")] = "mermaid",
+          policy: PolicyOpt = None, config: ConfigOpt = None) -> None:
+    """Print a state machine as a Mermaid or Graphviz diagram."""
+    if format not in RENDERERS:
+        raise BadInput(f"--format: expected one of {', '.join(RENDERERS)}, got '{format}'")
+    ws = open_workspace(policy, config)
+    m = ws.policy.machines.get(machine)
+    if m is None:
+        raise BadInput(f"unknown machine '{machine}' (known: {', '.join(sorted(ws.policy.machines))})")
+    sys.stdout.write(RENDERERS[format](m))
+
+
+@app.command("hash")
+@handles_errors
+def hash_(policy: PolicyOpt = None, config: ConfigOpt = None) -> None:
+    """Print the policy hash and the config hash (settings + policy; secrets never included)."""
+    ws = open_workspace(policy, config)
+    out.print(f"policy_hash={ws.policy.hash}", markup=False)
+    out.print(f"config_hash={ws.config_hash}", markup=False)
+
+
+@app.command()
+@handles_errors
+def init(directory: Annotated[Path, typer.Argument(help="Where to put machines/, rules/ and config/.")],
+         force: Annotated[bool, typer.Option(help="Overwrite existing policy files.")] = False) -> None:
+    """Copy the default policy and settings into an operator's own repository."""
+    targets = {"machines": directory / "machines", "rules": directory / "rules",
+               "config": directory / "config"}
+    existing = [str(p) for p in targets.values() if p.exists() and any(p.iterdir())]
+    if existing and not force:
+        raise CheckFailed(f"refusing to overwrite {', '.join(existing)} (use --force)")
+    for name, target in targets.items():
+        target.mkdir(parents=True, exist_ok=True)
+        source = default_dir(name)
+        for path in sorted(source.glob("*.yaml")):
+            if name == "config" and path.name != "settings.yaml":
+                continue  # the schema belongs to the installed hlcore, not to the operator
+            shutil.copy2(path, target / path.name)
+            out.print(f"wrote {target / path.name}", markup=False)
+    out.print(f"next: cd {directory} && hlcore validate", markup=False)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
