@@ -42,7 +42,9 @@ def settings_with(tmp_path: Path) -> Callable[[dict[str, Any]], Settings]:
 
 
 @pytest.fixture
-def make_engine(default_policy: Policy, default_settings: Settings, tmp_path: Path) -> Callable[..., tuple[Engine, ManualClock]]:
+def make_engine(
+    default_policy: Policy, default_settings: Settings, tmp_path: Path
+) -> Callable[..., tuple[Engine, ManualClock]]:
     """`make_engine(config={...}, start_ms=T0, persisted=[...])` -> (started engine, its clock).
 
     With config overrides the policy is reloaded against those settings (config values are folded

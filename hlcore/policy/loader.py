@@ -53,7 +53,8 @@ def read_sources(policy_dir: Path) -> dict[str, Source]:
     sources: dict[str, Source] = {}
     missing = [sub for sub in ("machines", "rules") if not (policy_dir / sub).is_dir()]
     if missing:
-        raise BadInput(Problem(str(policy_dir), "", f"not a policy directory: missing {', '.join(missing)}/"))
+        needed = ", ".join(f"{m}/" for m in missing)
+        raise BadInput(Problem(str(policy_dir), "", f"not a policy directory: missing {needed}"))
     problems: list[Problem] = []
     for sub in ("machines", "rules"):
         for path in sorted((policy_dir / sub).glob("*.y*ml")):
@@ -219,7 +220,8 @@ class _Builder:
         seen: dict[str, int] = {}
         for i, row in enumerate(doc.get("rules") or []):
             if row["id"] in seen:
-                self.problem(file, ("rules", i, "id"), f"duplicate rule id '{row['id']}' (also rules[{seen[row['id']]}])")
+                self.problem(file, ("rules", i, "id"),
+                             f"duplicate rule id '{row['id']}' (also rules[{seen[row['id']]}])")
             seen[row["id"]] = i
             on = _as_tuple(row.get("on")) or default_on
             if not on:
@@ -368,7 +370,8 @@ class _Builder:
             state_ok((*base, "dest"), t.dest)
             for j, g in enumerate(t.guards):
                 if g not in self.guards:
-                    self.problem(f, (*base, "guards", j), f"unknown guard '{g}' (known: {', '.join(sorted(self.guards)) or 'none'})")
+                    known_guards = ", ".join(sorted(self.guards)) or "none"
+                    self.problem(f, (*base, "guards", j), f"unknown guard '{g}' (known: {known_guards})")
             fields = self.event_fields(m.name, t.event)
             self.check_reason(f, (*base, "reason"), t.reason, fields, m.name)
             self.check_actions(f, base, {"set": t.set, "effects": t.effects, "emit": t.emit}, m, fields)
@@ -383,7 +386,7 @@ class _Builder:
             return
         for row in t.rows:
             base = ("rules", row.index)
-            for j, kind in enumerate(row.on):
+            for kind in row.on:
                 if kind not in self.facts:
                     self.problem(f, (*base, "on") if "on" in self.sources[f].data["rules"][row.index] else ("on",),
                                  f"unknown fact '{kind}' (known: {', '.join(sorted(self.facts))})")
@@ -398,7 +401,8 @@ class _Builder:
             event = row.then.get("event")
             if event is not None:
                 if target is None:
-                    self.problem(f, (*base, "then", "event"), "an event needs a machine (then.machine or table machine)")
+                    self.problem(f, (*base, "then", "event"),
+                                 "an event needs a machine (then.machine or table machine)")
                 elif event not in target.events:
                     self.problem(f, (*base, "then", "event"), f"unknown event '{event}' of machine '{target.name}' "
                                  f"(known: {', '.join(sorted(target.events))})")
@@ -410,7 +414,8 @@ class _Builder:
             self.check_reason(f, (*base, "then", "reason"), row.then.get("reason"), fields, target_name)
             sev = row.then.get("severity")
             if sev is not None and self.severities and sev not in self.severities:
-                self.problem(f, (*base, "then", "severity"), f"unknown severity '{sev}' (known: {', '.join(self.severities)})")
+                self.problem(f, (*base, "then", "severity"),
+                             f"unknown severity '{sev}' (known: {', '.join(self.severities)})")
             for j, rec in enumerate(row.then.get("record") or []):
                 if rec["tally"] not in self.tallies:
                     self.problem(f, (*base, "then", "record", j, "tally"), f"unknown tally '{rec['tally']}'")
