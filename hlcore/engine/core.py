@@ -119,6 +119,7 @@ class Engine:
         self._tdefs: dict[tuple[str, int], _Action] = {}
         self._gate_machines: dict[str, list[MachineDef]] = {}
         self._pending: _Pending | None = None
+        self._new_tallies: list[dict[str, Any]] = []
         self._compile()
 
     # ------------------------------------------------------------------ compile
@@ -222,6 +223,8 @@ class Engine:
             if m is None:
                 continue  # a machine the policy no longer has: nothing runs it
             key = tuple(row.get("key") or ())
+            if m.key and not key:  # storage keeps the instance id "machine/k1/k2"; the last key may hold '/'
+                key = tuple(str(row["instance"]).split("/", len(m.key))[1:])
             inst = self._instance(m.name, key)
             state, reason = row["state"], row.get("reason")
             if state not in m.states:
@@ -266,6 +269,11 @@ class Engine:
         return [i.row() for name in sorted(self._instances) for _, i in sorted(self._instances[name].items(),
                                                                                key=lambda kv: kv[1].id)]
 
+    def drain_new_tallies(self) -> list[dict[str, Any]]:
+        """Tally entries recorded since the last call (for storage)."""
+        rows, self._new_tallies = self._new_tallies, []
+        return rows
+
     def tally_rows(self) -> list[dict[str, Any]]:
         return [{"name": n, "key": k, "ts_ms": ts, "value": v}
                 for (n, k), q in sorted(self._tallies.items(), key=lambda kv: (kv[0][0], str(kv[0][1])))
@@ -299,7 +307,8 @@ class Engine:
         fields = fields or {}
         pend = _Pending(now, kind, fields)
         self._pending = pend
-        queue: deque[tuple[str, Mapping[str, Any]]] = deque([(kind, fields)])
+        queue = pend.queue  # facts emitted by transitions join the same FIFO
+        queue.append((kind, fields))
         try:
             while queue:
                 k, f = queue.popleft()
@@ -335,8 +344,10 @@ class Engine:
             for name, fn in action.sets:
                 inst.vars[name] = fn(ctx)
         for name, keyfn, valuefn in action.records:
-            q = self._tallies.setdefault((name, keyfn(ctx)), deque())
-            q.append((ctx.now, float(valuefn(ctx))))
+            key, value = keyfn(ctx), float(valuefn(ctx))
+            q = self._tallies.setdefault((name, key), deque())
+            q.append((ctx.now, value))
+            self._new_tallies.append({"name": name, "key": key, "ts_ms": ctx.now, "value": value})
             keep = self._tally_keep.get(name, 0)
             while q and q[0][0] <= ctx.now - keep:
                 q.popleft()

@@ -183,7 +183,8 @@ class _Builder:
             name=name, file=file, initial=doc["initial"], states=states, events=events,
             transitions=tuple(transitions), initial_reason=doc.get("initial_reason"),
             fallback=doc.get("fallback", {}), key=tuple(doc.get("key", ())), vars=doc.get("vars", {}),
-            audit_category=doc.get("audit_category", name), description=doc.get("description", ""),
+            audit_category=doc.get("audit_category", name), mirror=doc.get("mirror", {}),
+            description=doc.get("description", ""),
         )
 
     def add_facts(self, file: str, doc: dict[str, Any]) -> None:
@@ -375,9 +376,8 @@ class _Builder:
             fields = self.event_fields(m.name, t.event)
             self.check_reason(f, (*base, "reason"), t.reason, fields, m.name)
             self.check_actions(f, base, {"set": t.set, "effects": t.effects, "emit": t.emit}, m, fields)
-        for k in m.key:
-            if not isinstance(k, str):
-                self.problem(f, ("key",), "key fields must be names")
+        if m.mirror and m.key:
+            self.problem(f, ("mirror",), "only a singleton machine (no key:) can be mirrored into system_state")
 
     def check_table(self, t: TableDef) -> None:
         f = t.file

@@ -62,6 +62,7 @@ class MachineDef:
     key: tuple[str, ...] = ()
     vars: Mapping[str, Any] = field(default_factory=dict)
     audit_category: str = ""
+    mirror: Mapping[str, str] = field(default_factory=dict)
     description: str = ""
 
     @property

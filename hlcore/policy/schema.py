@@ -37,6 +37,7 @@ MACHINE_SCHEMA: dict[str, Any] = {
     "fallback": {"type": "dict", "schema": {"state": {**_NAME, "required": True},
                                              "reason": {**_CODE, "required": True}}},
     "vars": {"type": "dict", "keysrules": _NAME},
+    "mirror": {"type": "dict", "schema": {"state": _NAME, "reason": _NAME, "since": _NAME}},
     "states": {
         "type": "dict", "required": True, "empty": False, "keysrules": _NAME,
         "valuesrules": {"type": "dict", "nullable": True, "schema": {

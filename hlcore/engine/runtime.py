@@ -1,0 +1,97 @@
+"""An engine bound to storage: restore at start, persist after every decision.
+
+Machine instances live in `machine_states` (and, for machines that declare `mirror:`, in the
+`system_state` keys the runbooks query); every transition becomes an `audit_log` row; tally
+entries go to `engine_tallies`. State, audit and tallies of one decision commit in one
+transaction. If storage fails the decision still stands in memory (a HALT is effective at once)
+and the caller turns the `StorageUnavailable` into a fact; the next good write persists it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from hlcore.engine.clock import Clock
+from hlcore.engine.core import Engine
+from hlcore.engine.decision import AuditRecord, Decision
+from hlcore.policy.model import Policy
+from hlcore.storage.db import Database, storage_errors
+from hlcore.storage.repos import AuditLog, MachineStateStore, SystemState, TallyStore
+from hlcore.storage.schema import engine_tallies, machine_states
+
+
+class Runtime:
+    def __init__(self, db: Database, policy: Policy, settings: Any, clock: Clock):
+        self.db = db
+        self.policy = policy
+        self.clock = clock
+        self.engine = Engine(policy, settings, clock)
+        self._states = MachineStateStore(db)
+        self._audit = AuditLog(db)
+        self._system = SystemState(db)
+        self._tallies = TallyStore(db)
+        self._unsaved: list[AuditRecord] = []
+
+    def _has(self, table: str) -> bool:
+        return table in self.db._existing_tables()
+
+    def start(self) -> Decision:
+        """Restore every persisted instance (mirrors fill in for an older schema) and seed the rest."""
+        with storage_errors("restore machine states"):
+            rows = self._states.load() if self._has(machine_states.name) else []
+            system = self._system.all()
+            tallies = self._tallies.load(0) if self._has(engine_tallies.name) else []
+        have = {r["machine"] for r in rows}
+        for m in self.policy.machines.values():
+            mirror = m.mirror
+            if m.name in have or not mirror or mirror.get("state") not in system:
+                continue
+            since = system.get(mirror.get("since", ""))
+            rows.append({"machine": m.name, "instance": m.name, "key": [], "state": system[mirror["state"]],
+                         "reason": system.get(mirror.get("reason", "")), "since_ms": int(since) if since else None,
+                         "vars": {}})
+        decision = self.engine.start(rows, [{**t, "key": t["instance"] or None} for t in tallies])
+        self.persist(decision)
+        return decision
+
+    def observe(self, kind: str, fields: Mapping[str, Any] | None = None) -> Decision:
+        decision = self.engine.observe(kind, fields)
+        if decision.transitions or decision.effects or decision.events:
+            self.persist(decision)
+        return decision
+
+    def persist(self, decision: Decision) -> None:
+        """Write state, audit rows and tallies in one transaction (unsaved audit rows are retried)."""
+        now = self.clock.now_ms()
+        self._unsaved.extend(decision.audit)
+        instances = self.engine.instances()
+        mirrors: dict[str, str] = {}
+        for row in instances:
+            mirror = self.policy.machines[row["machine"]].mirror
+            if mirror:
+                mirrors[mirror["state"]] = row["state"]
+                if "reason" in mirror:
+                    mirrors[mirror["reason"]] = row["reason"] or ""
+                if "since" in mirror:
+                    mirrors[mirror["since"]] = str(row["since_ms"])
+        with storage_errors("persist decision"), self.db.transaction() as conn:
+            if self._has(machine_states.name):
+                self._states.save([{k: r[k] for k in ("machine", "instance", "state", "reason", "since_ms", "vars")}
+                                   for r in instances], now, conn=conn)
+            if mirrors:
+                self._system.set_many(mirrors, now, conn=conn)
+            for record in self._unsaved:
+                self._audit.write(_audit_row(record), conn=conn)
+            if self._has(engine_tallies.name):
+                for t in self.engine.drain_new_tallies():
+                    self._tallies.add(t["name"], "" if t["key"] is None else str(t["key"]), t["ts_ms"], t["value"],
+                                     conn=conn)
+        self._unsaved = []
+
+
+def _audit_row(r: AuditRecord) -> dict[str, Any]:
+    return {"timestamp_ms": r.at_ms, "category": r.category, "entity_id": r.instance, "machine": r.machine,
+            "instance": r.instance, "from_state": r.from_state, "to_state": r.to_state, "event": r.event,
+            "reason_code": r.reason_code, "event_id": r.fact, "facts": r.facts, "policy_hash": r.policy_hash,
+            "metadata": {"severity": r.severity}}
