@@ -19,6 +19,7 @@ from typing import Any
 from transitions import Machine
 
 from hlcore.engine.clock import Clock
+from hlcore.engine.codegen import compile_kind
 from hlcore.engine.decision import AuditRecord, Decision, Effect, Transition
 from hlcore.errors import BadInput
 from hlcore.policy.conditions import Compiler, Fn, references
@@ -114,37 +115,54 @@ class Engine:
         self._tally_keep: dict[str, int] = {}
         self._machines: dict[str, Machine] = {}
         self._trivial: dict[tuple[str, str, str], bool] = {}
+        self._hold_reason: dict[tuple[str, str, str], Any] = {}
         self._has_exit: dict[tuple[str, str, str], bool] = {}
-        self._tables: dict[str, list[tuple[str, list[tuple[Fn, _Action]]]]] = {}
+        self._runners: dict[str, Callable[..., None]] = {}
+        self._config = config
+        self._seeded: set[str] = set()
         self._tdefs: dict[tuple[str, int], _Action] = {}
         self._gate_machines: dict[str, list[MachineDef]] = {}
-        self._pending: _Pending | None = None
         self._new_tallies: list[dict[str, Any]] = []
+        self._pend = _Pending(0, "", {})
+        self._ctx = _Ctx(self, "", {}, 0, None)
         self._compile()
 
     # ------------------------------------------------------------------ compile
     def _compile(self) -> None:
         p = self.policy
         comp = self._compiler
-        for table in p.tables:
-            for row in table.rows:
-                action = self._action(f"{table.name}.{row.id}", row.then, table.machine)
-                fn = comp.predicate(row.when)
-                for kind in row.on:
-                    lst = self._tables.setdefault(kind, [])
-                    if not lst or lst[-1][0] != table.name:
-                        lst.append((table.name, []))
-                    lst[-1][1].append((fn, action))
-        self._first = {t.name for t in p.tables if t.match == "first"}
         for m in p.machines.values():
             self._build_machine(m)
             for gate in sorted(m.gates()):
                 self._gate_machines.setdefault(gate, []).append(m)
+            if not m.key:
+                self._instance(m.name, ())  # singletons exist from the start; compiled rules hold them
+        by_kind: dict[str, list[tuple[Any, list[tuple[Any, _Action]]]]] = {}
+        for table in p.tables:
+            for row in table.rows:
+                action = self._action(f"{table.name}.{row.id}", row.then, table.machine)
+                for kind in row.on:
+                    lst = by_kind.setdefault(kind, [])
+                    if not lst or lst[-1][0] is not table:
+                        lst.append((table, []))
+                    lst[-1][1].append((row, action))
+        singletons = {name: inst[()] for name, inst in self._instances.items() if () in inst}
+        holds: dict[tuple[str, str], set[str]] = {}
+        stuck: dict[tuple[str, str], set[str]] = {}
+        for (machine, state, event), trivial in self._trivial.items():
+            if trivial:
+                holds.setdefault((machine, event), set()).add(state)
+            if not self._has_exit.get((machine, state, event)):
+                stuck.setdefault((machine, event), set()).add(state)
+        frozen = {k: frozenset(v) for k, v in holds.items()}
+        no_exit = {k: frozenset(v) for k, v in stuck.items()}
+        self._runners = {kind: compile_kind(kind, tables, p, comp, self._config, singletons, frozen, no_exit)
+                         for kind, tables in sorted(by_kind.items())}
         for node in [*(r.when for _, r in _rows(p)), *p.guards.values(), *p.allowlists.values()]:
             for ref in _walk_aggs(node):
+                name = ref.get("count") or ref.get("sum")
                 within = comp.duration(ref["within"])(None)  # type: ignore[arg-type]
-                self._tally_keep[ref.get("count") or ref.get("sum")] = max(
-                    self._tally_keep.get(ref.get("count") or ref.get("sum"), 0), int(within or 0))
+                self._tally_keep[name] = max(self._tally_keep.get(name, 0), int(within or 0))
 
     def _action(self, source: str, body: Mapping[str, Any], default_machine: str | None) -> _Action:
         comp = self._compiler
@@ -180,6 +198,7 @@ class Engine:
         for s in m.states:
             for e in m.events:
                 cands = [t for t in m.transitions if t.event == e and t.leaves(s)]
+                self._hold_reason[(m.name, s, e)] = cands[0].reason if cands else None
                 self._trivial[(m.name, s, e)] = bool(cands) and all(
                     t.dest == s and not t.guards and not t.set and not t.effects and not t.emit
                     and (t.reason is None or isinstance(t.reason, str)) for t in cands)
@@ -218,7 +237,8 @@ class Engine:
         to the machine's declared fallback (unknown ⇒ HALT / STALE), audited."""
         now = self.clock.now_ms()
         pend = _Pending(now, "start", {})
-        for row in sorted(persisted, key=lambda r: (r["machine"], r["instance"])):
+        persisted_rows = [r for r in persisted if r.get("machine") in self.policy.machines]
+        for row in sorted(persisted_rows, key=lambda r: (r["machine"], r["instance"])):
             m = self.policy.machines.get(row["machine"])
             if m is None:
                 continue  # a machine the policy no longer has: nothing runs it
@@ -240,9 +260,12 @@ class Engine:
             self._machines[m.name].set_state(state, model=inst)
             inst.state, inst.reason, inst.since = state, reason, since
             inst.vars.update({k: v for k, v in (row.get("vars") or {}).items() if k in m.vars})
+        restored = {r["machine"] for r in persisted_rows}
         for m in self.policy.machines.values():
-            if not m.key and () not in self._instances[m.name]:
+            if not m.key and m.name not in restored and m.name not in self._seeded:
+                self._seeded.add(m.name)
                 inst = self._instance(m.name, ())
+                inst.since = now
                 pend.audit.append(self._audit(now, m, inst, None, inst.state, SEED_EVENT, inst.reason, "start", {}))
                 pend.transitions.append(Transition(m.name, inst.id, None, inst.state, None, inst.reason,
                                                    SEED_EVENT, self._severity(inst.reason, None)))
@@ -305,38 +328,28 @@ class Engine:
             raise BadInput(f"unknown fact '{kind}' (the policy's facts are declared in rules/facts.yaml)")
         now = self.clock.now_ms()
         fields = fields or {}
-        pend = _Pending(now, kind, fields)
-        self._pending = pend
+        pend = self._pend  # reused: most facts leave it untouched, so nothing needs clearing
+        pend.now, pend.fact, pend.fields = now, kind, fields
         queue = pend.queue  # facts emitted by transitions join the same FIFO
-        queue.append((kind, fields))
-        try:
-            while queue:
-                k, f = queue.popleft()
-                self._evaluate(k, f, now, pend, queue)
-        finally:
-            self._pending = None
+        run = self._runners.get(kind)
+        if run is not None:
+            ctx = self._ctx
+            ctx.kind, ctx.fields, ctx.now, ctx.self_inst = kind, fields, now, None
+            run(self, ctx, fields, now, pend, queue)
+        while queue:
+            k, f = queue.popleft()
+            self._evaluate(k, f, now, pend, queue)
         if not pend.touched:
             return Decision(now, kind)
-        return pend.decision()
+        decision = pend.decision()
+        self._pend = _Pending(now, kind, fields)
+        return decision
 
     def _evaluate(self, kind: str, fields: Mapping[str, Any], now: int, pend: _Pending,
                   queue: deque[tuple[str, Mapping[str, Any]]]) -> None:
-        tables = self._tables.get(kind)
-        if not tables:
-            return
-        ctx = _Ctx(self, kind, fields, now, None)
-        for table, rows in tables:
-            first = table in self._first
-            for fn, action in rows:
-                if action.machine is not None:
-                    ctx.self_inst = self._resolve(action.machine, ctx)
-                else:
-                    ctx.self_inst = None
-                if fn(ctx):
-                    self._apply(action, ctx, pend, queue)
-                    if first:
-                        break
-            ctx.self_inst = None
+        run = self._runners.get(kind)
+        if run is not None:
+            run(self, _Ctx(self, kind, fields, now, None), fields, now, pend, queue)
 
     def _apply(self, action: _Action, ctx: _Ctx, pend: _Pending, queue: deque[tuple[str, Mapping[str, Any]]]) -> None:
         inst = ctx.self_inst
@@ -367,13 +380,9 @@ class Engine:
                   pend: _Pending) -> None:
         key = (inst.machine, inst.state, event)
         if not self._has_exit.get(key):
-            pend.events.append((inst.id, event, "ignored"))
-            pend.touched = True
-            return
+            return  # no transition takes this event from here: nothing happens, nothing to record
         if self._trivial[key]:
-            tdef = next(t for t in self.policy.machines[inst.machine].transitions
-                        if t.event == event and t.leaves(inst.state))
-            new_reason = reason if reason is not None else (tdef.reason or inst.reason)
+            new_reason = reason if reason is not None else (self._hold_reason[key] or inst.reason)
             if new_reason == inst.reason:
                 return  # a hold: nothing moves, nothing to audit
         pend.touched = True

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 
 def canonical(obj: Any) -> str:
@@ -60,8 +60,9 @@ class AuditRecord:
     policy_hash: str
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
+    """The outcome of one fact. A NamedTuple: immutable and cheap, since most facts change nothing."""
+
     at_ms: int
     fact: str
     transitions: tuple[Transition, ...] = ()
