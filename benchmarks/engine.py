@@ -124,7 +124,8 @@ def run_baseline(facts: list[tuple[int, str, dict[str, Any]]]) -> tuple[float, i
     lock = _Model()
     Machine(model=lock, states=["OPEN", "LOCKED"], initial="LOCKED", auto_transitions=False, queued=True,
             send_event=True, transitions=[
-                {"trigger": "check", "source": "*", "dest": "LOCKED", "conditions": [lambda ed: health.state == "STALE"]},
+                {"trigger": "check", "source": "*", "dest": "LOCKED",
+                 "conditions": [lambda ed: health.state == "STALE"]},
                 {"trigger": "check", "source": "*", "dest": "OPEN"}])
     qa = _Model()
     Machine(model=qa, states=["CHECKED"], initial="CHECKED", auto_transitions=False, queued=True, send_event=True,

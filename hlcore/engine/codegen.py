@@ -196,7 +196,7 @@ def compile_kind(kind: str, tables: list[tuple[Any, list[tuple[Any, Any]]]], pol
     source = "\n".join(lines) + "\n"
     namespace: dict[str, Any] = dict(gen.ns)
     code = compile(source, f"<policy:{kind}>", "exec")
-    exec(code, namespace)  # noqa: S102 - source generated above from the validated policy only
+    exec(code, namespace)  # the source above is generated from the validated policy only
     run = namespace["run"]
     run.source = source  # type: ignore[attr-defined]
     return run
