@@ -200,3 +200,13 @@ def compile_kind(kind: str, tables: list[tuple[Any, list[tuple[Any, Any]]]], pol
     run = namespace["run"]
     run.source = source  # type: ignore[attr-defined]
     return run
+
+
+def compile_predicate(node: Mapping[str, Any], target: str | None, policy: Policy, compiler: Compiler, config: Any,
+                      singletons: Mapping[str, Any]) -> Callable[..., bool]:
+    """One condition as `pred(E, c, F, now, S)`; used to check the compiled form against the closures."""
+    gen = _Gen(policy, compiler, config, singletons)
+    source = f"def pred(E, c, F, now, S):\n    return bool({gen.predicate(node, target)})\n"
+    namespace: dict[str, Any] = dict(gen.ns)
+    exec(compile(source, "<policy:predicate>", "exec"), namespace)  # generated from validated data only
+    return namespace["pred"]
