@@ -1,0 +1,1 @@
+"""Replay harness (drills, cassette transport, scripted clock, journal): built in a later issue."""
