@@ -407,7 +407,9 @@ class Engine:
             if reason is None:
                 reason = inst.reason if src == t.dest else None
             if src == t.dest and reason == inst.reason:
+                # a hold: nothing moved, nothing to audit, but the transition's own actions still run
                 pend.events.append((inst.id, t.event, "held"))
+                self._apply(action, ctx, pend, pend.queue)
                 return
             from_reason = inst.reason
             inst.reason = reason
