@@ -26,6 +26,7 @@ from hlcore.policy.conditions import Compiler, Fn, references
 from hlcore.policy.model import ANY_STATE, MachineDef, Policy, TransitionDef
 
 SEED_EVENT = "seeded"
+_MISSING = object()
 RESTORE_EVENT = "restored_unknown_state"
 
 
@@ -324,26 +325,28 @@ class Engine:
     # ------------------------------------------------------------------ observe
     def observe(self, kind: str, fields: Mapping[str, Any] | None = None) -> Decision:
         """Evaluate the rule tables on one fact, fire the resulting events, return the Decision."""
-        if kind not in self.policy.facts:
+        run = self._runners.get(kind)
+        if run is None and kind not in self.policy.facts:
             raise BadInput(f"unknown fact '{kind}' (the policy's facts are declared in rules/facts.yaml)")
         now = self.clock.now_ms()
-        fields = fields or {}
-        pend = self._pend  # reused: most facts leave it untouched, so nothing needs clearing
-        pend.now, pend.fact, pend.fields = now, kind, fields
+        if fields is None:
+            fields = {}
+        pend = self._pend  # reused: most facts leave it untouched, and it is reset after use
         queue = pend.queue  # facts emitted by transitions join the same FIFO
-        run = self._runners.get(kind)
-        if run is not None:
-            ctx = self._ctx
-            ctx.kind, ctx.fields, ctx.now, ctx.self_inst = kind, fields, now, None
-            run(self, ctx, fields, now, pend, queue)
-        while queue:
-            k, f = queue.popleft()
-            self._evaluate(k, f, now, pend, queue)
+        try:
+            if run is not None:
+                ctx = self._ctx
+                ctx.kind, ctx.fields, ctx.now, ctx.self_inst = kind, fields, now, None
+                run(self, ctx, fields, now, pend, queue)
+            while queue:
+                k, f = queue.popleft()
+                self._evaluate(k, f, now, pend, queue)
+        except BaseException:
+            self._pend = _Pending(now, kind, fields)  # never leak half a decision into the next one
+            raise
         if not pend.touched:
             return Decision(now, kind)
-        decision = pend.decision()
-        self._pend = _Pending(now, kind, fields)
-        return decision
+        return pend.take(now, kind)
 
     def _evaluate(self, kind: str, fields: Mapping[str, Any], now: int, pend: _Pending,
                   queue: deque[tuple[str, Mapping[str, Any]]]) -> None:
@@ -355,7 +358,11 @@ class Engine:
         inst = ctx.self_inst
         if inst is not None:
             for name, fn in action.sets:
-                inst.vars[name] = fn(ctx)
+                value = fn(ctx)
+                if inst.vars.get(name, _MISSING) != value:
+                    inst.vars[name] = value
+                    pend.var_changes.append((inst.id, name, value))
+                    pend.touched = True
         for name, keyfn, valuefn in action.records:
             key, value = keyfn(ctx), float(valuefn(ctx))
             q = self._tallies.setdefault((name, key), deque())
@@ -373,8 +380,6 @@ class Engine:
         if action.event is not None and inst is not None:
             reason = action.reason(ctx) if action.reason is not None else None
             self._dispatch(inst, action.event, reason, action.severity, ctx, pend)
-        elif action.sets:
-            pend.touched = True
 
     def _dispatch(self, inst: Instance, event: str, reason: str | None, severity: str | None, ctx: _Ctx,
                   pend: _Pending) -> None:
@@ -463,7 +468,7 @@ class _Pending:
     """Decision under construction."""
 
     __slots__ = ("audit", "effects", "events", "fact", "fields", "fired_last", "now", "queue", "touched",
-                 "transitions")
+                 "transitions", "var_changes")
 
     def __init__(self, now: int, fact: str, fields: Mapping[str, Any]):
         self.now = now
@@ -473,13 +478,27 @@ class _Pending:
         self.effects: list[Effect] = []
         self.audit: list[AuditRecord] = []
         self.events: list[tuple[str, str, str]] = []
+        self.var_changes: list[tuple[str, str, Any]] = []
         self.queue: deque[tuple[str, Mapping[str, Any]]] = deque()
         self.touched = False
         self.fired_last = False
 
     def decision(self) -> Decision:
         return Decision(self.now, self.fact, tuple(self.transitions), tuple(self.effects), tuple(self.audit),
-                        tuple(self.events))
+                        tuple(self.events), tuple(self.var_changes))
+
+    def take(self, now: int, fact: str) -> Decision:
+        """The decision so far, and a clean slate for the next fact (cheaper than a new object)."""
+        decision = Decision(now, fact, tuple(self.transitions), tuple(self.effects), tuple(self.audit),
+                            tuple(self.events), tuple(self.var_changes))
+        self.var_changes.clear()
+        self.transitions.clear()
+        self.effects.clear()
+        self.audit.clear()
+        self.events.clear()
+        self.touched = False
+        self.fired_last = False
+        return decision
 
 
 class _RunScope:

@@ -69,6 +69,7 @@ class Decision(NamedTuple):
     effects: tuple[Effect, ...] = ()
     audit: tuple[AuditRecord, ...] = ()
     events: tuple[tuple[str, str, str], ...] = ()
+    vars: tuple[tuple[str, str, Any], ...] = ()  # (instance, variable, new value) for each change
 
     def effect_kinds(self) -> list[str]:
         return [e.kind for e in self.effects]
@@ -84,6 +85,7 @@ class Decision(NamedTuple):
             "transitions": [asdict(t) for t in self.transitions],
             "effects": [e.to_dict() for e in self.effects],
             "audit": [asdict(a) for a in self.audit],
+            "vars": [list(v) for v in self.vars],
         }
 
     def to_json(self) -> str:

@@ -57,7 +57,7 @@ class Runtime:
 
     def observe(self, kind: str, fields: Mapping[str, Any] | None = None) -> Decision:
         decision = self.engine.observe(kind, fields)
-        if decision.transitions or decision.effects or decision.events:
+        if decision.transitions or decision.effects or decision.events or decision.vars:
             self.persist(decision)
         return decision
 

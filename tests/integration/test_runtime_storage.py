@@ -102,3 +102,18 @@ def test_old_schema_without_machine_states_restores_from_system_state_mirror(
                         "config_hash_changed": False, "mode": "live"})
     assert (rt.engine.state("safety"), rt.engine.reason("safety")) == ("HALT", "SCHEMA_VERSION_MISMATCH")
     assert SystemState(db).get("safety_reason_code") == "SCHEMA_VERSION_MISMATCH"
+
+
+def test_a_variable_change_alone_is_persisted(tmp_path: Path, default_policy: Any, default_settings: Any) -> None:
+    """A reconcile that only moves the HALT recovery counter still reaches storage."""
+    rt, clock = runtime(tmp_path / "v.db", default_policy, default_settings)
+    rt.observe("storage_failed", {"app": "copytrader", "operation": "write"})  # HALT, not recoverable
+    ok = {"context": "loop", "fetch_ok": True, "position_mode_ok": True, "snapshot_age_ms": 1000, "max_drift": 0.0,
+          "missing_local": [], "missing_exchange": [], "adapter_last_error_ms": None, "unparked_unknown": 0}
+    rt.observe("reconcile_completed", {**ok, "adapter_last_success_ms": clock.now_ms()})  # NONE -> OK, count 1
+    clock.advance(60_000)
+    d = rt.observe("reconcile_completed", {**ok, "adapter_last_success_ms": clock.now_ms()})  # only count 2
+    assert d.transitions == () and d.vars == (("safety", "recovery_count", 2),)
+    rt.db.dispose()
+    again, _ = runtime(tmp_path / "v.db", default_policy, default_settings, now=clock.now_ms())
+    assert again.engine.var("safety", "recovery_count") == 2
