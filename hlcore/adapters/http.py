@@ -1,0 +1,233 @@
+"""The only module that talks HTTP: one `requests.Session` per venue, timeouts, a weight-based
+rate limiter, a shared cooldown after 429/418, and retries for idempotent reads.
+
+Live and replay differ only in what sits under the session (the network, or vcrpy cassettes)
+and in the clock/sleep/rng injected here. Failures come back as `VenueError` values, never as
+exceptions: the caller turns them into facts.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attempt
+
+from hlcore.engine.clock import Clock
+
+# Transport-level outcome classes (copytrader §4.5). Venue-specific codes are mapped by each adapter.
+RATE_LIMITED = "RATE_LIMITED"
+TIMEOUT = "TIMEOUT"
+NETWORK_ERROR = "NETWORK_ERROR"
+EXCHANGE_ERROR = "EXCHANGE_ERROR"
+MALFORMED_RESPONSE = "MALFORMED_RESPONSE"
+API_ERROR = "API_ERROR"
+RETRYABLE = frozenset({RATE_LIMITED, TIMEOUT, NETWORK_ERROR, EXCHANGE_ERROR, MALFORMED_RESPONSE})
+
+
+@dataclass(frozen=True)
+class VenueError:
+    """A failed request, as a value. `venue_code` is the venue's own error number (Binance -2019)."""
+
+    code: str
+    message: str
+    status: int | None = None
+    venue_code: int | None = None
+    retry_after_ms: int | None = None
+    sent: bool = True  # False when the request never left (cooldown, local limiter)
+
+    @property
+    def retryable(self) -> bool:
+        return self.code in RETRYABLE
+
+
+@dataclass(frozen=True)
+class HttpResult:
+    status: int
+    body: Any
+    headers: Mapping[str, str] = field(default_factory=dict)
+    sent_ms: int = 0
+    received_ms: int = 0
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """`min(base · 2^(n−1), max) + uniform(0, jitter)` ms between attempts (copytrader §4.2)."""
+
+    max_attempts: int = 5
+    base_delay_ms: int = 250
+    max_delay_ms: int = 5000
+    jitter_ms: int = 150
+
+    def delay_ms(self, attempt: int, rng: random.Random) -> float:
+        return min(self.base_delay_ms * 2 ** (attempt - 1), self.max_delay_ms) + rng.uniform(0, self.jitter_ms)
+
+
+class WeightLimiter:
+    """Request weight per rolling minute (Hyperliquid: 1200/min/IP). `wait_ms(w)` says how long
+    until `w` more weight fits; `spend(w)` records it. Time comes from the injected clock."""
+
+    WINDOW_MS = 60_000
+
+    def __init__(self, clock: Clock, budget_per_min: int):
+        self.clock = clock
+        self.budget = budget_per_min
+        self._spent: deque[tuple[int, int]] = deque()
+        self._total = 0
+
+    def _expire(self, now: int) -> None:
+        while self._spent and self._spent[0][0] <= now - self.WINDOW_MS:
+            self._total -= self._spent.popleft()[1]
+
+    def wait_ms(self, weight: int) -> int:
+        now = self.clock.now_ms()
+        self._expire(now)
+        if self._total + weight <= self.budget or not self._spent:
+            return 0
+        excess = self._total + weight - self.budget
+        freed = 0
+        for ts, w in self._spent:
+            freed += w
+            if freed >= excess:
+                return ts + self.WINDOW_MS - now
+        return self.WINDOW_MS
+
+    def spend(self, weight: int) -> None:
+        now = self.clock.now_ms()
+        self._expire(now)
+        self._spent.append((now, weight))
+        self._total += weight
+
+    @property
+    def used(self) -> int:
+        self._expire(self.clock.now_ms())
+        return self._total
+
+
+class VenueHttp:
+    """One venue's HTTP client. Never logs or returns request headers or query strings, so keys
+    and signatures cannot leak through it."""
+
+    def __init__(self, name: str, base_url: str, *, clock: Clock, sleep: Callable[[float], None],
+                 rng: random.Random, timeout_ms: int, retry: RetryPolicy, limiter: WeightLimiter | None = None,
+                 default_cooldown_ms: int = 5000, max_wait_ms: int = 60_000,
+                 session: requests.Session | None = None):
+        self.name = name
+        self.base_url = base_url.rstrip("/")
+        self.clock = clock
+        self.sleep = sleep
+        self.rng = rng
+        self.timeout_s = timeout_ms / 1000
+        self.retry = retry
+        self.limiter = limiter
+        self.default_cooldown_ms = default_cooldown_ms
+        self.max_wait_ms = max_wait_ms
+        self.session = session or requests.Session()
+        self.cooldown_until_ms = 0
+        self.used_weight_header: int | None = None
+        self.last_success_ms: int | None = None
+        self.last_error_ms: int | None = None
+        self.requests_sent = 0
+
+    # ------------------------------------------------------------------ public
+    def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
+                json_body: Any = None, headers: Mapping[str, str] | None = None, weight: int = 1,
+                idempotent: bool = True, url: str | None = None) -> HttpResult | VenueError:
+        """Send one request (retrying idempotent reads); return the parsed JSON or a VenueError."""
+        attempts = self.retry.max_attempts if idempotent else 1
+
+        def wait(state: RetryCallState) -> float:
+            outcome = state.outcome.result() if state.outcome else None
+            after = outcome.retry_after_ms if isinstance(outcome, VenueError) and outcome.retry_after_ms else 0
+            return max(self.retry.delay_ms(state.attempt_number, self.rng), after) / 1000
+
+        retrying = Retrying(
+            stop=stop_after_attempt(attempts),
+            wait=wait,
+            sleep=self.sleep,
+            retry=retry_if_result(lambda r: isinstance(r, VenueError) and r.retryable and r.sent),
+            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+            reraise=False,
+        )
+        return retrying(self._once, method, url or f"{self.base_url}{path}", params, json_body, headers, weight)
+
+    # ------------------------------------------------------------------ one attempt
+    def _once(self, method: str, url: str, params: Mapping[str, Any] | None, json_body: Any,
+              headers: Mapping[str, str] | None, weight: int) -> HttpResult | VenueError:
+        now = self.clock.now_ms()
+        if now < self.cooldown_until_ms:
+            return VenueError(RATE_LIMITED, f"{self.name} cooldown until {self.cooldown_until_ms}",
+                              retry_after_ms=self.cooldown_until_ms - now, sent=False)
+        if self.limiter is not None:
+            wait_ms = self.limiter.wait_ms(weight)
+            if wait_ms > self.max_wait_ms:
+                return VenueError(RATE_LIMITED, f"{self.name} weight budget exhausted", sent=False,
+                                  retry_after_ms=wait_ms)
+            if wait_ms > 0:
+                self.sleep(wait_ms / 1000)
+            self.limiter.spend(weight)
+        sent = self.clock.now_ms()
+        self.requests_sent += 1
+        try:
+            response = self.session.request(method, url, params=params, json=json_body, headers=headers,
+                                            timeout=self.timeout_s)
+        except requests.Timeout:
+            return self._fail(VenueError(TIMEOUT, f"{self.name} request timed out"))
+        except requests.RequestException as exc:
+            return self._fail(VenueError(NETWORK_ERROR, f"{self.name} {type(exc).__name__}"))
+        received = self.clock.now_ms()
+        used = response.headers.get("X-MBX-USED-WEIGHT-1M")
+        if used is not None and used.isdigit():
+            self.used_weight_header = int(used)
+        status = response.status_code
+        if status in (429, 418):
+            retry_after = _retry_after_ms(response.headers.get("Retry-After")) or self.default_cooldown_ms
+            self.cooldown_until_ms = received + retry_after
+            return self._fail(VenueError(RATE_LIMITED, f"{self.name} HTTP {status}", status=status,
+                                         retry_after_ms=retry_after, venue_code=_venue_code(response)),
+                              transport_error=False)
+        if status >= 500:
+            return self._fail(VenueError(EXCHANGE_ERROR, f"{self.name} HTTP {status}", status=status,
+                                         venue_code=_venue_code(response)))
+        try:
+            body = response.json()
+        except (ValueError, json.JSONDecodeError):
+            return self._fail(VenueError(MALFORMED_RESPONSE, f"{self.name} HTTP {status}: body is not JSON",
+                                         status=status), transport_error=False)
+        self.last_success_ms = received
+        if status >= 400:
+            code = body.get("code") if isinstance(body, dict) else None
+            message = body.get("msg", "") if isinstance(body, dict) else str(body)[:200]
+            return VenueError(API_ERROR, str(message), status=status,
+                              venue_code=code if isinstance(code, int) else None)
+        return HttpResult(status, body, dict(response.headers), sent, received)
+
+    def _fail(self, error: VenueError, transport_error: bool = True) -> VenueError:
+        if transport_error:
+            self.last_error_ms = self.clock.now_ms()
+        else:
+            self.last_success_ms = self.clock.now_ms()  # the venue answered, if unhappily
+        return error
+
+
+def _retry_after_ms(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(float(value) * 1000)
+    except ValueError:
+        return None
+
+
+def _venue_code(response: requests.Response) -> int | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    code = body.get("code") if isinstance(body, dict) else None
+    return code if isinstance(code, int) else None

@@ -1,0 +1,171 @@
+"""The HTTP layer: typed failures, retries on the injected clock, rate limits and cooldowns."""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+import pytest
+import requests
+from requests.adapters import BaseAdapter
+
+from hlcore.adapters.http import (
+    EXCHANGE_ERROR,
+    MALFORMED_RESPONSE,
+    NETWORK_ERROR,
+    RATE_LIMITED,
+    TIMEOUT,
+    HttpResult,
+    RetryPolicy,
+    VenueError,
+    VenueHttp,
+    WeightLimiter,
+)
+from hlcore.engine.clock import ManualClock
+
+T0 = 1_769_248_800_000
+
+
+class Scripted(BaseAdapter):
+    """A transport that answers from a script: (status, body, headers) or an exception."""
+
+    def __init__(self, script: list[Any]):
+        super().__init__()
+        self.script = list(script)
+        self.sent: list[requests.PreparedRequest] = []
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        self.sent.append(request)
+        item = self.script.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        status, body, headers = item
+        response = requests.Response()
+        response.status_code = status
+        response._content = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        response.headers.update(headers)
+        response.request = request
+        return response
+
+    def close(self) -> None:
+        pass
+
+
+def venue(script: list[Any], *, limiter_budget: int | None = None,
+          attempts: int = 3) -> tuple[VenueHttp, Scripted, ManualClock, list[float]]:
+    clock = ManualClock(T0)
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock.advance(int(seconds * 1000))
+
+    session = requests.Session()
+    transport = Scripted(script)
+    session.mount("https://", transport)
+    limiter = WeightLimiter(clock, limiter_budget) if limiter_budget else None
+    http = VenueHttp("test", "https://venue.test", clock=clock, sleep=sleep, rng=random.Random(1),
+                     timeout_ms=1000, retry=RetryPolicy(max_attempts=attempts, base_delay_ms=250, max_delay_ms=5000,
+                                                        jitter_ms=0),
+                     limiter=limiter, session=session)
+    return http, transport, clock, slept
+
+
+def test_ok_json() -> None:
+    http, transport, _, _ = venue([(200, {"a": 1}, {})])
+    result = http.request("POST", "/info", json_body={"type": "meta"})
+    assert isinstance(result, HttpResult) and result.body == {"a": 1}
+    assert json.loads(transport.sent[0].body) == {"type": "meta"}
+    assert http.last_success_ms == T0
+
+
+@pytest.mark.parametrize(("failure", "code"), [
+    (requests.Timeout(), TIMEOUT),
+    (requests.ConnectionError(), NETWORK_ERROR),
+    ((502, "bad gateway", {}), EXCHANGE_ERROR),
+    ((200, "<html>oops</html>", {}), MALFORMED_RESPONSE),
+], ids=["timeout", "connection-reset", "5xx", "malformed-json"])
+def test_failures_are_values_and_reads_are_retried_with_backoff(failure: Any, code: str) -> None:
+    http, transport, _, slept = venue([failure, failure, failure])
+    result = http.request("GET", "/x")
+    assert isinstance(result, VenueError) and result.code == code and result.retryable
+    assert len(transport.sent) == 3
+    assert slept == [0.25, 0.5]  # min(250·2^(n−1), 5000) ms, jitter 0
+
+
+def test_a_retry_can_succeed() -> None:
+    http, transport, _, _ = venue([requests.Timeout(), (200, [1, 2], {})])
+    result = http.request("GET", "/x")
+    assert isinstance(result, HttpResult) and result.body == [1, 2]
+    assert len(transport.sent) == 2
+
+
+def test_non_idempotent_requests_are_never_retried() -> None:
+    http, transport, _, _ = venue([requests.Timeout(), (200, {}, {})])
+    result = http.request("POST", "/fapi/v1/order", idempotent=False)
+    assert isinstance(result, VenueError) and result.code == TIMEOUT
+    assert len(transport.sent) == 1
+
+
+def test_429_sets_a_shared_cooldown_from_retry_after() -> None:
+    http, transport, clock, _ = venue([(429, {"code": -1003, "msg": "Too many requests"}, {"Retry-After": "3"}),
+                                       (200, {"ok": True}, {})], attempts=1)
+    first = http.request("POST", "/fapi/v1/order", idempotent=False)
+    assert isinstance(first, VenueError) and first.code == RATE_LIMITED and first.retry_after_ms == 3000
+    assert first.venue_code == -1003
+    clock.advance(2_999)
+    blocked = http.request("GET", "/fapi/v1/order")
+    assert isinstance(blocked, VenueError) and blocked.code == RATE_LIMITED and not blocked.sent
+    assert len(transport.sent) == 1  # nothing of any kind left during the cooldown
+    clock.advance(1)
+    assert isinstance(http.request("GET", "/fapi/v1/order"), HttpResult)
+
+
+def test_418_without_retry_after_uses_the_default_cooldown() -> None:
+    http, _, clock, _ = venue([(418, {"code": -1003, "msg": "banned"}, {})], attempts=1)
+    http.request("GET", "/x")
+    assert http.cooldown_until_ms == clock.now_ms() + 5000
+
+
+def test_api_errors_carry_the_venue_code_and_are_not_retried() -> None:
+    http, transport, _, _ = venue([(400, {"code": -2019, "msg": "Margin is insufficient."}, {})])
+    result = http.request("POST", "/fapi/v1/order", idempotent=False)
+    assert isinstance(result, VenueError) and result.venue_code == -2019 and not result.retryable
+    assert result.message == "Margin is insufficient."
+    assert len(transport.sent) == 1
+
+
+def test_used_weight_header_is_recorded() -> None:
+    http, _, _, _ = venue([(200, {}, {"X-MBX-USED-WEIGHT-1M": "37"})])
+    http.request("GET", "/fapi/v2/positionRisk")
+    assert http.used_weight_header == 37
+
+
+def test_weight_limiter_waits_for_the_window_on_the_injected_clock() -> None:
+    http, _, clock, slept = venue([(200, {}, {})] * 3, limiter_budget=40)
+    for _ in range(2):
+        assert isinstance(http.request("POST", "/info", weight=20), HttpResult)
+    assert slept == []
+    clock.advance(10_000)
+    assert isinstance(http.request("POST", "/info", weight=20), HttpResult)
+    assert slept == [50.0]  # the first 20 expire 60 s after T0: 50 s after the third call asked
+    assert clock.now_ms() == T0 + 60_000
+
+
+def test_limiter_accounting() -> None:
+    clock = ManualClock(T0)
+    limiter = WeightLimiter(clock, 1200)
+    for _ in range(60):
+        limiter.spend(20)
+    assert limiter.used == 1200 and limiter.wait_ms(2) == 60_000
+    clock.advance(60_000)
+    assert limiter.used == 0 and limiter.wait_ms(2) == 0
+
+
+def test_errors_never_echo_request_headers_or_params() -> None:
+    http, _, _, _ = venue([(400, {"code": -1022, "msg": "Signature for this request is not valid."}, {})])
+    result = http.request("POST", "/fapi/v1/order", params={"signature": "deadbeef" * 8},
+                          headers={"X-MBX-APIKEY": "k" * 64}, idempotent=False)
+    assert isinstance(result, VenueError)
+    assert "deadbeef" not in repr(result) and "kkkk" not in repr(result)
