@@ -124,6 +124,7 @@ class Engine:
         self._tdefs: dict[tuple[str, int], _Action] = {}
         self._gate_machines: dict[str, list[MachineDef]] = {}
         self._new_tallies: list[dict[str, Any]] = []
+        self._dirty: dict[str, Instance] = {}
         self._pend = _Pending(0, "", {})
         self._ctx = _Ctx(self, "", {}, 0, None)
         self._compile()
@@ -256,6 +257,7 @@ class Engine:
                                                    RESTORE_EVENT, self._severity(fb["reason"], None)))
                 state, reason = fb["state"], fb["reason"]
                 since = now
+                self._dirty[inst.id] = inst
             else:
                 since = int(row.get("since_ms") or now)
             self._machines[m.name].set_state(state, model=inst)
@@ -267,6 +269,7 @@ class Engine:
                 self._seeded.add(m.name)
                 inst = self._instance(m.name, ())
                 inst.since = now
+                self._dirty[inst.id] = inst
                 pend.audit.append(self._audit(now, m, inst, None, inst.state, SEED_EVENT, inst.reason, "start", {}))
                 pend.transitions.append(Transition(m.name, inst.id, None, inst.state, None, inst.reason,
                                                    SEED_EVENT, self._severity(inst.reason, None)))
@@ -292,6 +295,12 @@ class Engine:
         """Every instance's persisted form, in a stable order (for storage and journals)."""
         return [i.row() for name in sorted(self._instances) for _, i in sorted(self._instances[name].items(),
                                                                                key=lambda kv: kv[1].id)]
+
+    def drain_changed(self) -> list[dict[str, Any]]:
+        """Persistable rows of the instances that changed since the last call, in a stable order."""
+        rows = [i.row() for _, i in sorted(self._dirty.items())]
+        self._dirty = {}
+        return rows
 
     def drain_new_tallies(self) -> list[dict[str, Any]]:
         """Tally entries recorded since the last call (for storage)."""
@@ -363,6 +372,7 @@ class Engine:
                     inst.vars[name] = value
                     pend.var_changes.append((inst.id, name, value))
                     pend.touched = True
+                    self._dirty[inst.id] = inst
         for name, keyfn, valuefn in action.records:
             key, value = keyfn(ctx), float(valuefn(ctx))
             q = self._tallies.setdefault((name, key), deque())
@@ -419,6 +429,7 @@ class Engine:
             from_reason = inst.reason
             inst.reason = reason
             inst.since = ctx.now
+            self._dirty[inst.id] = inst
             severity = self._severity(reason, ed.kwargs["severity"])
             pend.events.append((inst.id, t.event, "moved"))
             pend.transitions.append(Transition(m.name, inst.id, src, t.dest, from_reason, reason, t.event, severity))

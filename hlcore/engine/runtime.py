@@ -32,6 +32,8 @@ class Runtime:
         self._system = SystemState(db)
         self._tallies = TallyStore(db)
         self._unsaved: list[AuditRecord] = []
+        self._unsaved_rows: dict[str, dict[str, Any]] = {}
+        self._unsaved_tallies: list[dict[str, Any]] = []
 
     def _has(self, table: str) -> bool:
         return table in self.db._existing_tables()
@@ -65,7 +67,10 @@ class Runtime:
         """Write state, audit rows and tallies in one transaction (unsaved audit rows are retried)."""
         now = self.clock.now_ms()
         self._unsaved.extend(decision.audit)
-        instances = self.engine.instances()
+        for row in self.engine.drain_changed():
+            self._unsaved_rows[row["instance"]] = row  # the latest row of an instance wins
+        self._unsaved_tallies.extend(self.engine.drain_new_tallies())
+        instances = [self._unsaved_rows[k] for k in sorted(self._unsaved_rows)]
         mirrors: dict[str, str] = {}
         for row in instances:
             mirror = self.policy.machines[row["machine"]].mirror
@@ -84,10 +89,12 @@ class Runtime:
             for record in self._unsaved:
                 self._audit.write(_audit_row(record), conn=conn)
             if self._has(engine_tallies.name):
-                for t in self.engine.drain_new_tallies():
+                for t in self._unsaved_tallies:
                     self._tallies.add(t["name"], "" if t["key"] is None else str(t["key"]), t["ts_ms"], t["value"],
                                      conn=conn)
-        self._unsaved = []
+        self._unsaved = []  # only after the commit: a failed write is retried with the next decision
+        self._unsaved_rows = {}
+        self._unsaved_tallies = []
 
 
 def _audit_row(r: AuditRecord) -> dict[str, Any]:

@@ -117,3 +117,33 @@ def test_a_variable_change_alone_is_persisted(tmp_path: Path, default_policy: An
     rt.db.dispose()
     again, _ = runtime(tmp_path / "v.db", default_policy, default_settings, now=clock.now_ms())
     assert again.engine.var("safety", "recovery_count") == 2
+
+
+def test_a_failed_write_is_kept_and_persisted_by_the_next_good_one(tmp_path: Path, default_policy: Any,
+                                                                   default_settings: Any) -> None:
+    """S9: the HALT is effective in memory at once and reaches storage at the first good write."""
+    import pytest
+
+    from hlcore.storage.db import StorageUnavailable
+
+    rt, clock = runtime(tmp_path / "f.db", default_policy, default_settings)
+    real = rt.db.transaction
+
+    def broken():  # type: ignore[no-untyped-def]
+        raise StorageUnavailable("disk I/O error")
+
+    rt.db.transaction = broken  # type: ignore[method-assign]
+    with pytest.raises(StorageUnavailable):
+        rt.observe("storage_failed", {"app": "copytrader", "operation": "write"})
+    assert rt.engine.state("safety") == "HALT"  # effective at once
+    rt.db.transaction = real  # type: ignore[method-assign]
+    assert SystemState(rt.db).get("safety_mode") == "ARMED_SAFE"  # not yet persisted
+    clock.advance(20_000)
+    rt.observe("reconcile_completed", {
+        "context": "loop", "fetch_ok": True, "position_mode_ok": True, "snapshot_age_ms": 1000, "max_drift": 0.0,
+        "missing_local": [], "missing_exchange": [], "adapter_last_success_ms": clock.now_ms(),
+        "adapter_last_error_ms": None, "unparked_unknown": 0})
+    assert (SystemState(rt.db).get("safety_mode"), SystemState(rt.db).get("safety_reason_code")) == \
+        ("HALT", "STORAGE_UNAVAILABLE")
+    halts = [r for r in AuditLog(rt.db).rows() if r["to_state"] == "HALT"]
+    assert [(r["reason_code"], r["timestamp_ms"]) for r in halts] == [("STORAGE_UNAVAILABLE", T0)]

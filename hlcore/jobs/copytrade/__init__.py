@@ -1,0 +1,1 @@
+"""Copy-trader jobs: ingest, decide, execute, reconcile. They measure and act; the policy decides."""
