@@ -145,5 +145,5 @@ def test_a_failed_write_is_kept_and_persisted_by_the_next_good_one(tmp_path: Pat
         "adapter_last_error_ms": None, "unparked_unknown": 0})
     assert (SystemState(rt.db).get("safety_mode"), SystemState(rt.db).get("safety_reason_code")) == \
         ("HALT", "STORAGE_UNAVAILABLE")
-    halts = [r for r in AuditLog(rt.db).rows() if r["to_state"] == "HALT"]
+    halts = [r for r in AuditLog(rt.db).rows() if r["machine"] == "safety" and r["to_state"] == "HALT"]
     assert [(r["reason_code"], r["timestamp_ms"]) for r in halts] == [("STORAGE_UNAVAILABLE", T0)]
