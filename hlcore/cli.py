@@ -120,6 +120,105 @@ def init(directory: Annotated[Path, typer.Argument(help="Where to put machines/,
     out.print(f"next: cd {directory} && hlcore validate", markup=False)
 
 
+ops_app = typer.Typer(no_args_is_help=True, help="Operator commands (copytrader §8, monitor §8). "
+                      "Output is key=value lines; exit 0 ok, 1 refused or check failed, 2 bad input.")
+app.add_typer(ops_app, name="ops")
+
+OperatorOpt = Annotated[str, typer.Option("--operator", help="Who runs the command (audited).")]
+ReasonMsgOpt = Annotated[str | None, typer.Option("--reason-message", help="Why (audited).")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show the plan; write nothing.")]
+
+
+def _ops_context(policy: Path | None, config: Path | None) -> Any:
+    from hlcore.app import open_app
+    from hlcore.engine.clock import SystemClock
+
+    return open_app(open_workspace(policy, config), SystemClock())
+
+
+def _print_outcome(outcome: Any) -> None:
+    for line in outcome.lines():
+        out.print(line, markup=False)
+    if outcome.refused:
+        raise typer.Exit(code=1)
+
+
+@ops_app.command("unhalt")
+@handles_errors
+def ops_unhalt(operator: OperatorOpt = "operator", reason_message: ReasonMsgOpt = None, dry_run: DryRunOpt = False,
+               policy: PolicyOpt = None, config: ConfigOpt = None) -> None:
+    """HALT -> ARMED_SAFE by an operator (S18); refused unless the mode is HALT."""
+    from hlcore.ops.safety import run_operator_command
+
+    ctx = _ops_context(policy, config)
+    try:
+        _print_outcome(run_operator_command(ctx, "unhalt", operator=operator, reason_message=reason_message,
+                                            dry_run=dry_run))
+    finally:
+        ctx.close()
+
+
+@ops_app.command("promote")
+@handles_errors
+def ops_promote(operator: OperatorOpt = "operator", reason_message: ReasonMsgOpt = None,
+                force: Annotated[bool, typer.Option(help="Promote despite failed checks (needs --reason-message).")]
+                = False, dry_run: DryRunOpt = False, policy: PolicyOpt = None, config: ConfigOpt = None) -> None:
+    """ARMED_SAFE -> ARMED_LIVE (S19) after the checks of §8: last reconcile OK and recent, no UNKNOWN
+    order, no open event."""
+    from hlcore.ops.safety import run_operator_command
+
+    if force and not reason_message:
+        raise BadInput("--force needs --reason-message (it is audited)")
+    ctx = _ops_context(policy, config)
+    try:
+        _print_outcome(run_operator_command(ctx, "promote", operator=operator, reason_message=reason_message,
+                                            force=force, dry_run=dry_run))
+    finally:
+        ctx.close()
+
+
+@ops_app.command("reset-safety")
+@handles_errors
+def ops_reset_safety(mode: Annotated[str, typer.Option("--mode", help="Target safety mode.")],
+                     reason_code: Annotated[str | None, typer.Option(
+                         "--reason-code", help="Reason code to record (default: the policy's).")] = None,
+                     operator: OperatorOpt = "operator", reason_message: ReasonMsgOpt = None,
+                     allow_non_halt: Annotated[bool, typer.Option("--allow-non-halt")] = False,
+                     dry_run: DryRunOpt = False, policy: PolicyOpt = None, config: ConfigOpt = None) -> None:
+    """Set the safety mode with an audited reason code (S20); from HALT unless --allow-non-halt."""
+    from hlcore.ops.safety import run_operator_command
+
+    ctx = _ops_context(policy, config)
+    try:
+        _print_outcome(run_operator_command(ctx, "reset", operator=operator, reason_message=reason_message,
+                                            target_mode=mode, reason_code=reason_code,
+                                            allow_non_halt=allow_non_halt, dry_run=dry_run))
+    finally:
+        ctx.close()
+
+
+@ops_app.command("maintenance-skip")
+@handles_errors
+def ops_maintenance_skip(operator: OperatorOpt = "operator", reason_message: ReasonMsgOpt = None,
+                         dry_run: DryRunOpt = False,
+                         evidence: Annotated[Path | None, typer.Option("--evidence", help="Append evidence here.")]
+                         = None, policy: PolicyOpt = None, config: ConfigOpt = None) -> None:
+    """Abandon a gap that exceeded the backfill window (copytrader §4.1): the cursor jumps to now,
+    audited, with evidence. Refused unless HALT with BACKFILL_WINDOW_EXCEEDED. Never edits config."""
+    from hlcore.ops.safety import run_operator_command
+
+    ctx = _ops_context(policy, config)
+    try:
+        outcome = run_operator_command(ctx, "maintenance_skip", operator=operator, reason_message=reason_message,
+                                       dry_run=dry_run)
+        if evidence is not None and not outcome.refused and not dry_run:
+            with evidence.open("a", encoding="utf-8") as fh:
+                fh.write("\n".join([*outcome.lines(), f"config_hash={ctx.workspace.config_hash}", ""]))
+        _print_outcome(outcome)
+    finally:
+        ctx.close()
+
+
 def main() -> None:
     app()
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from sqlalchemy import Connection
+
 from hlcore.engine.clock import Clock
 from hlcore.engine.core import Engine
 from hlcore.engine.decision import AuditRecord, Decision
@@ -38,8 +40,9 @@ class Runtime:
     def _has(self, table: str) -> bool:
         return table in self.db._existing_tables()
 
-    def start(self) -> Decision:
-        """Restore every persisted instance (mirrors fill in for an older schema) and seed the rest."""
+    def start(self, persist: bool = True) -> Decision:
+        """Restore every persisted instance (mirrors fill in for an older schema) and seed the rest.
+        `persist=False` is for read-only commands: nothing is written."""
         with storage_errors("restore machine states"):
             rows = self._states.load() if self._has(machine_states.name) else []
             system = self._system.all()
@@ -54,16 +57,20 @@ class Runtime:
                          "reason": system.get(mirror.get("reason", "")), "since_ms": int(since) if since else None,
                          "vars": {}})
         decision = self.engine.start(rows, [{**t, "key": t["instance"] or None} for t in tallies])
-        self.persist(decision)
-        return decision
-
-    def observe(self, kind: str, fields: Mapping[str, Any] | None = None) -> Decision:
-        decision = self.engine.observe(kind, fields)
-        if decision.transitions or decision.effects or decision.events or decision.vars:
+        if persist:
             self.persist(decision)
         return decision
 
-    def persist(self, decision: Decision) -> None:
+    def observe(self, kind: str, fields: Mapping[str, Any] | None = None, *, persist: bool = True,
+                conn: Connection | None = None) -> Decision:
+        """Observe a fact and persist what it changed (in `conn`'s transaction when given, so a
+        job's own rows and the policy's state commit together)."""
+        decision = self.engine.observe(kind, fields)
+        if persist and (decision.transitions or decision.effects or decision.events or decision.vars):
+            self.persist(decision, conn=conn)
+        return decision
+
+    def persist(self, decision: Decision, conn: Connection | None = None) -> None:
         """Write state, audit rows and tallies in one transaction (unsaved audit rows are retried)."""
         now = self.clock.now_ms()
         self._unsaved.extend(decision.audit)
@@ -80,7 +87,7 @@ class Runtime:
                     mirrors[mirror["reason"]] = row["reason"] or ""
                 if "since" in mirror:
                     mirrors[mirror["since"]] = str(row["since_ms"])
-        with storage_errors("persist decision"), self.db.transaction() as conn:
+        with storage_errors("persist decision"), self.db.begin_or_join(conn) as conn:
             if self._has(machine_states.name):
                 self._states.save([{k: r[k] for k in ("machine", "instance", "state", "reason", "since_ms", "vars")}
                                    for r in instances], now, conn=conn)
