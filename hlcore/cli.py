@@ -120,6 +120,47 @@ def init(directory: Annotated[Path, typer.Argument(help="Where to put machines/,
     out.print(f"next: cd {directory} && hlcore validate", markup=False)
 
 
+@app.command()
+@handles_errors
+def live(mode: Annotated[str, typer.Option("--mode", help="live, dry-run or backfill-only.")] = "dry-run",
+         app_name: Annotated[str, typer.Option("--app", help="copytrader (monitor: issue 4).")] = "copytrader",
+         max_ticks: Annotated[int | None, typer.Option("--max-ticks", help="Stop after N loop ticks.")] = None,
+         policy: PolicyOpt = None, config: ConfigOpt = None) -> None:
+    """Run the system: startup checks, boot, then the loop on the shared scheduler.
+
+    dry-run never sends an order; backfill-only advances the cursor and sends nothing. SIGINT or
+    SIGTERM finish the current step and exit 0."""
+    import os
+    import random
+    import signal
+    import time
+
+    import requests
+
+    from hlcore.config.settings import load_env
+    from hlcore.engine.clock import SystemClock
+    from hlcore.jobs.copytrade.service import Wiring, start
+
+    if app_name != "copytrader":
+        raise BadInput(f"--app: '{app_name}' is not available yet (copytrader is)")
+    load_env()
+    ws = open_workspace(policy, config, mode=mode if mode == "live" else None)
+    wiring = Wiring(SystemClock(), time.sleep, random.Random(), lambda _venue: requests.Session(), os.environ)
+    ctx, _jobs, scheduler, _loop, code = start(ws, mode, wiring,
+                                               metrics_path=Path(ws.settings.get("metrics_log_path")))
+    try:
+        engine = ctx.runtime.engine
+        out.print(f"mode={mode} safety_mode={engine.state('safety')} safety_reason_code={engine.reason('safety')} "
+                  f"policy_hash={ws.policy.hash}", markup=False)
+        if code:
+            raise typer.Exit(code=code)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: scheduler.stop())
+        scheduler.run_forever(wiring.sleep, max_runs=max_ticks)
+    finally:
+        ctx.close()
+
+
 ops_app = typer.Typer(no_args_is_help=True, help="Operator commands (copytrader §8, monitor §8). "
                       "Output is key=value lines; exit 0 ok, 1 refused or check failed, 2 bad input.")
 app.add_typer(ops_app, name="ops")

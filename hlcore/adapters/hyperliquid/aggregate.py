@@ -3,6 +3,8 @@
 One event per `(hash, coin)` of the *new* fills of a fetch: `prev` is the first fill's
 `startPosition`, `next` the last fill's `startPosition ± sz` (fallback `prev + Σ signed sz`), so a
 transaction split across fetches yields disjoint events that each carry their own prev → next.
+Self-matched buy/sell pairs (the wallet crossing itself) are netted out first; see
+`_without_self_matches`.
 
 Ordering is `(time, tid)`. Fills without a venue tid (the 2023 shape) are a documented fallback:
 their dedup id is `Fill.fill_id` (a stable synthetic id ≥ 2^62), and inside one millisecond they
@@ -41,7 +43,7 @@ class TargetEvent:
         timestamp_ms: the last fill's time.
         prev, next, delta: signed target position before, after, and next − prev.
         action: INCREASE, DECREASE or FLIP; `close_qty` = |prev| and `open_qty` = |next| for FLIP only.
-        expected_price: size-weighted px of the fills.
+        expected_price: size-weighted px of the fills that moved the position (self-matches excluded).
         tids: the fills' ids in aggregation order; `fills` the fills themselves (for `ingested_fills`).
     """
 
@@ -153,20 +155,24 @@ def aggregate_fills(fills: Iterable[Fill], *, symbol_map: Mapping[str, str],
         if symbol is None:
             skipped.append(Skipped(INGEST_UNMAPPED_SYMBOL, why, tx_hash, coin, tids))
             continue
-        prev = _prev(group)
+        moving = _without_self_matches(group)
+        if not moving:
+            skipped.append(Skipped(NOOP_DELTA, "only self-matched fills", tx_hash, coin, tids))
+            continue
+        prev = _prev(moving)
         if prev is None:
             skipped.append(Skipped(INGEST_FILL_INVALID, "no fill carries startPosition; prev is unknown",
                                    tx_hash, coin, tids))
             continue
-        last = group[-1]
-        total = sum((f.signed_sz for f in group), ZERO)
+        last = moving[-1]
+        total = sum((f.signed_sz for f in moving), ZERO)
         next_ = last.start_position + last.signed_sz if last.start_position is not None else prev + total
         action = classify(prev, next_)
         if action is None:
             skipped.append(Skipped(NOOP_DELTA, f"prev = next = {prev}", tx_hash, coin, tids))
             continue
-        size = sum((f.sz for f in group), ZERO)
-        expected_price = sum((f.px * f.sz for f in group), ZERO) / size
+        size = sum((f.sz for f in moving), ZERO)
+        expected_price = sum((f.px * f.sz for f in moving), ZERO) / size
         event_index = min(tids)
         timestamp_ms = last.time_ms
         events.append(TargetEvent(
@@ -177,6 +183,25 @@ def aggregate_fills(fills: Iterable[Fill], *, symbol_map: Mapping[str, str],
             fills=tuple(group)))
     events.sort(key=lambda e: (e.timestamp_ms, e.event_index, e.tx_hash, e.symbol))
     return Aggregation(tuple(events), tuple(skipped), dropped)
+
+
+def _without_self_matches(group: list[Fill]) -> list[Fill]:
+    """The fills that moved the position. A wallet whose own orders cross (the 2023 cassette has 77
+    such transactions out of 345) gets a buy and a sell with the same time, px, sz and
+    startPosition: the venue reports both at the pre-match position, so they break the
+    startPosition chain and would make `last startPosition ± sz` a phantom trade. Such pairs net to
+    zero and are set aside (hlcore choice); their tids stay on the event. Pairing takes fills in
+    aggregation order, so it does not depend on input order."""
+    pending: dict[tuple[int, Decimal, Decimal, Decimal], dict[str, list[int]]] = {}
+    for index, fill in enumerate(group):
+        if fill.start_position is not None:  # without it a pair cannot be told from two real fills
+            sides = pending.setdefault((fill.time_ms, fill.start_position, fill.sz, fill.px), {"B": [], "A": []})
+            sides[fill.side].append(index)
+    matched: set[int] = set()
+    for sides in pending.values():
+        pairs = min(len(sides["B"]), len(sides["A"]))
+        matched.update(sides["B"][:pairs] + sides["A"][:pairs])
+    return [fill for index, fill in enumerate(group) if index not in matched] if matched else group
 
 
 def _prev(group: list[Fill]) -> Decimal | None:

@@ -1,0 +1,360 @@
+"""The copy-trader's four jobs (copytrader §5): ingest, decide, execute, reconcile.
+
+Each measures, reports facts to the policy and asks its gates; none decides a mode change. Their
+writes share a transaction with the policy state they depend on, so a crash at any point neither
+loses an event nor double-submits: fills + events + cursor commit together; an event's intents
+and its new state commit together, before any submit; an intent with no result is queried
+before it is ever sent.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from hlcore.adapters.binance.client import BinanceClient, OrderOutcome, query_outcome
+from hlcore.adapters.binance.client_order_id import client_order_id, correlation_id
+from hlcore.adapters.binance.parse import SymbolFilters
+from hlcore.adapters.http import VenueError
+from hlcore.adapters.hyperliquid.aggregate import TargetEvent, aggregate_fills
+from hlcore.adapters.hyperliquid.client import HyperliquidClient
+from hlcore.app import AppContext
+from hlcore.jobs.copytrade.sizing import floor_to_step, legs_for
+from hlcore.storage.copytrade import (
+    POSITION_DUST as DUST,
+)
+from hlcore.storage.copytrade import (
+    Baselines,
+    CopytradeKey,
+    CopytradeState,
+    Cursor,
+    Events,
+    Orders,
+    ReconcileRuns,
+)
+from hlcore.storage.copytrade import normalise_symbol as norm
+
+log = logging.getLogger("hlcore.copytrade")
+
+CONTRACT_VERSION = "1.0"  # the intent/result contract this code writes (copytrader §3.1 S4)
+SAFETY, EVENT, ORDER, RECONCILE = "safety", "event", "order", "reconcile"  # machine contract names
+GATE_CLOSED = "GATE_CLOSED"  # order_answered.answer when the pre-hook's gate is shut (no request sent)
+NO_ADAPTER = "NO_ADAPTER"  # order_answered.answer in dry-run / backfill-only (no request sent)
+
+
+def _f(value: Decimal | None) -> float | None:
+    return None if value is None else float(value)
+
+
+@dataclass
+class Venues:
+    """What the jobs talk to. `binance` is None in dry-run and backfill-only: nothing is ever sent."""
+
+    hyperliquid: HyperliquidClient
+    binance: BinanceClient | None
+    target_wallet: str
+
+
+@dataclass
+class Counters:
+    """Per-run metrics the heartbeat reports (copytrader §5 step 6)."""
+
+    dedup_drop_count: int = 0
+    backfill_count: int = 0
+    orders_sent: int = 0
+    orders_ok: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+
+class CopytradeJobs:
+    def __init__(self, ctx: AppContext, venues: Venues, mode: str):
+        self.ctx = ctx
+        self.venues = venues
+        self.mode = mode
+        self.policy = ctx.workspace.policy
+        self.settings = ctx.settings
+        self.engine = ctx.runtime.engine
+        self.state = CopytradeState(ctx.db)
+        self.events = Events(ctx.db)
+        self.orders = Orders(ctx.db)
+        self.counters = Counters()
+        self.tick_cursor: Cursor | None = None
+        event_machine = self.policy.machines[EVENT]
+        self.pending_state = event_machine.initial
+        self.open_event_states = [s for s, d in event_machine.states.items() if not d.final]
+        order_machine = self.policy.machines[ORDER]
+        self.final_order_states = [s for s, d in order_machine.states.items() if d.final]
+        self.parked_states = list(self.policy.lists.get("parked_order_states", ()))
+        self._filters: dict[str, SymbolFilters] | None = None
+
+    # ------------------------------------------------------------------ ingest (§4.1, §4.2)
+    def ingest(self) -> int:
+        """Gap rule, then (if the `ingest` gate is open) one fetch from the cursor; returns new events."""
+        now = self.ctx.clock.now_ms()
+        boot = self.state.boot_ms() or now
+        last_success = self.state.last_ingest_success_ms() or boot
+        cursor = self.state.cursor()
+        self.tick_cursor = cursor
+        decision = self.ctx.runtime.observe("ingest_tick", {
+            "last_ingest_success_ms": last_success,
+            "cursor_ts_ms": cursor.timestamp_ms if cursor else boot,
+            "maintenance_skip_applied_ms": self.state.get_int(CopytradeKey.MAINTENANCE_SKIP_APPLIED_MS),
+        })
+        for effect in decision.find("maintenance_skip"):
+            self.state.maintenance_skip(now, from_ms=effect.data.get("from_ms"))
+            return 0
+        if not self.engine.may("ingest"):
+            return 0  # no fetch on this tick (HALT pauses ingest; the gap rule still ran)
+        start = (cursor.timestamp_ms if cursor else boot) - int(self.settings.get("ingest.cursor_overlap_ms"))
+        fetched = self.venues.hyperliquid.user_fills_by_time(self.venues.target_wallet, start, now)
+        if isinstance(fetched, VenueError):
+            log.warning("ingest fetch failed: %s %s", fetched.code, fetched.message)
+            return 0
+        self.ctx.runtime.observe("backfill_result", {"complete": fetched.complete,
+                                                     "history_limit_reached": fetched.history_limit_reached,
+                                                     "fills": len(fetched.fills)})
+        if not self.engine.may("ingest"):
+            return 0
+        tids = [f.tid for f in fetched.fills if f.tid is not None]
+        seen = self.events.seen_tids(tids)
+        agg = aggregate_fills(fetched.fills, symbol_map=self.settings.get("ingest.hyperliquid.symbol_map") or {},
+                              seen_tids=seen, invalid=fetched.invalid)
+        self.counters.dedup_drop_count += agg.dedup_drop_count
+        self.counters.skipped.extend(s.reason for s in agg.skipped)
+        rows, fills = [], []
+        for ev in agg.events:
+            rows.append(self._event_row(ev, boot, cursor))
+            fills.extend(self._fill_rows(ev))
+        new_cursor = None
+        if agg.events:
+            last = agg.events[-1]
+            new_cursor = Cursor(last.timestamp_ms, last.key)
+        added = self.events.insert_ingested(rows, fills, new_cursor, now, pending_state=self.pending_state)
+        if fetched.complete:
+            self.state.stamp_ingest_success(now)
+        self.counters.backfill_count += sum(1 for r in rows if r["is_replay"])
+        return added
+
+    def _event_row(self, ev: TargetEvent, boot_ms: int, cursor: Cursor | None) -> dict[str, Any]:
+        replay = (self.mode == "backfill-only" or ev.timestamp_ms < boot_ms
+                  or (cursor is not None and ev.timestamp_ms <= cursor.timestamp_ms))
+        return {"tx_hash": ev.tx_hash, "event_index": ev.event_index, "symbol": ev.symbol,
+                "timestamp_ms": ev.timestamp_ms, "is_replay": replay, "action_type": ev.action,
+                "prev_target": ev.prev, "next_target": ev.next, "expected_price": ev.expected_price}
+
+    @staticmethod
+    def _fill_rows(ev: TargetEvent) -> list[dict[str, Any]]:
+        return [{"tid": f.tid, "tx_hash": f.hash, "coin": f.coin, "side": f.side, "sz": f.sz, "px": f.px,
+                 "start_position": f.start_position, "time_ms": f.time_ms, "event_key": ev.key}
+                for f in ev.fills if f.tid is not None]
+
+    # ------------------------------------------------------------------ decide (§4.4)
+    def decide(self) -> int:
+        """Decide every PENDING event in (timestamp, index) order unless the `decide` gate is shut."""
+        if not self.engine.may("decide"):
+            return 0
+        decided = 0
+        for record in self.events.unsettled([self.pending_state]):
+            self._decide_one(record)
+            decided += 1
+        return decided
+
+    def _filters_for(self, symbol: str) -> SymbolFilters | None:
+        if self.venues.binance is None or not self.settings.get("execution.binance.exchange_info_enabled"):
+            return None
+        if self._filters is None:
+            info = self.venues.binance.exchange_info()
+            self._filters = {} if isinstance(info, VenueError) else dict(info)
+        return self._filters.get(symbol)
+
+    def _mark(self, symbol: str) -> tuple[Decimal | None, int | None]:
+        if self.venues.binance is None:
+            return None, None
+        mark = self.venues.binance.mark_price(symbol)
+        if isinstance(mark, VenueError):
+            return None, None
+        return mark.mark_price, max(0, self.ctx.clock.now_ms() - mark.time_ms)
+
+    def _decide_one(self, ev: Any) -> None:
+        now = self.ctx.clock.now_ms()
+        local = self._local_positions().get(norm(ev.symbol))
+        filters = self._filters_for(ev.symbol)
+        step = filters.step_size if filters else None
+        sizing = self.settings.get("decision.sizing")
+        mark, mark_age = self._mark(ev.symbol)
+        intents, codes, fatal = [], [], None
+        for leg in legs_for(ev.action_type, ev.prev_target, ev.next_target, local, step, sizing):
+            qty = leg.qty_raw if leg.reduce_only or leg.qty_raw is None else floor_to_step(leg.qty_raw, step)
+            expected = ev.expected_price
+            fields = {
+                "event_key": ev.key, "leg": leg.leg, "action": ev.action_type, "symbol": ev.symbol,
+                "ts_ms": ev.timestamp_ms, "is_replay": bool(ev.is_replay), "reduce_only": leg.reduce_only,
+                "strategy_version": self.settings.get("decision.strategy_version"),
+                "replay_policy": self.settings.get("decision.replay_policy"),
+                "sizing_mode": sizing["mode"], "kelly_win_rate": float(sizing["kelly_win_rate"]),
+                "kelly_edge": float(sizing["kelly_edge"]), "kelly_fraction": float(sizing["kelly_fraction"]),
+                "kelly_f": _f(leg.kelly_f), "qty_raw": _f(leg.qty_raw), "max_qty": float(sizing["max_qty"]),
+                "local_qty": _f(local), "sign_matches": self._sign_matches(local, ev.prev_target),
+                "mark_price": _f(mark), "mark_age_ms": mark_age, "fallback_used": False,
+                "filters_available": filters is not None, "qty": _f(qty),
+                "min_qty": _f(filters.min_qty) if filters else None,
+                "notional": _f(qty * mark) if qty is not None and mark is not None else None,
+                "min_notional": _f(filters.min_notional) if filters else None,
+                "expected_price": _f(expected), "expected_age_ms": max(0, now - ev.timestamp_ms),
+                "slippage_pct": (float(abs(mark - expected) / expected * 100)
+                                 if mark is not None and expected else None),
+            }
+            decision = self.ctx.runtime.observe("intent_checked", fields, persist=False)
+            rejected = decision.find("rejected")
+            if rejected:
+                code = rejected[0].data["code"]
+                codes.append(code)
+                if not rejected[0].data.get("droppable") or (leg.reduce_only and leg.leg == "close"):
+                    fatal = code  # a failure not confined to this leg, or an empty close leg: whole event
+                    break
+                log.info("event %s leg %s dropped: %s", ev.key, leg.leg, code)
+                continue
+            cid = correlation_id(ev.tx_hash, ev.event_index, ev.symbol, None if leg.leg == "single" else leg.leg)
+            intents.append({"correlation_id": cid, "client_order_id": client_order_id(cid), "event_key": ev.key,
+                            "payload": {"symbol": ev.symbol, "side": leg.side, "type": "MARKET",
+                                        "qty": str(qty), "price": None, "reduce_only": leg.reduce_only,
+                                        "tif": "IOC", "is_replay": bool(ev.is_replay),
+                                        "strategy_version": self.settings.get("decision.strategy_version"),
+                                        "risk_notes": [], "contract_version": CONTRACT_VERSION}})
+        if fatal is not None:
+            intents = []
+        reason = None if intents else (fatal or (codes[0] if codes else None))
+        with self.ctx.db.transaction() as conn:
+            self.ctx.runtime.observe("event_progress", {"event_key": ev.key, "step": "decided",
+                                                        "intents": len(intents), "decision_reason": reason},
+                                     conn=conn)
+            new_state = self.engine.state(EVENT, event_key=ev.key)
+            outcome = self.orders.record_decision(ev.key, intents, new_state, now, decision_reason=reason, conn=conn)
+        if outcome.mismatch:
+            log.error("event %s: intent payload mismatch for %s", ev.key, ", ".join(outcome.mismatched))
+
+    @staticmethod
+    def _sign_matches(local: Decimal | None, prev: Decimal | None) -> bool | None:
+        if local is None or prev is None or local == 0 or prev == 0:
+            return None
+        return (local > 0) == (prev > 0)
+
+    def _local_positions(self) -> dict[str, Decimal]:
+        return Baselines(self.ctx.db).local_positions()
+
+    # ------------------------------------------------------------------ execute (§3.3, §4.5, §4.6)
+    def execute(self) -> int:
+        """Advance every unsettled intent one step; settle events whose intents are all final."""
+        touched = 0
+        for item in self.orders.unsettled_intents(self.final_order_states + self.parked_states):
+            self._execute_one(item.intent, item.result)
+            touched += 1
+        self._settle_events()
+        return touched
+
+    def _answer(self, cid: str, answer: str, error_code: str | None = None, message: str | None = None,
+                order: Any = None, attempts: int = 0, first_unknown: int | None = None) -> None:
+        """Report what the venue (or the pre-hook) said; store the status and code the policy chose."""
+        now = self.ctx.clock.now_ms()
+        with self.ctx.db.transaction() as conn:
+            self.ctx.runtime.observe("order_answered", {
+                "correlation_id": cid, "answer": answer, "error_code": error_code,
+                "query_attempts": attempts, "first_unknown_ms": first_unknown}, conn=conn)
+            status = self.engine.state(ORDER, correlation_id=cid)
+            unresolved = status in self.policy.lists.get("unresolved_order_states", ())
+            self.orders.upsert_result(
+                cid, status, now, exchange_order_id=str(order.order_id) if order and order.order_id else None,
+                filled_qty=order.executed_qty if order else None, avg_price=order.avg_price if order else None,
+                error_code=self.engine.reason(ORDER, correlation_id=cid), error_message=message,
+                contract_version=CONTRACT_VERSION, query_attempts=attempts,
+                first_unknown_ms=(first_unknown or now) if unresolved else None, conn=conn)
+
+    def _outcome(self, cid: str, outcome: OrderOutcome, attempts: int = 0, first_unknown: int | None = None) -> None:
+        self._answer(cid, outcome.answer, outcome.error_code, outcome.message, outcome.order, attempts,
+                     first_unknown)
+
+    def _execute_one(self, intent: Any, result: Any) -> None:
+        cid, payload = intent.correlation_id, intent.payload
+        client = self.venues.binance
+        if result is not None and result.status is not None:  # sent before: follow up by query only
+            if client is None:
+                return
+            unresolved = result.status in self.policy.lists.get("unresolved_order_states", ())
+            attempts = (result.query_attempts or 0) + 1 if unresolved else 0
+            answer = query_outcome(client.query_order(payload["symbol"], intent.client_order_id))
+            self._outcome(cid, answer, attempts, result.first_unknown_ms if unresolved else None)
+            return
+        if client is not None:  # no result yet: it may have been sent before a crash; query first
+            found = query_outcome(client.query_order(payload["symbol"], intent.client_order_id))
+            if found.order is not None:
+                self._outcome(cid, found)
+                return
+        gate = "order.reduce" if payload["reduce_only"] else "order.open"
+        if not self.engine.may(gate):  # the pre-hook: the policy turns this into its rejection code
+            self._answer(cid, GATE_CLOSED, message=f"gate {gate} closed")
+            return
+        if client is None:
+            self._answer(cid, NO_ADAPTER)  # dry-run / backfill-only: never sent
+            return
+        self.counters.orders_sent += 1
+        outcome = client.submit_market_order(payload["symbol"], payload["side"], Decimal(payload["qty"]),
+                                             bool(payload["reduce_only"]), intent.client_order_id)
+        self._outcome(cid, outcome)
+
+    def _settle_events(self) -> None:
+        decided = [s for s in self.open_event_states if s != self.pending_state]
+        settled_states = set(self.final_order_states + self.parked_states)
+        for record in self.events.unsettled(decided):
+            intents = self.orders.intents_for(record.key)
+            results = [self.orders.result(i.correlation_id) for i in intents]
+            if intents and all(r is not None and r.status in settled_states for r in results):
+                now = self.ctx.clock.now_ms()
+                with self.ctx.db.transaction() as conn:
+                    self.ctx.runtime.observe("event_progress", {"event_key": record.key, "step": "settled",
+                                                                "intents": len(intents), "decision_reason": None},
+                                             conn=conn)
+                    self.events.set_state(record.key, self.engine.state(EVENT, event_key=record.key), now, conn=conn)
+
+    # ------------------------------------------------------------------ reconcile (§4.7)
+    def reconcile(self, context: str = "loop") -> str | None:
+        """Compare local and exchange positions; the policy classifies and acts. Live mode only."""
+        client = self.venues.binance
+        if client is None:
+            return None
+        now = self.ctx.clock.now_ms()
+        snapshot = client.position_risk()
+        http = client.http
+        fetch_ok = not isinstance(snapshot, VenueError)
+        local = self._local_positions()
+        exchange: dict[str, Decimal] = {}
+        position_mode_ok = True
+        age = None
+        if fetch_ok:
+            position_mode_ok = snapshot.position_mode_ok
+            age = max(0, now - snapshot.snapshot_ts_ms)
+            exchange = {norm(p.symbol): p.position_amt for p in snapshot.positions if abs(p.position_amt) > DUST}
+        symbols = sorted(set(local) | set(exchange))
+        drifts = {s: abs(local.get(s, Decimal(0)) - exchange.get(s, Decimal(0))) for s in symbols}
+        missing_local = sorted(set(exchange) - set(local))
+        missing_exchange = sorted(set(local) - set(exchange))
+        fields = {"context": context, "fetch_ok": fetch_ok, "position_mode_ok": position_mode_ok,
+                  "snapshot_age_ms": age, "max_drift": float(max(drifts.values(), default=Decimal(0))),
+                  "missing_local": missing_local, "missing_exchange": missing_exchange,
+                  "adapter_last_success_ms": http.last_success_ms, "adapter_last_error_ms": http.last_error_ms,
+                  "unparked_unknown": sum(len(self.orders.unknown_results(s))
+                                          for s in self.policy.lists.get("unresolved_order_states", ()))}
+        before = (self.engine.state(SAFETY), self.engine.reason(SAFETY))
+        with self.ctx.db.transaction() as conn:
+            self.ctx.runtime.observe("reconcile_completed", fields, conn=conn)
+            raw = self.engine.state(RECONCILE)
+            ReconcileRuns(self.ctx.db).write({
+                "ts_ms": now, "context": context, "raw_result": raw, "max_drift": fields["max_drift"],
+                "drifts": {k: str(v) for k, v in drifts.items()}, "missing_local": missing_local,
+                "missing_exchange": missing_exchange, "snapshot_age_ms": age, "mode_before": before[0],
+                "mode_after": self.engine.state(SAFETY), "reason_after": self.engine.reason(SAFETY)}, conn=conn)
+            self.state.set_many({CopytradeKey.LAST_RECONCILE_MS: str(now), CopytradeKey.LAST_RECONCILE_RESULT: raw},
+                                now, conn=conn)
+        return raw
+

@@ -1,0 +1,181 @@
+"""The copy-trader process: startup sequence (copytrader §5 Boot) and the loop on the shared scheduler.
+
+`run()` is what `hlcore live --app copytrader` calls with the system clock and real sessions, and
+what replay will call with a scripted clock and cassette-backed sessions: nothing below knows
+which one it got.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from hlcore.adapters.binance.client import BinanceClient
+from hlcore.adapters.http import RetryPolicy, VenueHttp, WeightLimiter
+from hlcore.adapters.hyperliquid.client import HyperliquidClient
+from hlcore.app import AppContext, open_app
+from hlcore.config.settings import WALLET_ENV, check_env
+from hlcore.engine.clock import Clock
+from hlcore.engine.decision import Decision
+from hlcore.engine.scheduler import Scheduler
+from hlcore.errors import BadInput
+from hlcore.jobs.copytrade.jobs import CONTRACT_VERSION, CopytradeJobs, Venues
+from hlcore.storage.copytrade import CopytradeKey, CopytradeState
+from hlcore.workspace import Workspace
+
+log = logging.getLogger("hlcore.copytrade")
+
+MODES = ("live", "dry-run", "backfill-only")
+HL_WEIGHT_PER_MIN = 1200  # Hyperliquid's published IP budget (venue fact, not policy)
+
+
+@dataclass
+class Wiring:
+    """What differs between live and replay: time, sleep, chance, and the HTTP session."""
+
+    clock: Clock
+    sleep: Callable[[float], None]
+    rng: random.Random
+    session_factory: Callable[[str], requests.Session]
+    environ: Mapping[str, str]
+
+
+def contract_status(stored: str | None) -> str:
+    """S4: stored major ≠ code major, or stored minor > code minor, is a mismatch."""
+    if stored is None:
+        return "ok"
+    try:
+        s_major, s_minor = (int(x) for x in stored.split(".")[:2])
+        c_major, c_minor = (int(x) for x in CONTRACT_VERSION.split(".")[:2])
+    except ValueError:
+        return "mismatch"
+    return "ok" if s_major == c_major and s_minor <= c_minor else "mismatch"
+
+
+def build_venues(ws: Workspace, mode: str, wiring: Wiring) -> Venues:
+    s = ws.settings
+    retry = RetryPolicy(**{k: int(s.get(f"ingest.hyperliquid.retry.{k}")) for k in
+                           ("max_attempts", "base_delay_ms", "max_delay_ms", "jitter_ms")})
+    hl_http = VenueHttp("hyperliquid", s.get("ingest.hyperliquid.rest_url"), clock=wiring.clock, sleep=wiring.sleep,
+                        rng=wiring.rng, timeout_ms=int(s.get("ingest.hyperliquid.request_timeout_ms")), retry=retry,
+                        limiter=WeightLimiter(wiring.clock, HL_WEIGHT_PER_MIN),
+                        default_cooldown_ms=int(s.get("ingest.hyperliquid.rate_limit.cooldown_seconds")) * 1000,
+                        session=wiring.session_factory("hyperliquid"))
+    binance = None
+    if mode == "live" and s.get("execution.binance.enabled"):
+        b_retry = RetryPolicy(**{k: int(s.get(f"execution.binance.retry.{k}")) for k in
+                                 ("max_attempts", "base_delay_ms", "max_delay_ms", "jitter_ms")})
+        b_http = VenueHttp("binance", s.get("execution.binance.base_url"), clock=wiring.clock, sleep=wiring.sleep,
+                           rng=wiring.rng, timeout_ms=int(s.get("execution.binance.request_timeout_ms")),
+                           retry=b_retry,
+                           default_cooldown_ms=int(s.get("execution.binance.rate_limit.cooldown_seconds")) * 1000,
+                           session=wiring.session_factory("binance"))
+        binance = BinanceClient(b_http, api_key=wiring.environ["BINANCE_API_KEY"],
+                                api_secret=wiring.environ["BINANCE_API_SECRET"], clock=wiring.clock,
+                                recv_window_ms=int(s.get("execution.binance.recv_window_ms")),
+                                exchange_info_ttl_ms=int(s.get("execution.binance.exchange_info_ttl_sec")) * 1000)
+    return Venues(HyperliquidClient(hl_http, info_path=""), binance, wiring.environ.get(WALLET_ENV, ""))
+
+
+def boot(ctx: AppContext, mode: str) -> tuple[Decision, bool]:
+    """Boot fact (S2-S5) and the boot keys; a fresh database starts its cursor at boot time.
+    Returns the decision and whether the stored versions are usable (False => exit 1)."""
+    now = ctx.clock.now_ms()
+    state = CopytradeState(ctx.db)
+    stored_hash = state.get(CopytradeKey.CONFIG_HASH)
+    current_hash = ctx.workspace.config_hash
+    facts = {
+        "schema_status": ctx.db.schema_status(),
+        "contract_status": contract_status(state.get(CopytradeKey.CONTRACT_VERSION)),
+        "config_hash_changed": stored_hash is not None and stored_hash != current_hash,
+        "mode": mode,
+    }
+    decision = ctx.runtime.observe("boot", facts)
+    usable = facts["schema_status"] == "ok" and facts["contract_status"] == "ok"
+    keys = {CopytradeKey.CONFIG_HASH: current_hash, CopytradeKey.BOOT_MS: str(now),
+            CopytradeKey.CONFIG_VERSION: str(ctx.settings.get("config_version"))}
+    if state.get(CopytradeKey.CONTRACT_VERSION) is None:
+        keys[CopytradeKey.CONTRACT_VERSION] = CONTRACT_VERSION
+    if state.last_ingest_success_ms() is None and state.cursor() is None:
+        keys[CopytradeKey.LAST_INGEST_SUCCESS_MS] = str(now)  # fresh DB: no history is traded
+        keys[CopytradeKey.LAST_PROCESSED_TIMESTAMP_MS] = str(now)
+    state.set_many(keys, now)
+    return decision, usable
+
+
+class Loop:
+    """One copy-trader tick (copytrader §5): reconcile when due, ingest, decide, execute; the
+    next wait is 0 after work, else it doubles from the idle sleep up to the max."""
+
+    def __init__(self, ctx: AppContext, jobs: CopytradeJobs, metrics: Callable[[str, Any, dict[str, Any]], None]):
+        self.ctx = ctx
+        self.jobs = jobs
+        self.metrics = metrics
+        s = ctx.settings
+        self.idle_ms = int(float(s.get("orchestrator.loop_idle_sleep_sec")) * 1000)
+        self.max_idle_ms = int(float(s.get("orchestrator.loop_max_idle_sleep_sec")) * 1000)
+        self.active_ms = int(float(s.get("orchestrator.loop_active_sleep_sec")) * 1000)
+        self.reconcile_every_ms = int(s.get("safety.reconcile_interval_sec")) * 1000
+        self.next_reconcile_ms = ctx.clock.now_ms() + self.reconcile_every_ms
+        self.wait_ms = self.idle_ms
+        self.ticks = 0
+
+    def tick(self, at_ms: int) -> int:
+        now = self.ctx.clock.now_ms()
+        self.ticks += 1
+        if self.jobs.venues.binance is not None and now >= self.next_reconcile_ms:
+            self.jobs.reconcile("loop")
+            self.next_reconcile_ms = now + self.reconcile_every_ms
+        work = self.jobs.ingest() + self.jobs.decide() + self.jobs.execute()
+        engine = self.ctx.runtime.engine
+        self.metrics("heartbeat", 1, {"safety_mode": engine.state("safety"), "tick": self.ticks})
+        self.metrics("dedup_drop_count", self.jobs.counters.dedup_drop_count, {})
+        CopytradeState(self.ctx.db).set_many({CopytradeKey.LOOP_LAST_TICK_MS: str(now)}, now)
+        if work:
+            self.wait_ms = self.idle_ms
+            return max(self.active_ms, 1)
+        wait, self.wait_ms = self.wait_ms, min(self.wait_ms * 2, self.max_idle_ms)
+        return wait
+
+
+def metrics_writer(path: Path | None, clock: Clock) -> Callable[[str, Any, dict[str, Any]], None]:
+    """`[METRICS] {ts,name,value,tags}` lines (copytrader §5); never carries a secret."""
+
+    def write(name: str, value: Any, tags: dict[str, Any]) -> None:
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        line = json.dumps({"ts": clock.now_ms(), "name": name, "value": value, "tags": tags}, sort_keys=True)
+        with path.open("a", encoding="utf-8") as fh:
+            fh.write(f"[METRICS] {line}\n")
+
+    return write
+
+
+def start(ws: Workspace, mode: str, wiring: Wiring, *, db_url: str | None = None,
+          metrics_path: Path | None = None) -> tuple[AppContext, CopytradeJobs, Scheduler, Loop, int]:
+    """Everything up to the loop; returns the exit code boot implies (1 on a version mismatch)."""
+    if mode not in MODES:
+        raise BadInput(f"--mode: expected one of {', '.join(MODES)}, got '{mode}'")
+    problems = check_env(mode, ws.settings, wiring.environ)
+    if problems:
+        raise BadInput(problems)  # before the database is touched: no state change, no rows, no HTTP
+    ctx = open_app(ws, wiring.clock, create=True, url=db_url)
+    _, usable = boot(ctx, mode)
+    code = 0 if usable else 1
+    venues = build_venues(ws, mode, wiring)
+    jobs = CopytradeJobs(ctx, venues, mode)
+    if code == 0 and venues.binance is not None:
+        venues.binance.sync_time()
+        jobs.reconcile("startup")
+    scheduler = Scheduler(wiring.clock)
+    loop = Loop(ctx, jobs, metrics_writer(metrics_path, wiring.clock))
+    scheduler.add("copytrade_tick", loop.idle_ms, loop.tick)
+    return ctx, jobs, scheduler, loop, code
