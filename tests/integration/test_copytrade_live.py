@@ -1,0 +1,220 @@
+"""The copy-trader in live mode against stateful fake venues: crash recovery exactly once, the
+retry budget, reconcile verdicts, FLIP in ARMED_SAFE, the gap rule (copytrader §3-§5, drills)."""
+
+from __future__ import annotations
+
+import random
+import re
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from sqlalchemy import select
+
+from hlcore.app import open_app
+from hlcore.engine.clock import ManualClock
+from hlcore.jobs.copytrade.jobs import CopytradeJobs
+from hlcore.jobs.copytrade.service import Wiring, start
+from hlcore.storage.copytrade import Baselines, Events, Orders
+from hlcore.storage.schema import order_results, processed_txs
+from hlcore.workspace import open_workspace
+from tests.support.venues import Crash, FakeVenues, hl_fill
+
+ROOT = Path(__file__).resolve().parents[2]
+T0 = 1_769_248_800_000
+WALLET = "0x" + "cd" * 20
+ENV = {"HYPERLIQUID_TARGET_WALLET": WALLET, "BINANCE_API_KEY": "K" * 64, "BINANCE_API_SECRET": "S" * 64}
+TX1 = "0x" + "a1" * 32
+
+
+class Rig:
+    def __init__(self, tmp_path: Path, config: dict[str, Any] | None = None, baseline: dict[str, str] | None = None):
+        self.tmp = tmp_path
+        settings = {"db_path": str(tmp_path / "ct.db"), "metrics_log_path": str(tmp_path / "metrics.log"),
+                    "safety": {"startup_policy": "auto"}, "execution": {"binance": {"retry": {"max_attempts": 1}}},
+                    **(config or {})}
+        path = tmp_path / "settings.yaml"
+        path.write_text(yaml.safe_dump(settings), encoding="utf-8")
+        self.ws = open_workspace(ROOT, path)
+        self.clock = ManualClock(T0)
+        self.venues = FakeVenues(self.clock, WALLET)
+        if baseline:
+            ctx = open_app(self.ws, self.clock, create=True)
+            Baselines(ctx.db).sync({k: Decimal(v) for k, v in baseline.items()}, "op", "test", T0 - 1)
+            ctx.close()
+            self.venues.account.positions = {k: Decimal(v) for k, v in baseline.items()}
+        self.ctx: Any = None
+        self.jobs: CopytradeJobs | None = None
+
+    def boot(self) -> CopytradeJobs:
+        wiring = Wiring(self.clock, lambda s: self.clock.advance(int(s * 1000)), random.Random(3),
+                        lambda _venue: self.venues.session(), ENV)
+        self.ctx, self.jobs, _sched, _loop, code = start(self.ws, "live", wiring)
+        assert code == 0
+        return self.jobs
+
+    def cycle(self) -> None:
+        assert self.jobs is not None
+        self.jobs.ingest()
+        self.jobs.decide()
+        self.jobs.execute()
+
+    def die(self) -> None:
+        self.ctx.close()
+        self.ctx = self.jobs = None
+
+    @property
+    def mode(self) -> tuple[str, str | None]:
+        engine = self.ctx.runtime.engine
+        return engine.state("safety"), engine.reason("safety")
+
+    def rows(self, table: Any) -> list[dict[str, Any]]:
+        with self.ctx.db.transaction() as conn:
+            return [dict(r) for r in conn.execute(select(table)).mappings().all()]
+
+
+def test_fresh_fill_is_copied_once_and_filled(tmp_path: Path) -> None:
+    """Drill 9: ARMED_LIVE since boot; BTC 0 -> 2.0 at now-1000 => BUY 0.002 MARKET, FILLED, DONE."""
+    rig = Rig(tmp_path)
+    rig.boot()
+    assert rig.mode == ("ARMED_LIVE", "OK")  # startup_policy=auto and an OK startup reconcile (S15)
+    rig.clock.set(T0 + 2_000)
+    rig.venues.fills = [hl_fill(1, "2.0", "0.0", "B", T0 + 1_000, TX1)]
+    rig.cycle()
+    (post,) = rig.venues.account.posts
+    assert (post["side"], post["quantity"], post["type"], post["reduceOnly"]) == ("BUY", "0.002", "MARKET", "false")
+    assert re.fullmatch(r"hl-[0-9a-f]{24}-00", post["newClientOrderId"])
+    (event,) = rig.rows(processed_txs)
+    (result,) = rig.rows(order_results)
+    assert (event["is_replay"], event["state"], result["status"]) == (False, "DONE", "FILLED")
+
+
+CRASH_POINTS = ["after_ingest_commit", "after_intents_commit", "after_venue_accepted", "after_result_commit"]
+
+
+@pytest.mark.parametrize("point", CRASH_POINTS)
+def test_a_crash_at_any_step_then_restart_sends_exactly_one_order(tmp_path: Path, point: str,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    rig = Rig(tmp_path)
+    rig.boot()
+    rig.clock.set(T0 + 2_000)
+    rig.venues.fills = [hl_fill(1, "2.0", "0.0", "B", T0 + 1_000, TX1)]
+
+    def crash_after(cls: Any, name: str) -> None:
+        original = getattr(cls, name)
+
+        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            original(self, *args, **kwargs)  # the step completes (and commits) ...
+            monkeypatch.setattr(cls, name, original)  # only the first call dies
+            raise Crash(point)  # ... then the process dies
+
+        monkeypatch.setattr(cls, name, wrapper)
+
+    if point == "after_ingest_commit":
+        crash_after(Events, "insert_ingested")
+    elif point == "after_intents_commit":
+        crash_after(Orders, "record_decision")
+    elif point == "after_venue_accepted":
+        def die() -> None:
+            raise Crash(point)
+        rig.venues.after_accept = die
+    else:
+        crash_after(CopytradeJobs, "_execute_one")
+    with pytest.raises(Crash):
+        rig.cycle()
+    rig.die()
+
+    rig.clock.advance(5_000)  # restart
+    rig.boot()
+    rig.cycle()
+    rig.clock.advance(2_000)
+    rig.cycle()
+    assert len(rig.venues.account.posts) == 1, f"{point}: {rig.venues.account.posts}"
+    (event,) = rig.rows(processed_txs)
+    (result,) = rig.rows(order_results)
+    assert (event["state"], result["status"]) == ("DONE", "FILLED")
+    assert rig.venues.account.positions["BTCUSDT"] == Decimal("0.002")
+
+
+@pytest.mark.parametrize(("budget_mode", "expected"), [
+    ("ARMED_SAFE", ("ARMED_SAFE", "EXECUTION_RETRY_BUDGET_EXCEEDED")),
+    ("HALT", ("HALT", "EXECUTION_RETRY_BUDGET_EXCEEDED")),
+])
+def test_retry_budget_exhausted(tmp_path: Path, budget_mode: str, expected: tuple[str, str]) -> None:
+    """Drills 14/15: POST times out, three queries time out => parked, safety per retry_budget_mode."""
+    rig = Rig(tmp_path, {"execution": {"retry_budget_mode": budget_mode,
+                                       "binance": {"retry": {"max_attempts": 1}}}})
+    rig.boot()
+    rig.clock.set(T0 + 2_000)
+    rig.venues.fills = [hl_fill(1, "2.0", "0.0", "B", T0 + 1_000, TX1)]
+    rig.venues.faults = {"GET /fapi/v1/order": ["-2013", "timeout", "timeout", "timeout"],
+                         "POST /fapi/v1/order": ["timeout"]}
+    rig.cycle()
+    (result,) = rig.rows(order_results)
+    assert (result["status"], result["error_code"]) == ("UNKNOWN", "TIMEOUT")
+    for _ in range(3):
+        rig.clock.advance(2_000)
+        rig.jobs.execute()
+    (result,) = rig.rows(order_results)
+    assert (result["status"], result["error_code"], result["query_attempts"]) == \
+        ("PARKED", "RETRY_BUDGET_EXCEEDED", 3)
+    assert rig.mode == expected
+    assert rig.venues.account.posts == []  # never re-sent
+    assert not rig.ctx.runtime.engine.may("order.open")
+
+
+@pytest.mark.parametrize(("exchange", "side", "expected"), [
+    ({"BTCUSDT": "0.995"}, "BOTH", ("ARMED_SAFE", "RECONCILE_WARN")),
+    ({"BTCUSDT": "0.999"}, "BOTH", ("ARMED_SAFE", "RECONCILE_WARN")),  # drift exactly 0.001 is WARN
+    ({"BTCUSDT": "0.98"}, "BOTH", ("HALT", "RECONCILE_CRITICAL")),
+    ({"BTCUSDT": "1.0", "ETHUSDT": "0.5"}, "BOTH", ("HALT", "RECONCILE_CRITICAL")),  # missing_local
+    ({"BTCUSDT": "1.0"}, "LONG", ("HALT", "POSITION_MODE_INVALID")),
+], ids=["warn", "warn-boundary", "critical", "missing-symbol", "hedge-mode"])
+def test_reconcile_verdicts_from_live_positions(tmp_path: Path, exchange: dict[str, str], side: str,
+                                                expected: tuple[str, str]) -> None:
+    """Drills 17/18: local BTC 1.0 (baseline) against the exchange."""
+    rig = Rig(tmp_path, baseline={"BTCUSDT": "1.0"})
+    rig.boot()
+    assert rig.mode == ("ARMED_LIVE", "OK")
+    rig.venues.account.positions = {k: Decimal(v) for k, v in exchange.items()}
+    rig.venues.account.position_side = side
+    rig.clock.advance(60_000)
+    rig.jobs.reconcile("loop")
+    assert rig.mode == expected
+
+
+def test_reconcile_stale_when_position_risk_keeps_failing(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, baseline={"BTCUSDT": "1.0"})
+    rig.boot()
+    rig.venues.faults = {"GET /fapi/v2/positionRisk": ["5xx"]}
+    rig.clock.advance(60_000)
+    rig.jobs.reconcile("loop")
+    assert rig.mode == ("ARMED_SAFE", "SNAPSHOT_STALE")
+
+
+def test_flip_in_armed_safe_sends_only_the_reduce_only_close(tmp_path: Path) -> None:
+    """Drill 13 SAFE: local 1.0 BTC, target flips 1000 -> -50: only the close leg (SELL 1.0 reduce-only)."""
+    rig = Rig(tmp_path, {"safety": {"startup_policy": "manual"}}, baseline={"BTCUSDT": "1.0"})
+    rig.boot()
+    assert rig.mode == ("ARMED_SAFE", "BOOTSTRAP")
+    rig.clock.set(T0 + 2_000)
+    rig.venues.fills = [hl_fill(1, "1050.0", "1000.0", "A", T0 + 1_000, TX1)]
+    rig.cycle()
+    (post,) = rig.venues.account.posts
+    assert (post["side"], post["quantity"], post["reduceOnly"]) == ("SELL", "1", "true")
+    assert post["newClientOrderId"] != ""
+    (event,) = rig.rows(processed_txs)
+    assert event["action_type"] == "FLIP" and event["state"] == "DONE"
+
+
+def test_gap_halts_before_any_fetch(tmp_path: Path) -> None:
+    """Drill 5: last success t0, next tick at t0 + 600001 => HALT BACKFILL_WINDOW_EXCEEDED, no userFillsByTime."""
+    rig = Rig(tmp_path)
+    rig.boot()
+    rig.clock.set(T0 + 600_001)
+    before = len(rig.venues.calls)
+    rig.jobs.ingest()
+    assert rig.mode == ("HALT", "BACKFILL_WINDOW_EXCEEDED")
+    assert [c for c in rig.venues.calls[before:] if c[1] == "/info"] == []
