@@ -146,6 +146,9 @@ def live(mode: Annotated[str, typer.Option("--mode", help="live, dry-run or back
     load_env()
     ws = open_workspace(policy, config, mode=mode if mode == "live" else None)
     wiring = Wiring(SystemClock(), time.sleep, random.Random(), lambda _venue: requests.Session(), os.environ)
+    from hlcore.logs import configure
+
+    configure(Path(ws.settings.get("app_log_path")), wiring.clock, ws.settings.get("log_level"))
     ctx, _jobs, scheduler, _loop, code = start(ws, mode, wiring,
                                                metrics_path=Path(ws.settings.get("metrics_log_path")))
     try:

@@ -218,3 +218,35 @@ def test_gap_halts_before_any_fetch(tmp_path: Path) -> None:
     rig.jobs.ingest()
     assert rig.mode == ("HALT", "BACKFILL_WINDOW_EXCEEDED")
     assert [c for c in rig.venues.calls[before:] if c[1] == "/info"] == []
+
+
+def test_no_secret_reaches_storage_logs_or_metrics(tmp_path: Path) -> None:
+    """Keys, secrets and signatures never reach the database, the JSON log or the metrics log."""
+    import logging
+
+    from hlcore.jobs.copytrade.service import Loop, metrics_writer
+    from hlcore.logs import configure
+
+    handler = configure(tmp_path / "app.log", ManualClock(T0), "DEBUG")
+    try:
+        rig = Rig(tmp_path)
+        rig.boot()
+        rig.clock.set(T0 + 2_000)
+        rig.venues.fills = [hl_fill(1, "2.0", "0.0", "B", T0 + 1_000, TX1)]
+        rig.venues.faults = {"POST /fapi/v1/order": ["-2019"]}  # an API error is logged and stored
+        loop = Loop(rig.ctx, rig.jobs, metrics_writer(tmp_path / "metrics.log", rig.clock))
+        loop.tick(rig.clock.now_ms())
+        logging.getLogger("hlcore.copytrade").warning("probe signature=abc123 api_key=%s", "K" * 64)
+        signatures = set(rig.venues.signatures)
+        assert len(signatures) >= 3  # position risk, the order attempt, queries: all signed
+        rig.die()
+    finally:
+        logging.getLogger("hlcore").removeHandler(handler)
+    db_bytes = (tmp_path / "ct.db").read_bytes()
+    wal = tmp_path / "ct.db-wal"
+    blobs = {"db": db_bytes + (wal.read_bytes() if wal.exists() else b""),
+             "app.log": (tmp_path / "app.log").read_bytes(), "metrics.log": (tmp_path / "metrics.log").read_bytes()}
+    assert b"probe signature=<redacted>" in blobs["app.log"]
+    for name, blob in blobs.items():
+        for secret in ("K" * 64, "S" * 64, *signatures):
+            assert secret.encode() not in blob, f"{secret[:6]}… leaked into {name}"

@@ -40,6 +40,7 @@ class FakeVenues(BaseAdapter):
         self.account = BinanceAccount()
         self.faults: dict[str, list[str]] = {}  # endpoint -> faults consumed per call ("ok" passes)
         self.calls: list[tuple[str, str]] = []
+        self.signatures: list[str] = []  # every signature the client sent (for the no-leak test)
         self.after_accept: Callable[[], None] | None = None  # e.g. raise Crash after the venue took an order
 
     # ------------------------------------------------------------------ helpers
@@ -62,6 +63,9 @@ class FakeVenues(BaseAdapter):
         url = urlsplit(request.url or "")
         endpoint = f"{request.method} {url.path}"
         self.calls.append((request.method or "", url.path))
+        signed = dict(parse_qsl(url.query)).get("signature")
+        if signed:
+            self.signatures.append(signed)
         fault = self._fault(endpoint)
         if fault == "timeout":
             raise requests.Timeout("scripted timeout")

@@ -1,0 +1,44 @@
+"""Structured logs: one JSON object per line (copytrader §5), time from the injected clock.
+
+A redaction filter drops anything that looks like a credential before a line is written, as a
+second line of defence: adapters never log keys, secrets, signatures or signed query strings.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+
+from hlcore.engine.clock import Clock
+
+_SECRETISH = re.compile(r"(signature|api[_-]?key|secret|X-MBX-APIKEY)=?[^\s&\"',]*", re.IGNORECASE)
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self, clock: Clock):
+        super().__init__()
+        self.clock = clock
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = _SECRETISH.sub(r"\1=<redacted>", record.getMessage())
+        entry = {"ts": self.clock.now_ms(), "level": record.levelname, "logger": record.name, "msg": message}
+        if record.exc_info:
+            entry["exc"] = record.exc_info[0].__name__ if record.exc_info[0] else None
+        return json.dumps(entry, sort_keys=True, ensure_ascii=False)
+
+
+def configure(path: Path | None, clock: Clock, level: str = "INFO") -> logging.Handler:
+    """Send hlcore's logs to `path` as JSON lines (stderr when None); returns the handler."""
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = logging.FileHandler(path, encoding="utf-8")
+    else:
+        handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter(clock))
+    root = logging.getLogger("hlcore")
+    root.handlers = [h for h in root.handlers if not isinstance(h.formatter, JsonFormatter)]
+    root.addHandler(handler)
+    root.setLevel(level)
+    return handler
