@@ -88,6 +88,9 @@ class CopytradeJobs:
         self.final_order_states = [s for s, d in order_machine.states.items() if d.final]
         self.parked_states = list(self.policy.lists.get("parked_order_states", ()))
         self._filters: dict[str, SymbolFilters] | None = None
+        # Intents this process decided: they cannot have been sent before a crash, so their first
+        # submit needs no query. Intents found at startup are queried first (copytrader §3.3 NONE).
+        self._fresh: set[str] = set()
 
     # ------------------------------------------------------------------ ingest (§4.1, §4.2)
     def ingest(self) -> int:
@@ -232,6 +235,7 @@ class CopytradeJobs:
                                      conn=conn)
             new_state = self.engine.state(EVENT, event_key=ev.key)
             outcome = self.orders.record_decision(ev.key, intents, new_state, now, decision_reason=reason, conn=conn)
+        self._fresh.update(outcome.inserted)
         if outcome.mismatch:
             log.error("event %s: intent payload mismatch for %s", ev.key, ", ".join(outcome.mismatched))
 
@@ -286,7 +290,7 @@ class CopytradeJobs:
             answer = query_outcome(client.query_order(payload["symbol"], intent.client_order_id))
             self._outcome(cid, answer, attempts, result.first_unknown_ms if unresolved else None)
             return
-        if client is not None:  # no result yet: it may have been sent before a crash; query first
+        if client is not None and cid not in self._fresh:  # no result: maybe sent before a crash; query first
             found = query_outcome(client.query_order(payload["symbol"], intent.client_order_id))
             if found.order is not None:
                 self._outcome(cid, found)

@@ -1,0 +1,163 @@
+"""Fill observed -> order submitted, in process, against loopback venue stubs on 127.0.0.1.
+
+Run: python benchmarks/copytrade_latency.py [--events N]   (prints p50/p99; asserts nothing)
+
+Each iteration the Hyperliquid stub gains one fresh fill (a new transaction, BTC 0 -> 2.0 style
+INCREASE); the timer starts when the copy-trader's tick starts (the fill is observable) and stops
+when the Binance stub receives the POST /fapi/v1/order. Real SQLite file storage, real HTTP over
+loopback, ARMED_LIVE, the default policy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import socket
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import requests
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from hlcore.engine.clock import ManualClock  # noqa: E402
+from hlcore.jobs.copytrade.service import Wiring, start  # noqa: E402
+from hlcore.workspace import open_workspace  # noqa: E402
+
+WALLET = "0x" + "ef" * 20
+T0 = 1_769_248_800_000
+
+
+class Venue:
+    def __init__(self) -> None:
+        self.fills: list[dict[str, Any]] = []
+        self.posted_at: list[float] = []
+        self.now_ms = T0
+        self.lock = threading.Lock()
+
+
+def handler_for(venue: Venue) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            super().setup()
+            # headers and body go out in separate writes: without this, Nagle + delayed ACK add ~40 ms
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def _send(self, status: int, body: Any) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_POST(self) -> None:
+            url = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length", 0))
+            raw = self.rfile.read(length) if length else b""
+            if url.path == "/info":
+                body = json.loads(raw or b"{}")
+                start = body.get("startTime", 0)
+                with venue.lock:
+                    page = [f for f in venue.fills if f["time"] >= start]
+                self._send(200, page)
+                return
+            if url.path == "/fapi/v1/order":
+                venue.posted_at.append(time.perf_counter())
+                p = dict(parse_qsl(url.query))
+                self._send(200, {"orderId": len(venue.posted_at), "symbol": p["symbol"], "status": "FILLED",
+                                 "clientOrderId": p["newClientOrderId"], "price": "0", "avgPrice": "60000",
+                                 "origQty": p["quantity"], "executedQty": p["quantity"], "cumQuote": "0",
+                                 "timeInForce": "GTC", "type": "MARKET", "reduceOnly": False, "side": p["side"],
+                                 "positionSide": "BOTH", "updateTime": venue.now_ms})
+                return
+            self._send(404, {"code": -1, "msg": "no route"})
+
+        def do_GET(self) -> None:
+            url = urlsplit(self.path)
+            now = venue.now_ms
+            if url.path == "/fapi/v1/time":
+                self._send(200, {"serverTime": now})
+            elif url.path == "/fapi/v1/exchangeInfo":
+                self._send(200, {"symbols": [{"symbol": "BTCUSDT", "filters": [
+                    {"filterType": "PRICE_FILTER", "tickSize": "0.10", "minPrice": "1", "maxPrice": "1000000"},
+                    {"filterType": "LOT_SIZE", "minQty": "0.001", "maxQty": "1000", "stepSize": "0.001"},
+                    {"filterType": "MIN_NOTIONAL", "notional": "100"}]}]})
+            elif url.path == "/fapi/v1/premiumIndex":
+                self._send(200, {"symbol": "BTCUSDT", "markPrice": "60000", "time": now})
+            elif url.path == "/fapi/v2/positionRisk":
+                self._send(200, [])
+            elif url.path == "/fapi/v1/order":
+                self._send(400, {"code": -2013, "msg": "Order does not exist."})
+            else:
+                self._send(404, {"code": -1, "msg": "no route"})
+
+    return Handler
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=300)
+    args = parser.parse_args()
+    venue = Venue()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler_for(venue))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = {"db_path": f"{tmp}/ct.db", "safety": {"startup_policy": "auto"},
+                    "decision": {"sizing": {"max_qty": 10}},
+                    "ingest": {"hyperliquid": {"rest_url": f"{base}/info"}},
+                    "execution": {"binance": {"base_url": base}}}
+        path = Path(tmp) / "settings.yaml"
+        path.write_text(yaml.safe_dump(settings), encoding="utf-8")
+        ws = open_workspace(ROOT, path)
+        clock = ManualClock(T0)
+        session = requests.Session()
+        env = {"HYPERLIQUID_TARGET_WALLET": WALLET, "BINANCE_API_KEY": "k" * 64, "BINANCE_API_SECRET": "s" * 64}
+        wiring = Wiring(clock, lambda s: clock.advance(int(s * 1000)), random.Random(1), lambda _v: session, env)
+        ctx, jobs, _sched, _loop, code = start(ws, "live", wiring)
+        assert code == 0 and ctx.runtime.engine.state("safety") == "ARMED_LIVE", "benchmark needs ARMED_LIVE"
+        latencies: list[float] = []
+        for i in range(args.events):
+            clock.advance(2_000)
+            venue.now_ms = clock.now_ms()
+            tx = "0x" + f"{i:064x}"
+            with venue.lock:
+                venue.fills = [{"coin": "BTC", "px": "60000.0", "sz": "2.0", "side": "B", "time": clock.now_ms() - 500,
+                                "startPosition": str(2.0 * i), "dir": "Open Long", "closedPnl": "0.0", "hash": tx,
+                                "oid": 10_000 + i, "crossed": True, "fee": "0.1", "tid": 100_000 + i,
+                                "feeToken": "USDC"}]
+            posted = len(venue.posted_at)
+            started = time.perf_counter()
+            jobs.ingest()
+            jobs.decide()
+            jobs.execute()
+            if len(venue.posted_at) == posted + 1:
+                latencies.append((venue.posted_at[-1] - started) * 1000)
+        ctx.close()
+    server.shutdown()
+    latencies.sort()
+    p50 = statistics.median(latencies)
+    p99 = latencies[max(0, int(len(latencies) * 0.99) - 1)]
+    print(f"events={args.events} orders={len(latencies)}")
+    print(f"fill observed -> order submitted: p50={p50:.2f} ms  p99={p99:.2f} ms  max={latencies[-1]:.2f} ms")
+    print("target (issue 3): p99 <= 5 ms")
+
+
+if __name__ == "__main__":
+    main()
