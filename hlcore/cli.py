@@ -263,6 +263,209 @@ def ops_maintenance_skip(operator: OperatorOpt = "operator", reason_message: Rea
         ctx.close()
 
 
+@ops_app.command("status")
+@handles_errors
+def ops_status(policy: PolicyOpt = None, config: ConfigOpt = None) -> None:
+    """Read-only summary plus blockers (exit 1) and warnings, each with the runbook action."""
+    from hlcore.engine.clock import SystemClock
+    from hlcore.ops.reports import status_report
+
+    report = status_report(open_workspace(policy, config), SystemClock().now_ms())
+    for line in report.lines:
+        out.print(line, markup=False)
+    if not report.ok:
+        raise typer.Exit(code=1)
+
+
+@ops_app.command("preflight")
+@handles_errors
+def ops_preflight(exchange_time: Annotated[bool, typer.Option(
+                      "--exchange-time", help="Also measure the Binance time offset.")] = False,
+                  allow_create_db: Annotated[bool, typer.Option(
+                      "--allow-create-db", help="Create the schema if the database is missing (first start only).")]
+                  = False,
+                  mode: Annotated[str, typer.Option(
+                      "--mode", help="Run mode whose env vars are required: live, dry-run or backfill-only.")]
+                  = "live",
+                  policy: PolicyOpt = None, config: ConfigOpt = None) -> None:
+    """Validate + config hash, env presence (never values), local and exchange time, DB schema.
+    Prints preflight_ok, or preflight_failed and each failure (exit 1)."""
+    from hlcore.config.settings import load_env
+    from hlcore.ops.baseline import system_wiring
+    from hlcore.ops.reports import preflight_report
+
+    load_env()
+    report = preflight_report(open_workspace(policy, config), system_wiring(), mode=mode,
+                              exchange_time_check=exchange_time, allow_create_db=allow_create_db)
+    for line in report.lines:
+        out.print(line, markup=False)
+    if not report.ok:
+        raise typer.Exit(code=1)
+
+
+@ops_app.command("poststart")
+@handles_errors
+def ops_poststart(metrics_tail: Annotated[int, typer.Option(
+                      "--metrics-tail", min=0, help="Last N lines of the metrics log.")] = 5,
+                  policy: PolicyOpt = None, config: ConfigOpt = None) -> None:
+    """Read-only: safety mode/reason/message, cursor keys, order results by status, audit_log count,
+    metrics tail."""
+    from hlcore.engine.clock import SystemClock
+    from hlcore.ops.reports import poststart_report
+
+    report = poststart_report(open_workspace(policy, config), SystemClock().now_ms(), tail=metrics_tail)
+    for line in report.lines:
+        out.print(line, markup=False)
+    if not report.ok:
+        raise typer.Exit(code=1)
+
+
+@ops_app.command("validate-run")
+@handles_errors
+def ops_validate_run(output: Annotated[Path, typer.Option("--output", help="Evidence file (appended to).")],
+                     operator: OperatorOpt = "operator",
+                     mode: Annotated[str, typer.Option(
+                         "--mode", help="The run mode validated: live, dry-run or backfill-only.")] = "live",
+                     exchange_time: Annotated[bool, typer.Option(
+                         "--exchange-time", help="Also measure the Binance time offset.")] = False,
+                     allow_create_db: Annotated[bool, typer.Option(
+                         "--allow-create-db", help="Create the schema if the database is missing (first start only).")]
+                     = False,
+                     metrics_tail: Annotated[int, typer.Option(
+                         "--metrics-tail", min=0, help="Last N lines of the metrics log.")] = 5,
+                     policy: PolicyOpt = None, config: ConfigOpt = None) -> None:
+    """Append the ops validation bundle (preflight + poststart evidence, counts, UNKNOWNs, last reconcile,
+    maintenance skip) to --output; status=fail exits 1."""
+    from hlcore.config.settings import load_env
+    from hlcore.ops.baseline import system_wiring
+    from hlcore.ops.reports import validate_run
+
+    load_env()
+    report = validate_run(open_workspace(policy, config), system_wiring(), output, operator=operator, mode=mode,
+                          exchange_time_check=exchange_time, allow_create_db=allow_create_db, tail=metrics_tail)
+    out.print(f"output={output}", markup=False)
+    for line in report.lines:
+        out.print(line, markup=False)
+    if not report.ok:
+        raise typer.Exit(code=1)
+
+
+@ops_app.command("backup")
+@handles_errors
+def ops_backup(policy: PolicyOpt = None, config: ConfigOpt = None) -> None:
+    """Online copy to backup-YYYYMMDD-HHMM.db beside db_path, verified by reading system_state from
+    the copy (PostgreSQL: pg_dump). Schedule daily."""
+    from hlcore.engine.clock import SystemClock
+    from hlcore.ops.database import backup
+
+    result = backup(open_workspace(policy, config), SystemClock())
+    for line in result.lines:
+        out.print(line, markup=False)
+    if result.refused:
+        raise typer.Exit(code=1)
+
+
+@ops_app.command("rebuild-db")
+@handles_errors
+def ops_rebuild_db(backup: Annotated[bool, typer.Option("--backup", help="Copy to <db>.bak-YYYYMMDD-HHMM first "
+                                                        "(required).")] = False,
+                   force: Annotated[bool, typer.Option("--force", help="Really delete and recreate.")] = False,
+                   operator: OperatorOpt = "operator", reason_message: ReasonMsgOpt = None,
+                   dry_run: DryRunOpt = False, policy: PolicyOpt = None, config: ConfigOpt = None) -> None:
+    """Back up, delete and recreate the SQLite database at schema v4 (runbook Schema Updates).
+    Refused without --force and --backup, or while the service holds it (best-effort check)."""
+    from hlcore.engine.clock import SystemClock
+    from hlcore.ops.database import rebuild
+
+    result = rebuild(open_workspace(policy, config), SystemClock(), force=force, backup_first=backup,
+                     operator=operator, reason_message=reason_message, dry_run=dry_run)
+    for line in result.lines:
+        out.print(line, markup=False)
+    if result.refused:
+        raise typer.Exit(code=1)
+
+
+@ops_app.command("recover-orders")
+@handles_errors
+def ops_recover_orders(operator: OperatorOpt = "operator", reason_message: ReasonMsgOpt = None,
+                       dry_run: DryRunOpt = False, policy: PolicyOpt = None, config: ConfigOpt = None) -> None:
+    """The UNKNOWN sweep (§4.6): each unresolved or parked order queried once on Binance; the policy
+    sets its status. Needs BINANCE_API_KEY / BINANCE_API_SECRET. Exit 1 if any stays unresolved."""
+    from hlcore.config.settings import load_env
+    from hlcore.ops.baseline import binance_client, read_only_context, recover_orders, system_wiring
+
+    load_env()
+    ctx = read_only_context(open_workspace(policy, config)) if dry_run else _ops_context(policy, config)
+    try:
+        venues = None if dry_run else binance_client(ctx, system_wiring(ctx.clock))[0]
+        result = recover_orders(ctx, venues, operator=operator, reason_message=reason_message, dry_run=dry_run)
+        for line in result.lines:
+            out.print(line, markup=False)
+        if result.refused:
+            raise typer.Exit(code=1)
+    finally:
+        ctx.close()
+
+
+@ops_app.command("sync-baseline")
+@handles_errors
+def ops_sync_baseline(replace: Annotated[bool, typer.Option("--replace", help="Replace the active baseline.")]
+                      = False,
+                      positions: Annotated[Path | None, typer.Option(
+                          "--positions", help="Offline path: YAML {SYMBOL: qty} instead of Binance positionRisk.")]
+                      = None,
+                      operator: OperatorOpt = "operator", reason_message: ReasonMsgOpt = None,
+                      dry_run: DryRunOpt = False, policy: PolicyOpt = None, config: ConfigOpt = None) -> None:
+    """Capture live positions (positionRisk) as the active baseline; refused while one is active
+    unless --replace. Audited BASELINE_SYNCED / BASELINE_REPLACED."""
+    from hlcore.config.settings import load_env
+    from hlcore.ops.baseline import (
+        binance_client,
+        load_positions,
+        read_only_context,
+        sync_baseline,
+        system_wiring,
+        venue_positions,
+    )
+
+    snapshot = load_positions(positions) if positions is not None else None
+    if snapshot is None:
+        load_env()
+    ctx = read_only_context(open_workspace(policy, config)) if dry_run else _ops_context(policy, config)
+    try:
+        if snapshot is None:
+            snapshot = venue_positions(binance_client(ctx, system_wiring(ctx.clock))[1])
+            source = "binance_position_risk"
+        else:
+            source = f"file:{positions}"
+        result = sync_baseline(ctx, snapshot, source=source, operator=operator, reason_message=reason_message,
+                               replace=replace, dry_run=dry_run)
+        for line in result.lines:
+            out.print(line, markup=False)
+        if result.refused:
+            raise typer.Exit(code=1)
+    finally:
+        ctx.close()
+
+
+@ops_app.command("reset-baseline")
+@handles_errors
+def ops_reset_baseline(operator: OperatorOpt = "operator", reason_message: ReasonMsgOpt = None,
+                       dry_run: DryRunOpt = False, policy: PolicyOpt = None, config: ConfigOpt = None) -> None:
+    """Deactivate the active baseline (audited BASELINE_RESET); refused when none is active."""
+    from hlcore.ops.baseline import read_only_context, reset_baseline
+
+    ctx = read_only_context(open_workspace(policy, config)) if dry_run else _ops_context(policy, config)
+    try:
+        result = reset_baseline(ctx, operator=operator, reason_message=reason_message, dry_run=dry_run)
+        for line in result.lines:
+            out.print(line, markup=False)
+        if result.refused:
+            raise typer.Exit(code=1)
+    finally:
+        ctx.close()
+
+
 def main() -> None:
     app()
 

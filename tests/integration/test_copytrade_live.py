@@ -250,3 +250,58 @@ def test_no_secret_reaches_storage_logs_or_metrics(tmp_path: Path) -> None:
     for name, blob in blobs.items():
         for secret in ("K" * 64, "S" * 64, *signatures):
             assert secret.encode() not in blob, f"{secret[:6]}… leaked into {name}"
+
+
+def test_an_order_still_open_at_tif_becomes_unknown_poll_timeout(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.boot()
+    rig.clock.set(T0 + 2_000)
+    rig.venues.fills = [hl_fill(1, "2.0", "0.0", "B", T0 + 1_000, TX1)]
+    real = rig.venues._order_body
+
+    def still_new(order: dict[str, Any]) -> dict[str, Any]:
+        return {**real(order), "status": "NEW", "executedQty": "0"}
+
+    rig.venues._order_body = still_new  # type: ignore[method-assign]
+    rig.cycle()
+    assert rig.rows(order_results)[0]["status"] == "SUBMITTED"
+    rig.clock.advance(4_999)
+    rig.jobs.execute()
+    assert rig.rows(order_results)[0]["status"] == "SUBMITTED"
+    rig.clock.advance(1)  # tif_seconds = 5 since the order was sent
+    rig.jobs.execute()
+    (result,) = rig.rows(order_results)
+    assert (result["status"], result["error_code"]) == ("UNKNOWN", "POLL_TIMEOUT")
+    assert len(rig.venues.account.posts) == 1
+
+
+def test_reduce_only_rejection_reconciles_at_once(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, baseline={"BTCUSDT": "1.0"})
+    rig.boot()
+    rig.clock.set(T0 + 2_000)
+    rig.venues.fills = [hl_fill(1, "500.0", "1000.0", "A", T0 + 1_000, TX1)]  # DECREASE: reduce-only SELL 0.5
+    rig.venues.faults = {"POST /fapi/v1/order": ["-2022"]}
+    rig.cycle()
+    (result,) = rig.rows(order_results)
+    assert (result["status"], result["error_code"]) == ("REJECTED", "REDUCE_ONLY_REJECTED")
+    from hlcore.storage.copytrade import ReconcileRuns
+
+    assert ReconcileRuns(rig.ctx.db).last()["context"] == "reduce_only_reject"
+
+
+def test_startup_sweep_queries_parked_orders_once(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, {"execution": {"binance": {"retry": {"max_attempts": 1}}}})
+    rig.boot()
+    rig.clock.set(T0 + 2_000)
+    rig.venues.fills = [hl_fill(1, "2.0", "0.0", "B", T0 + 1_000, TX1)]
+    rig.venues.faults = {"GET /fapi/v1/order": ["timeout"] * 3, "POST /fapi/v1/order": ["lost"]}
+    rig.cycle()
+    for _ in range(3):
+        rig.clock.advance(2_000)
+        rig.jobs.execute()
+    assert rig.rows(order_results)[0]["status"] == "PARKED"
+    rig.die()
+    rig.clock.advance(60_000)
+    rig.boot()  # the venue did take the order: the sweep finds it FILLED
+    (result,) = rig.rows(order_results)
+    assert result["status"] == "FILLED" and len(rig.venues.account.posts) == 1

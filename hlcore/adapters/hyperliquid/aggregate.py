@@ -186,8 +186,8 @@ def aggregate_fills(fills: Iterable[Fill], *, symbol_map: Mapping[str, str],
 
 
 def _without_self_matches(group: list[Fill]) -> list[Fill]:
-    """The fills that moved the position. A wallet whose own orders cross (the 2023 cassette has 77
-    such transactions out of 345) gets a buy and a sell with the same time, px, sz and
+    """The fills that moved the position. When a wallet's own orders cross (78 of the 345
+    transactions in the 2023 cassette), it gets a buy and a sell with the same time, px, sz and
     startPosition: the venue reports both at the pre-match position, so they break the
     startPosition chain and would make `last startPosition ± sz` a phantom trade. Such pairs net to
     zero and are set aside (hlcore choice); their tids stay on the event. Pairing takes fills in

@@ -101,11 +101,11 @@ class HyperliquidClient:
                 by_id.setdefault(fill.fill_id, fill)
             invalid.extend(page.invalid)
             if page.n_items < PAGE_LIMIT:
-                # Seeing the venue's whole retention means older fills in the range may be gone.
-                limit_reached = len(by_id) >= HISTORY_LIMIT
-                complete = not limit_reached
+                complete = True
                 break
             if n_items >= HISTORY_LIMIT:
+                # Five full pages are the venue's whole retention: fills older than these may be gone.
+                # (Counting raw items, overlaps included, stops no later than counting unique ones.)
                 limit_reached = True
                 break
             next_start = max((f.time_ms for f in page.fills), default=start)

@@ -289,13 +289,13 @@ def parse_clearinghouse_state(body: Any, assets: Iterable[str]) -> dict[str, Pos
     unattributed: list[str] = []
     for index, entry in enumerate(entries):
         position = entry.get("position") if isinstance(entry, Mapping) else None
-        coin = position.get("coin") if isinstance(position, Mapping) else None
-        if not isinstance(coin, str):
+        if not isinstance(position, Mapping) or not isinstance(position.get("coin"), str):
             unattributed.append(f"assetPositions[{index}]: no readable position.coin")
             continue
+        coin = position["coin"]
         if coin not in wanted:
             continue
-        row = parse_position(position)  # type: ignore[arg-type]  # checked Mapping above
+        row = parse_position(position)
         if coin in found:
             row = PositionRow(szi=None, error=f"assetPositions[{index}]: duplicate position for {coin}")
         found[coin] = row

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import select
+
 from hlcore.adapters.binance.client import BinanceClient, OrderOutcome, query_outcome
 from hlcore.adapters.binance.client_order_id import client_order_id, correlation_id
 from hlcore.adapters.binance.parse import SymbolFilters
@@ -35,6 +37,7 @@ from hlcore.storage.copytrade import (
     ReconcileRuns,
 )
 from hlcore.storage.copytrade import normalise_symbol as norm
+from hlcore.storage.schema import order_intents
 
 log = logging.getLogger("hlcore.copytrade")
 
@@ -259,13 +262,15 @@ class CopytradeJobs:
         return touched
 
     def _answer(self, cid: str, answer: str, error_code: str | None = None, message: str | None = None,
-                order: Any = None, attempts: int = 0, first_unknown: int | None = None) -> None:
+                order: Any = None, attempts: int = 0, first_unknown: int | None = None,
+                sent_ms: int | None = None) -> None:
         """Report what the venue (or the pre-hook) said; store the status and code the policy chose."""
         now = self.ctx.clock.now_ms()
         with self.ctx.db.transaction() as conn:
-            self.ctx.runtime.observe("order_answered", {
+            decision = self.ctx.runtime.observe("order_answered", {
                 "correlation_id": cid, "answer": answer, "error_code": error_code,
-                "query_attempts": attempts, "first_unknown_ms": first_unknown}, conn=conn)
+                "query_attempts": attempts, "first_unknown_ms": first_unknown,
+                "order_age_ms": None if sent_ms is None else now - sent_ms}, conn=conn)
             status = self.engine.state(ORDER, correlation_id=cid)
             unresolved = status in self.policy.lists.get("unresolved_order_states", ())
             self.orders.upsert_result(
@@ -274,10 +279,13 @@ class CopytradeJobs:
                 error_code=self.engine.reason(ORDER, correlation_id=cid), error_message=message,
                 contract_version=CONTRACT_VERSION, query_attempts=attempts,
                 first_unknown_ms=(first_unknown or now) if unresolved else None, conn=conn)
+        for effect in decision.find("reconcile_now"):
+            self.reconcile(str(effect.data.get("context", "manual")))
 
-    def _outcome(self, cid: str, outcome: OrderOutcome, attempts: int = 0, first_unknown: int | None = None) -> None:
+    def _outcome(self, cid: str, outcome: OrderOutcome, attempts: int = 0, first_unknown: int | None = None,
+                 sent_ms: int | None = None) -> None:
         self._answer(cid, outcome.answer, outcome.error_code, outcome.message, outcome.order, attempts,
-                     first_unknown)
+                     first_unknown, sent_ms)
 
     def _execute_one(self, intent: Any, result: Any) -> None:
         cid, payload = intent.correlation_id, intent.payload
@@ -288,7 +296,8 @@ class CopytradeJobs:
             unresolved = result.status in self.policy.lists.get("unresolved_order_states", ())
             attempts = (result.query_attempts or 0) + 1 if unresolved else 0
             answer = query_outcome(client.query_order(payload["symbol"], intent.client_order_id))
-            self._outcome(cid, answer, attempts, result.first_unknown_ms if unresolved else None)
+            self._outcome(cid, answer, attempts, result.first_unknown_ms if unresolved else None,
+                          sent_ms=result.created_at_ms)
             return
         if client is not None and cid not in self._fresh:  # no result: maybe sent before a crash; query first
             found = query_outcome(client.query_order(payload["symbol"], intent.client_order_id))
@@ -306,6 +315,31 @@ class CopytradeJobs:
         outcome = client.submit_market_order(payload["symbol"], payload["side"], Decimal(payload["qty"]),
                                              bool(payload["reduce_only"]), intent.client_order_id)
         self._outcome(cid, outcome)
+
+    def sweep_parked(self) -> int:
+        """Startup sweep (§4.6): every parked UNKNOWN is queried once before new events."""
+        client = self.venues.binance
+        if client is None:
+            return 0
+        swept = 0
+        for state in self.parked_states:
+            for result in self.orders.unknown_results(state):
+                intent = self._intent(result.correlation_id)
+                if intent is None:
+                    continue
+                answer = query_outcome(client.query_order(intent.payload["symbol"], intent.client_order_id))
+                self._outcome(result.correlation_id, answer, result.query_attempts, result.first_unknown_ms,
+                              sent_ms=result.created_at_ms)
+                swept += 1
+        return swept
+
+    def _intent(self, cid: str) -> Any:
+        with self.ctx.db.transaction() as conn:
+            event = conn.execute(select(order_intents.c.event_key).where(
+                order_intents.c.correlation_id == cid)).scalar_one_or_none()
+        if event is None:
+            return None
+        return next((i for i in self.orders.intents_for(event) if i.correlation_id == cid), None)
 
     def _settle_events(self) -> None:
         decided = [s for s in self.open_event_states if s != self.pending_state]

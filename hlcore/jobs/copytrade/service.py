@@ -135,9 +135,23 @@ class Loop:
             self.next_reconcile_ms = now + self.reconcile_every_ms
         work = self.jobs.ingest() + self.jobs.decide() + self.jobs.execute()
         engine = self.ctx.runtime.engine
+        done = self.ctx.clock.now_ms()
+        counters = self.jobs.counters
+        cursor = self.jobs.state.cursor()
         self.metrics("heartbeat", 1, {"safety_mode": engine.state("safety"), "tick": self.ticks})
-        self.metrics("dedup_drop_count", self.jobs.counters.dedup_drop_count, {})
-        CopytradeState(self.ctx.db).set_many({CopytradeKey.LOOP_LAST_TICK_MS: str(now)}, now)
+        self.metrics("loop_tick_duration_ms", done - now, {})
+        self.metrics("cursor_lag_ms", done - cursor.timestamp_ms if cursor else None, {})
+        self.metrics("dedup_drop_count", counters.dedup_drop_count, {})
+        self.metrics("backfill_count", counters.backfill_count, {})
+        keys = {CopytradeKey.LOOP_LAST_TICK_STARTED_MS: str(now), CopytradeKey.LOOP_LAST_TICK_MS: str(done)}
+        client = self.jobs.venues.binance
+        if client is not None:
+            keys[CopytradeKey.BINANCE_COOLDOWN_UNTIL_MS] = str(client.http.cooldown_until_ms)
+            for key, value in ((CopytradeKey.ADAPTER_LAST_SUCCESS_MS, client.http.last_success_ms),
+                               (CopytradeKey.ADAPTER_LAST_ERROR_MS, client.http.last_error_ms)):
+                if value is not None:
+                    keys[key] = str(value)
+        CopytradeState(self.ctx.db).set_many(keys, done)
         if work:
             self.wait_ms = self.idle_ms
             return max(self.active_ms, 1)
@@ -175,7 +189,24 @@ def start(ws: Workspace, mode: str, wiring: Wiring, *, db_url: str | None = None
     if code == 0 and venues.binance is not None:
         venues.binance.sync_time()
         jobs.reconcile("startup")
+        jobs.sweep_parked()
     scheduler = Scheduler(wiring.clock)
     loop = Loop(ctx, jobs, metrics_writer(metrics_path, wiring.clock))
     scheduler.add("copytrade_tick", loop.idle_ms, loop.tick)
+    scheduler.add("retention", HOUR_MS, lambda at: retention(ctx, jobs), first_at=wiring.clock.now_ms() + HOUR_MS)
     return ctx, jobs, scheduler, loop, code
+
+
+HOUR_MS = 3_600_000
+
+
+def retention(ctx: AppContext, jobs: CopytradeJobs) -> None:
+    """Hourly (copytrader §6): prune DONE events and their fills older than
+    max(dedup_ttl_seconds, window + overlap), never the cursor's row."""
+    s = ctx.settings
+    keep_ms = max(int(s.get("ingest.dedup_ttl_seconds")) * 1000,
+                  int(s.get("ingest.backfill_window_ms")) + int(s.get("ingest.cursor_overlap_ms")))
+    cursor = jobs.state.cursor()
+    done = [name for name, d in ctx.workspace.policy.machines["event"].states.items() if d.final]
+    for state in done:
+        jobs.events.prune_done(ctx.clock.now_ms() - keep_ms, state, cursor.event_key if cursor else None)
