@@ -69,14 +69,14 @@ class RetryPolicy:
 
 
 class WeightLimiter:
-    """Request weight per rolling minute (Hyperliquid: 1200/min/IP). `wait_ms(w)` says how long
-    until `w` more weight fits; `spend(w)` records it. Time comes from the injected clock."""
+    """Weight per rolling window (Hyperliquid: 1200/min/IP; a local limiter: N requests per S
+    seconds with weight 1). `wait_ms(w)` says how long until `w` more fits; `spend(w)` records it.
+    Time comes from the injected clock."""
 
-    WINDOW_MS = 60_000
-
-    def __init__(self, clock: Clock, budget_per_min: int):
+    def __init__(self, clock: Clock, budget_per_min: int, window_ms: int = 60_000):
         self.clock = clock
         self.budget = budget_per_min
+        self.WINDOW_MS = window_ms
         self._spent: deque[tuple[int, int]] = deque()
         self._total = 0
 
@@ -116,7 +116,7 @@ class VenueHttp:
     def __init__(self, name: str, base_url: str, *, clock: Clock, sleep: Callable[[float], None],
                  rng: random.Random, timeout_ms: int, retry: RetryPolicy, limiter: WeightLimiter | None = None,
                  default_cooldown_ms: int = 5000, max_wait_ms: int = 60_000,
-                 session: requests.Session | None = None):
+                 session: requests.Session | None = None, request_limiter: WeightLimiter | None = None):
         self.name = name
         self.base_url = base_url.rstrip("/")
         self.clock = clock
@@ -125,6 +125,7 @@ class VenueHttp:
         self.timeout_s = timeout_ms / 1000
         self.retry = retry
         self.limiter = limiter
+        self.request_limiter = request_limiter
         self.default_cooldown_ms = default_cooldown_ms
         self.max_wait_ms = max_wait_ms
         self.session = session or requests.Session()
@@ -163,14 +164,14 @@ class VenueHttp:
         if now < self.cooldown_until_ms:
             return VenueError(RATE_LIMITED, f"{self.name} cooldown until {self.cooldown_until_ms}",
                               retry_after_ms=self.cooldown_until_ms - now, sent=False)
-        if self.limiter is not None:
-            wait_ms = self.limiter.wait_ms(weight)
-            if wait_ms > self.max_wait_ms:
-                return VenueError(RATE_LIMITED, f"{self.name} weight budget exhausted", sent=False,
-                                  retry_after_ms=wait_ms)
-            if wait_ms > 0:
-                self.sleep(wait_ms / 1000)
-            self.limiter.spend(weight)
+        limits = [(lim, w) for lim, w in ((self.limiter, weight), (self.request_limiter, 1)) if lim is not None]
+        wait_ms = max((lim.wait_ms(w) for lim, w in limits), default=0)
+        if wait_ms > self.max_wait_ms:  # not sendable in time: known not sent
+            return VenueError(RATE_LIMITED, f"{self.name} local rate limit", sent=False, retry_after_ms=wait_ms)
+        if wait_ms > 0:
+            self.sleep(wait_ms / 1000)
+        for lim, w in limits:
+            lim.spend(w)
         sent = self.clock.now_ms()
         self.requests_sent += 1
         try:

@@ -169,3 +169,25 @@ def test_errors_never_echo_request_headers_or_params() -> None:
                           headers={"X-MBX-APIKEY": "k" * 64}, idempotent=False)
     assert isinstance(result, VenueError)
     assert "deadbeef" not in repr(result) and "kkkk" not in repr(result)
+
+
+def test_local_request_limiter_delays_and_refuses_past_the_wait_budget() -> None:
+    clock = ManualClock(T0)
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock.advance(int(seconds * 1000))
+
+    session = requests.Session()
+    session.mount("https://", Scripted([(200, {}, {})] * 3))
+    http = VenueHttp("binance", "https://venue.test", clock=clock, sleep=sleep, rng=random.Random(1),
+                     timeout_ms=1000, retry=RetryPolicy(max_attempts=1), session=session,
+                     request_limiter=WeightLimiter(clock, 2, window_ms=1000), max_wait_ms=500)
+    assert isinstance(http.request("GET", "/a"), HttpResult)
+    assert isinstance(http.request("GET", "/b"), HttpResult)
+    refused = http.request("POST", "/fapi/v1/order", idempotent=False)  # 1000 ms away > 500 ms budget
+    assert isinstance(refused, VenueError) and refused.code == RATE_LIMITED and not refused.sent
+    clock.advance(600)
+    assert isinstance(http.request("GET", "/c"), HttpResult)  # 400 ms wait fits the budget
+    assert slept == [0.4]

@@ -66,6 +66,9 @@ def build_venues(ws: Workspace, mode: str, wiring: Wiring) -> Venues:
     hl_http = VenueHttp("hyperliquid", s.get("ingest.hyperliquid.rest_url"), clock=wiring.clock, sleep=wiring.sleep,
                         rng=wiring.rng, timeout_ms=int(s.get("ingest.hyperliquid.request_timeout_ms")), retry=retry,
                         limiter=WeightLimiter(wiring.clock, HL_WEIGHT_PER_MIN),
+                        request_limiter=WeightLimiter(wiring.clock,
+                                                      int(s.get("ingest.hyperliquid.rate_limit.max_requests")),
+                                                      int(s.get("ingest.hyperliquid.rate_limit.per_seconds")) * 1000),
                         default_cooldown_ms=int(s.get("ingest.hyperliquid.rate_limit.cooldown_seconds")) * 1000,
                         session=wiring.session_factory("hyperliquid"))
     binance = None
@@ -76,7 +79,11 @@ def build_venues(ws: Workspace, mode: str, wiring: Wiring) -> Venues:
                            rng=wiring.rng, timeout_ms=int(s.get("execution.binance.request_timeout_ms")),
                            retry=b_retry,
                            default_cooldown_ms=int(s.get("execution.binance.rate_limit.cooldown_seconds")) * 1000,
-                           session=wiring.session_factory("binance"))
+                           session=wiring.session_factory("binance"),
+                           request_limiter=WeightLimiter(wiring.clock,
+                                                         int(s.get("execution.binance.rate_limit.max_requests")),
+                                                         int(s.get("execution.binance.rate_limit.per_seconds")) * 1000),
+                           max_wait_ms=int(s.get("execution.tif_seconds")) * 1000)
         binance = BinanceClient(b_http, api_key=wiring.environ["BINANCE_API_KEY"],
                                 api_secret=wiring.environ["BINANCE_API_SECRET"], clock=wiring.clock,
                                 recv_window_ms=int(s.get("execution.binance.recv_window_ms")),
