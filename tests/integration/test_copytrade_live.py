@@ -305,3 +305,38 @@ def test_startup_sweep_queries_parked_orders_once(tmp_path: Path) -> None:
     rig.boot()  # the venue did take the order: the sweep finds it FILLED
     (result,) = rig.rows(order_results)
     assert result["status"] == "FILLED" and len(rig.venues.account.posts) == 1
+
+
+def test_maintenance_skip_flag_abandons_the_gap_into_armed_safe(tmp_path: Path) -> None:
+    """Drill 7 (dry-run restart with ingest.maintenance_skip_gap=true after 30 min down)."""
+    from hlcore.storage.copytrade import CopytradeKey, CopytradeState
+
+    rig = Rig(tmp_path)
+    rig.boot()
+    rig.die()
+    rig.ws = open_workspace(ROOT, _settings(tmp_path, {"ingest": {"maintenance_skip_gap": True}}))
+    rig.clock.advance(30 * 60_000)
+    wiring = Wiring(rig.clock, lambda s: rig.clock.advance(int(s * 1000)), random.Random(3),
+                    lambda _venue: rig.venues.session(), {"HYPERLIQUID_TARGET_WALLET": WALLET})
+    rig.ctx, rig.jobs, *_ = start(rig.ws, "dry-run", wiring)
+    calls = len(rig.venues.calls)
+    rig.jobs.ingest()
+    assert rig.mode == ("ARMED_SAFE", "MAINTENANCE_SKIP_APPLIED")
+    state = CopytradeState(rig.ctx.db)
+    now = rig.clock.now_ms()
+    assert state.cursor().event_key == f"{now}|0|maintenance|MAINTENANCE"
+    assert state.get_int(CopytradeKey.MAINTENANCE_SKIP_APPLIED_MS) == now
+    assert [c for c in rig.venues.calls[calls:] if c[1].startswith("/fapi")] == []  # dry-run: no Binance call
+    rig.clock.advance(2_000)
+    rig.jobs.ingest()  # the next tick fetches normally and applies no second skip
+    assert rig.mode == ("ARMED_SAFE", "MAINTENANCE_SKIP_APPLIED")
+    assert state.get_int(CopytradeKey.MAINTENANCE_SKIP_APPLIED_MS) == now
+
+
+def _settings(tmp_path: Path, extra: dict[str, Any]) -> Path:
+    path = tmp_path / "settings.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    for key, value in extra.items():
+        data.setdefault(key, {}).update(value)
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
