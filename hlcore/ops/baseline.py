@@ -274,12 +274,17 @@ def recover_orders(ctx: AppContext, venues: Venues | None, *, operator: str, rea
             raise BadInput("recover-orders needs the Binance client")
         jobs = CopytradeJobs(ctx, venues, "live")
         venues.binance.sync_time()  # best effort: a failure keeps the old offset, -1021 re-syncs
+        # Parked first, through the job's own startup sweep; then each UNKNOWN once through the path
+        # the loop takes for an intent that already has a result (a query, never a re-send). In this
+        # order an UNKNOWN that the query parks is not queried a second time.
+        jobs.sweep_parked()
+        for u in candidates:
+            assert u.result is not None
+            if u.result.status in unresolved:
+                jobs._execute_one(u.intent, u.result)
         resolutions = []
         for u in candidates:
             assert u.result is not None
-            # One query by origClientOrderId through the execution job: the same path the loop takes
-            # for an intent that already has a result (query only, never a re-send).
-            jobs._execute_one(u.intent, u.result)
             after = orders.result(u.intent.correlation_id)
             resolutions.append(Resolution(u.intent.correlation_id, u.intent.client_order_id, u.result.status,
                                           after.status if after else None, after.error_code if after else None,

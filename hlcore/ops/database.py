@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 from hlcore.app import AppContext, open_app
 from hlcore.config.hashing import redact_url
@@ -221,7 +221,8 @@ def _pg_backup(ws: Workspace, target: DbTarget, stamp: str, result: CommandResul
     env = dict(os.environ)
     if url.password:
         env["PGPASSWORD"] = str(url.password)  # never on the command line (process list)
-    dsn = url.set(drivername="postgresql", password=None).render_as_string(hide_password=False)
+    dsn = URL.create("postgresql", username=url.username, host=url.host, port=url.port, database=url.database,
+                     query=url.query).render_as_string(hide_password=False)
     folder = Path(ws.settings.get("db_path")).expanduser().resolve().parent
     folder.mkdir(parents=True, exist_ok=True)
     dest = free_path(folder / f"backup-{stamp}.dump")

@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from hlcore.adapters.http import RATE_LIMITED, TIMEOUT, VenueError
+from hlcore.adapters.http import VenueError
 from hlcore.config.settings import BINANCE_KEY_ENV, BINANCE_SECRET_ENV, WALLET_ENV, check_env, secret_env_status
 from hlcore.jobs.copytrade.jobs import ORDER, SAFETY
 from hlcore.jobs.copytrade.service import Wiring
@@ -47,11 +47,6 @@ from hlcore.storage.repos import AuditLog, SystemState
 from hlcore.storage.schema import audit_log, processed_txs
 from hlcore.workspace import Workspace
 
-# Fixed by the spec, not settings (config/schema.yaml has no key for them):
-UNKNOWN_BURST_MIN = 3  # §4.9: >= 3 audit transitions to an unresolved order state ...
-UNKNOWN_BURST_WINDOW_MS = 300_000  # ... within 300 s (hlcore choice), counted back from now
-UNKNOWN_BURST_CODES = (RATE_LIMITED, TIMEOUT)  # ... with these error codes (the HTTP layer's names)
-TIME_OFFSET_WARN_MS = 1000  # §4.3 Preflight: |offset| > this warns; >= recv_window_ms fails
 ENV_NAMES = (WALLET_ENV, BINANCE_KEY_ENV, BINANCE_SECRET_ENV)  # shown SET/UNSET, never a value
 
 # Runbook actions, by blocker / warning name (operator output, copytrader §8 and the seed runbook).
@@ -161,13 +156,13 @@ def take_snapshot(ws: Workspace, now_ms: int) -> Snapshot:
             return snap
         snap.schema_version = _try(db.stored_schema_version, None)
         snap.state = _try(lambda: SystemState(db).all(), {})
-        _read_tables(ws.policy, db, snap, now_ms)
+        _read_tables(ws.policy, db, snap, now_ms, int(ws.settings.get("safety.unknown_burst_window_sec")) * 1000)
         return snap
     finally:
         db.dispose()
 
 
-def _read_tables(policy: Policy, db: Database, snap: Snapshot, now_ms: int) -> None:
+def _read_tables(policy: Policy, db: Database, snap: Snapshot, now_ms: int, burst_window_ms: int) -> None:
     orders = Orders(db)
     snap.results_by_status = {str(k): v for k, v in _try(orders.results_by_status, {}).items()}
     snap.events_by_state = _try(lambda: _count_by(db, processed_txs.c.state), {})
@@ -178,7 +173,7 @@ def _read_tables(policy: Policy, db: Database, snap: Snapshot, now_ms: int) -> N
                        for r in _try(lambda s=s: orders.unknown_results(s), [])]
     snap.parked = [r for s in lists.get("parked_order_states", ())
                    for r in _try(lambda s=s: orders.unknown_results(s), [])]
-    snap.burst_count = _try(lambda: _unknown_burst(policy, db, now_ms), 0)
+    snap.burst_count = _try(lambda: _unknown_burst(policy, db, now_ms, burst_window_ms), 0)
     snap.cursor_event_missing = _try(lambda: _cursor_event_missing(db, snap.get(
         CopytradeKey.LAST_PROCESSED_EVENT_KEY)), False)
 
@@ -189,17 +184,18 @@ def _count_by(db: Database, column: Any) -> dict[str, int]:
     return {str(k): int(n) for k, n in sorted(rows, key=lambda r: str(r[0]))}
 
 
-def _unknown_burst(policy: Policy, db: Database, now_ms: int) -> int:
+def _unknown_burst(policy: Policy, db: Database, now_ms: int, window_ms: int) -> int:
     """Audit transitions of the order machine into an unresolved state with a burst code, in the
     window ending now (§4.9 `unknown_burst`)."""
     unresolved = list(policy.lists.get("unresolved_order_states", ()))
-    if not unresolved:
+    codes = list(policy.lists.get("unknown_burst_codes", ()))
+    if not unresolved or not codes:
         return 0
     t = audit_log
     query = select(func.count()).select_from(t).where(
         t.c.category == policy.machines[ORDER].audit_category, t.c.machine == ORDER,
-        t.c.to_state.in_(unresolved), t.c.reason_code.in_(UNKNOWN_BURST_CODES),
-        t.c.timestamp_ms > now_ms - UNKNOWN_BURST_WINDOW_MS, t.c.timestamp_ms <= now_ms)
+        t.c.to_state.in_(unresolved), t.c.reason_code.in_(codes),
+        t.c.timestamp_ms > now_ms - window_ms, t.c.timestamp_ms <= now_ms)
     with db.transaction() as conn:
         return int(conn.execute(query).scalar_one())
 
@@ -296,7 +292,7 @@ def _findings(ws: Workspace, r: Report, snap: Snapshot) -> None:
     is_halt, is_live, halt_name = safety_class(ws.policy, mode)
     if is_halt:
         r.blocker(halt_name, action_key="halt" if mode else "halt_unset")
-    if snap.burst_count >= UNKNOWN_BURST_MIN:
+    if snap.burst_count >= int(ws.settings.get("safety.unknown_burst_count")):
         r.blocker("unknown_burst")
     if snap.cursor_event_missing:
         r.blocker("cursor_event_missing")
@@ -377,8 +373,8 @@ def _exchange_time(ws: Workspace, wiring: Wiring, r: Report) -> None:
     r.add("time_offset_ms", offset)
     if abs(offset) >= limit:
         r.failures.append(f"time_offset: |{offset}| ms >= recv_window_ms {limit}")
-    elif abs(offset) > TIME_OFFSET_WARN_MS:
-        r.warning("time_offset", shown=f"time_offset |{offset}| ms > {TIME_OFFSET_WARN_MS}")
+    elif abs(offset) > (warn := int(ws.settings.get("execution.binance.time_offset_warn_ms"))):
+        r.warning("time_offset", shown=f"time_offset |{offset}| ms > {warn}")
 
 
 def _preflight_db(ws: Workspace, r: Report, now_ms: int, allow_create_db: bool) -> None:

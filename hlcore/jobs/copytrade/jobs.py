@@ -123,8 +123,7 @@ class CopytradeJobs:
                                                      "fills": len(fetched.fills)})
         if not self.engine.may("ingest"):
             return 0
-        tids = [f.tid for f in fetched.fills if f.tid is not None]
-        seen = self.events.seen_tids(tids)
+        seen = self.events.seen_tids([f.fill_id for f in fetched.fills])  # tid, or a stable synthetic id
         agg = aggregate_fills(fetched.fills, symbol_map=self.settings.get("ingest.hyperliquid.symbol_map") or {},
                               seen_tids=seen, invalid=fetched.invalid)
         self.counters.dedup_drop_count += agg.dedup_drop_count
@@ -152,9 +151,9 @@ class CopytradeJobs:
 
     @staticmethod
     def _fill_rows(ev: TargetEvent) -> list[dict[str, Any]]:
-        return [{"tid": f.tid, "tx_hash": f.hash, "coin": f.coin, "side": f.side, "sz": f.sz, "px": f.px,
+        return [{"tid": f.fill_id, "tx_hash": f.hash, "coin": f.coin, "side": f.side, "sz": f.sz, "px": f.px,
                  "start_position": f.start_position, "time_ms": f.time_ms, "event_key": ev.key}
-                for f in ev.fills if f.tid is not None]
+                for f in ev.fills]
 
     # ------------------------------------------------------------------ decide (§4.4)
     def decide(self) -> int:

@@ -18,6 +18,7 @@ from typing import Any
 import requests
 
 from hlcore.adapters.binance.client import BinanceClient
+from hlcore.adapters.binance.sign import TimeSync
 from hlcore.adapters.http import RetryPolicy, VenueHttp, WeightLimiter
 from hlcore.adapters.hyperliquid.client import HyperliquidClient
 from hlcore.app import AppContext, open_app
@@ -87,7 +88,8 @@ def build_venues(ws: Workspace, mode: str, wiring: Wiring) -> Venues:
         binance = BinanceClient(b_http, api_key=wiring.environ["BINANCE_API_KEY"],
                                 api_secret=wiring.environ["BINANCE_API_SECRET"], clock=wiring.clock,
                                 recv_window_ms=int(s.get("execution.binance.recv_window_ms")),
-                                exchange_info_ttl_ms=int(s.get("execution.binance.exchange_info_ttl_sec")) * 1000)
+                                exchange_info_ttl_ms=int(s.get("execution.binance.exchange_info_ttl_sec")) * 1000,
+                                time_sync=TimeSync(max_age_ms=int(s.get("execution.binance.time_offset_max_age_ms"))))
     return Venues(HyperliquidClient(hl_http, info_path=""), binance, wiring.environ.get(WALLET_ENV, ""))
 
 
