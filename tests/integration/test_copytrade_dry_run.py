@@ -139,3 +139,40 @@ def test_cli_live_mode_missing_env_exits_2_naming_it(tmp_path: Path, monkeypatch
     assert "BINANCE_API_SECRET: required for mode live but not set" in result.output
     assert "x" * 64 not in result.output and "Traceback" not in result.output
     assert not (tmp_path / "ct.db").exists()
+
+
+def test_cli_live_dry_run_on_a_cassette_never_calls_binance(tmp_path: Path, monkeypatch: Any) -> None:
+    """The acceptance path end to end: `hlcore live --mode dry-run` (system clock) on recorded HTTP."""
+    from typer.testing import CliRunner
+
+    from hlcore.app import open_app
+    from hlcore.cli import app
+    from hlcore.engine.clock import SystemClock
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HYPERLIQUID_TARGET_WALLET", WALLET)
+    config = tmp_path / "settings.yaml"
+    config.write_text(yaml.safe_dump({"db_path": str(tmp_path / "ct.db"), "app_log_path": str(tmp_path / "app.log"),
+                                      "metrics_log_path": str(tmp_path / "metrics.log")}), encoding="utf-8")
+    ctx = open_app(open_workspace(ROOT, config), SystemClock(), create=True)
+    Baselines(ctx.db).sync({"BTCUSDT": Decimal("1.0")}, "op", "local = exchange", SystemClock().now_ms())
+    ctx.close()
+    tape = cassette(tmp_path / "hl.yaml", [(0, 0, [fill(301, "500.0", "1000.0", "A", T0)])])
+
+    def same_request_but_times(r1: Any, r2: Any) -> None:
+        strip = ("startTime", "endTime")
+        a, b = json.loads(r1.body), json.loads(r2.body)
+        assert {k: v for k, v in a.items() if k not in strip} == {k: v for k, v in b.items() if k not in strip}
+
+    recorder = vcr.VCR(record_mode="none", match_on=["method", "uri", "body_but_times"])
+    recorder.register_matcher("body_but_times", same_request_but_times)
+    with recorder.use_cassette(str(tape), allow_playback_repeats=True) as used:  # tick 2 sees the fill again
+        result = CliRunner().invoke(app, ["live", "--mode", "dry-run", "--max-ticks", "2", "--config", str(config),
+                                          "--policy", str(ROOT)])
+        assert result.exit_code == 0, result.output
+        assert used.play_count >= 1 and all(r.uri == INFO for r in used.requests)
+    assert "mode=dry-run safety_mode=ARMED_SAFE" in result.output
+    ctx = open_app(open_workspace(ROOT, config), SystemClock(), persist_start=False)
+    assert Orders(ctx.db).results_by_status() == {"SIMULATED": 1}
+    ctx.close()
+    assert "heartbeat" in (tmp_path / "metrics.log").read_text(encoding="utf-8")

@@ -313,6 +313,8 @@ class CopytradeJobs:
         self.counters.orders_sent += 1
         outcome = client.submit_market_order(payload["symbol"], payload["side"], Decimal(payload["qty"]),
                                              bool(payload["reduce_only"]), intent.client_order_id)
+        if outcome.order is not None:
+            self.counters.orders_ok += 1
         self._outcome(cid, outcome)
 
     def sweep_parked(self) -> int:

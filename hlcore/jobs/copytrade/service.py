@@ -132,6 +132,7 @@ class Loop:
         self.max_idle_ms = int(float(s.get("orchestrator.loop_max_idle_sleep_sec")) * 1000)
         self.active_ms = int(float(s.get("orchestrator.loop_active_sleep_sec")) * 1000)
         self.reconcile_every_ms = int(s.get("safety.reconcile_interval_sec")) * 1000
+        self.tick_warn_ms = int(float(s.get("orchestrator.loop_tick_warn_sec")) * 1000)
         self.next_reconcile_ms = ctx.clock.now_ms() + self.reconcile_every_ms
         self.wait_ms = self.idle_ms
         self.ticks = 0
@@ -150,8 +151,14 @@ class Loop:
         self.metrics("heartbeat", 1, {"safety_mode": engine.state("safety"), "tick": self.ticks})
         self.metrics("loop_tick_duration_ms", done - now, {})
         self.metrics("cursor_lag_ms", done - cursor.timestamp_ms if cursor else None, {})
+        self.metrics("loop_alive", 1, {})
         self.metrics("dedup_drop_count", counters.dedup_drop_count, {})
         self.metrics("backfill_count", counters.backfill_count, {})
+        if counters.orders_sent:
+            self.metrics("order_success_rate", round(counters.orders_ok / counters.orders_sent, 4), {})
+        if done - now >= self.tick_warn_ms:
+            self.metrics("loop_tick_slow", done - now, {})
+            log.warning("slow tick: %d ms", done - now)
         keys = {CopytradeKey.LOOP_LAST_TICK_STARTED_MS: str(now), CopytradeKey.LOOP_LAST_TICK_MS: str(done)}
         client = self.jobs.venues.binance
         if client is not None:
