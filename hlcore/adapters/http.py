@@ -116,7 +116,8 @@ class VenueHttp:
     def __init__(self, name: str, base_url: str, *, clock: Clock, sleep: Callable[[float], None],
                  rng: random.Random, timeout_ms: int, retry: RetryPolicy, limiter: WeightLimiter | None = None,
                  default_cooldown_ms: int = 5000, max_wait_ms: int = 60_000,
-                 session: requests.Session | None = None, request_limiter: WeightLimiter | None = None):
+                 session: requests.Session | None = None, request_limiter: WeightLimiter | None = None,
+                 used_weight_limit: int | None = None):
         self.name = name
         self.base_url = base_url.rstrip("/")
         self.clock = clock
@@ -126,6 +127,7 @@ class VenueHttp:
         self.retry = retry
         self.limiter = limiter
         self.request_limiter = request_limiter
+        self.used_weight_limit = used_weight_limit
         self.default_cooldown_ms = default_cooldown_ms
         self.max_wait_ms = max_wait_ms
         self.session = session or requests.Session()
@@ -185,6 +187,9 @@ class VenueHttp:
         used = response.headers.get("X-MBX-USED-WEIGHT-1M")
         if used is not None and used.isdigit():
             self.used_weight_header = int(used)
+            if self.used_weight_limit is not None and self.used_weight_header >= self.used_weight_limit:
+                # the venue says this minute's weight is spent: nothing more until the next minute
+                self.cooldown_until_ms = max(self.cooldown_until_ms, received - received % 60_000 + 60_000)
         status = response.status_code
         if status in (429, 418):
             retry_after = _retry_after_ms(response.headers.get("Retry-After")) or self.default_cooldown_ms

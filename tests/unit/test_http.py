@@ -191,3 +191,18 @@ def test_local_request_limiter_delays_and_refuses_past_the_wait_budget() -> None
     clock.advance(600)
     assert isinstance(http.request("GET", "/c"), HttpResult)  # 400 ms wait fits the budget
     assert slept == [0.4]
+
+
+def test_used_weight_header_at_the_limit_pauses_until_the_next_minute() -> None:
+    clock = ManualClock(T0 + 10_000)
+    session = requests.Session()
+    transport = Scripted([(200, {}, {"X-MBX-USED-WEIGHT-1M": "2400"}), (200, {}, {})])
+    session.mount("https://", transport)
+    http = VenueHttp("binance", "https://venue.test", clock=clock, sleep=lambda s: None, rng=random.Random(1),
+                     timeout_ms=1000, retry=RetryPolicy(max_attempts=1), session=session, used_weight_limit=2400)
+    assert isinstance(http.request("GET", "/fapi/v2/positionRisk"), HttpResult)
+    blocked = http.request("GET", "/fapi/v2/positionRisk")
+    assert isinstance(blocked, VenueError) and blocked.code == RATE_LIMITED and not blocked.sent
+    assert len(transport.sent) == 1 and http.cooldown_until_ms == T0 + 60_000
+    clock.set(T0 + 60_000)
+    assert isinstance(http.request("GET", "/fapi/v2/positionRisk"), HttpResult)

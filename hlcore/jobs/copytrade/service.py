@@ -35,6 +35,7 @@ log = logging.getLogger("hlcore.copytrade")
 
 MODES = ("live", "dry-run", "backfill-only")
 HL_WEIGHT_PER_MIN = 1200  # Hyperliquid's published IP budget (venue fact, not policy)
+BINANCE_WEIGHT_PER_MIN = 2400  # Binance USD-M's published request weight per minute (venue fact)
 
 
 @dataclass
@@ -84,7 +85,8 @@ def build_venues(ws: Workspace, mode: str, wiring: Wiring) -> Venues:
                            request_limiter=WeightLimiter(wiring.clock,
                                                          int(s.get("execution.binance.rate_limit.max_requests")),
                                                          int(s.get("execution.binance.rate_limit.per_seconds")) * 1000),
-                           max_wait_ms=int(s.get("execution.tif_seconds")) * 1000)
+                           max_wait_ms=int(s.get("execution.tif_seconds")) * 1000,
+                           used_weight_limit=BINANCE_WEIGHT_PER_MIN)
         binance = BinanceClient(b_http, api_key=wiring.environ["BINANCE_API_KEY"],
                                 api_secret=wiring.environ["BINANCE_API_SECRET"], clock=wiring.clock,
                                 recv_window_ms=int(s.get("execution.binance.recv_window_ms")),
