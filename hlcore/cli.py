@@ -181,10 +181,23 @@ def _ops_context(policy: Path | None, config: Path | None) -> Any:
 
 
 def _print_outcome(outcome: Any) -> None:
-    for line in outcome.lines():
+    for line in outcome.lines() if callable(outcome.lines) else outcome.lines:
         out.print(line, markup=False)
     if outcome.refused:
         raise typer.Exit(code=1)
+
+
+def _run_ops(policy: Path | None, config: Path | None, action: Callable[[Any], Any], *,
+             read_only: bool = False) -> None:
+    """Open storage (read-only for --dry-run: nothing is ever written), run, print key=value lines,
+    exit 1 on a refusal, always close."""
+    from hlcore.ops.baseline import read_only_context
+
+    ctx = read_only_context(open_workspace(policy, config)) if read_only else _ops_context(policy, config)
+    try:
+        _print_outcome(action(ctx))
+    finally:
+        ctx.close()
 
 
 @ops_app.command("unhalt")
@@ -194,12 +207,8 @@ def ops_unhalt(operator: OperatorOpt = "operator", reason_message: ReasonMsgOpt 
     """HALT -> ARMED_SAFE by an operator (S18); refused unless the mode is HALT."""
     from hlcore.ops.safety import run_operator_command
 
-    ctx = _ops_context(policy, config)
-    try:
-        _print_outcome(run_operator_command(ctx, "unhalt", operator=operator, reason_message=reason_message,
-                                            dry_run=dry_run))
-    finally:
-        ctx.close()
+    _run_ops(policy, config, lambda ctx: run_operator_command(
+        ctx, "unhalt", operator=operator, reason_message=reason_message, dry_run=dry_run), read_only=dry_run)
 
 
 @ops_app.command("promote")
@@ -213,12 +222,9 @@ def ops_promote(operator: OperatorOpt = "operator", reason_message: ReasonMsgOpt
 
     if force and not reason_message:
         raise BadInput("--force needs --reason-message (it is audited)")
-    ctx = _ops_context(policy, config)
-    try:
-        _print_outcome(run_operator_command(ctx, "promote", operator=operator, reason_message=reason_message,
-                                            force=force, dry_run=dry_run))
-    finally:
-        ctx.close()
+    _run_ops(policy, config, lambda ctx: run_operator_command(
+        ctx, "promote", operator=operator, reason_message=reason_message, force=force, dry_run=dry_run),
+        read_only=dry_run)
 
 
 @ops_app.command("reset-safety")
@@ -232,13 +238,9 @@ def ops_reset_safety(mode: Annotated[str, typer.Option("--mode", help="Target sa
     """Set the safety mode with an audited reason code (S20); from HALT unless --allow-non-halt."""
     from hlcore.ops.safety import run_operator_command
 
-    ctx = _ops_context(policy, config)
-    try:
-        _print_outcome(run_operator_command(ctx, "reset", operator=operator, reason_message=reason_message,
-                                            target_mode=mode, reason_code=reason_code,
-                                            allow_non_halt=allow_non_halt, dry_run=dry_run))
-    finally:
-        ctx.close()
+    _run_ops(policy, config, lambda ctx: run_operator_command(
+        ctx, "reset", operator=operator, reason_message=reason_message, target_mode=mode, reason_code=reason_code,
+        allow_non_halt=allow_non_halt, dry_run=dry_run), read_only=dry_run)
 
 
 @ops_app.command("maintenance-skip")
@@ -251,16 +253,15 @@ def ops_maintenance_skip(operator: OperatorOpt = "operator", reason_message: Rea
     audited, with evidence. Refused unless HALT with BACKFILL_WINDOW_EXCEEDED. Never edits config."""
     from hlcore.ops.safety import run_operator_command
 
-    ctx = _ops_context(policy, config)
-    try:
+    def skip(ctx: Any) -> Any:
         outcome = run_operator_command(ctx, "maintenance_skip", operator=operator, reason_message=reason_message,
                                        dry_run=dry_run)
         if evidence is not None and not outcome.refused and not dry_run:
             with evidence.open("a", encoding="utf-8") as fh:
                 fh.write("\n".join([*outcome.lines(), f"config_hash={ctx.workspace.config_hash}", ""]))
-        _print_outcome(outcome)
-    finally:
-        ctx.close()
+        return outcome
+
+    _run_ops(policy, config, skip, read_only=dry_run)
 
 
 @ops_app.command("status")
@@ -392,19 +393,15 @@ def ops_recover_orders(operator: OperatorOpt = "operator", reason_message: Reaso
     """The UNKNOWN sweep (§4.6): each unresolved or parked order queried once on Binance; the policy
     sets its status. Needs BINANCE_API_KEY / BINANCE_API_SECRET. Exit 1 if any stays unresolved."""
     from hlcore.config.settings import load_env
-    from hlcore.ops.baseline import binance_client, read_only_context, recover_orders, system_wiring
+    from hlcore.ops.baseline import binance_client, recover_orders, system_wiring
 
     load_env()
-    ctx = read_only_context(open_workspace(policy, config)) if dry_run else _ops_context(policy, config)
-    try:
+
+    def recover(ctx: Any) -> Any:
         venues = None if dry_run else binance_client(ctx, system_wiring(ctx.clock))[0]
-        result = recover_orders(ctx, venues, operator=operator, reason_message=reason_message, dry_run=dry_run)
-        for line in result.lines:
-            out.print(line, markup=False)
-        if result.refused:
-            raise typer.Exit(code=1)
-    finally:
-        ctx.close()
+        return recover_orders(ctx, venues, operator=operator, reason_message=reason_message, dry_run=dry_run)
+
+    _run_ops(policy, config, recover, read_only=dry_run)
 
 
 @ops_app.command("sync-baseline")
@@ -422,7 +419,6 @@ def ops_sync_baseline(replace: Annotated[bool, typer.Option("--replace", help="R
     from hlcore.ops.baseline import (
         binance_client,
         load_positions,
-        read_only_context,
         sync_baseline,
         system_wiring,
         venue_positions,
@@ -431,21 +427,14 @@ def ops_sync_baseline(replace: Annotated[bool, typer.Option("--replace", help="R
     snapshot = load_positions(positions) if positions is not None else None
     if snapshot is None:
         load_env()
-    ctx = read_only_context(open_workspace(policy, config)) if dry_run else _ops_context(policy, config)
-    try:
-        if snapshot is None:
-            snapshot = venue_positions(binance_client(ctx, system_wiring(ctx.clock))[1])
-            source = "binance_position_risk"
-        else:
-            source = f"file:{positions}"
-        result = sync_baseline(ctx, snapshot, source=source, operator=operator, reason_message=reason_message,
-                               replace=replace, dry_run=dry_run)
-        for line in result.lines:
-            out.print(line, markup=False)
-        if result.refused:
-            raise typer.Exit(code=1)
-    finally:
-        ctx.close()
+    def sync(ctx: Any) -> Any:
+        captured = snapshot if snapshot is not None else venue_positions(
+            binance_client(ctx, system_wiring(ctx.clock))[1])
+        source = "binance_position_risk" if snapshot is None else f"file:{positions}"
+        return sync_baseline(ctx, captured, source=source, operator=operator, reason_message=reason_message,
+                             replace=replace, dry_run=dry_run)
+
+    _run_ops(policy, config, sync, read_only=dry_run)
 
 
 @ops_app.command("reset-baseline")
@@ -453,17 +442,10 @@ def ops_sync_baseline(replace: Annotated[bool, typer.Option("--replace", help="R
 def ops_reset_baseline(operator: OperatorOpt = "operator", reason_message: ReasonMsgOpt = None,
                        dry_run: DryRunOpt = False, policy: PolicyOpt = None, config: ConfigOpt = None) -> None:
     """Deactivate the active baseline (audited BASELINE_RESET); refused when none is active."""
-    from hlcore.ops.baseline import read_only_context, reset_baseline
+    from hlcore.ops.baseline import reset_baseline
 
-    ctx = read_only_context(open_workspace(policy, config)) if dry_run else _ops_context(policy, config)
-    try:
-        result = reset_baseline(ctx, operator=operator, reason_message=reason_message, dry_run=dry_run)
-        for line in result.lines:
-            out.print(line, markup=False)
-        if result.refused:
-            raise typer.Exit(code=1)
-    finally:
-        ctx.close()
+    _run_ops(policy, config, lambda ctx: reset_baseline(
+        ctx, operator=operator, reason_message=reason_message, dry_run=dry_run), read_only=dry_run)
 
 
 def main() -> None:
