@@ -1,0 +1,299 @@
+"""The signal and alert side of the monitor's storage (spec/monitor.md §4.5, §4.6, §6).
+
+Reads what a signal cycle measures (universe membership at a time, the latest clean row per
+wallet per window, ε history, dirty counts, usable runs, stored CAS/trend of earlier slots) and
+writes what it produces: `signals`, `signal_contributors`, `asset_positioning` in one caller
+transaction, and `alerts` / `alert_state` for the alert writer.
+
+Guarantees owned here:
+
+- a cycle's three tables are written by one call inside the caller's transaction
+  (`SignalStore.write_cycle`), so a crash or a closed lock before the commit leaves nothing;
+- `signals` and its two companions are upserts on `(signal_ts, asset)`: a rerun of a slot
+  replaces, never duplicates;
+- an `alerts` row is inserted at most once per `(asset, alert_type, signal_ts)` (UNIQUE), and a
+  system alert (asset and signal_ts NULL, which UNIQUE cannot dedup) at most once per activation
+  time (`AlertStore.insert`).
+
+Status words, states and reasons are arguments (house rule 4); times are arguments (`now_ms`,
+`*_ts`), never read from a clock (house rule 8). Every method takes an optional `conn` to join the
+caller's transaction. The ingestion tables (`wallet_snapshots`, `wallet_universe_*`,
+`ingest_runs`) are read with SQLAlchemy Core directly; their writers live in storage/monitor.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, and_, case, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from hlcore.errors import BadInput
+from hlcore.storage.db import Database, upsert
+from hlcore.storage.repos import dump_json, load_json
+from hlcore.storage.schema import (
+    alert_state,
+    alerts,
+    asset_positioning,
+    ingest_runs,
+    signal_contributors,
+    signals,
+    system_state,
+    wallet_snapshots,
+    wallet_universe_current,
+    wallet_universe_members,
+    wallet_universe_runs,
+)
+
+FIRST_START_KEY = "monitor_first_start_ts"
+"""The `system_state` key of the first start (§6), the System Stale age reference without data."""
+
+SYSTEM_ASSET = "SYSTEM"
+"""`alert_state.asset` of the system alert row (§6: asset ∈ {HYPE, BTC, ETH, SYSTEM})."""
+
+CYCLE_KEYS = ("signal_ts", "asset")
+
+
+def _num(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _insert_ignore(conn: Connection, table: Any, row: Mapping[str, Any], keys: Sequence[str]) -> bool:
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        stmt = sqlite.insert(table).values(**row).on_conflict_do_nothing(index_elements=list(keys))
+    elif dialect == "postgresql":
+        stmt = postgresql.insert(table).values(**row).on_conflict_do_nothing(index_elements=list(keys))
+    else:  # open_database refuses other backends; this guards hand-built engines
+        raise BadInput(f"insert-or-ignore is not supported on {dialect!r}")
+    return conn.execute(stmt).rowcount == 1
+
+
+class SignalStore:
+    """What a signal cycle reads and writes."""
+
+    def __init__(self, db: Database):
+        self.db = db
+
+    # ------------------------------------------------------------------ universe
+    def universe_at(self, ts_ms: int, *, conn: Connection | None = None) -> frozenset[str]:
+        """The wallets of the universe in force at `ts_ms`: the members of the latest successful
+        refresh (error NULL, §4.1) with `as_of_ts <= ts_ms`. When that run's members are gone
+        (retention) the current universe stands in, if it was already in force then."""
+        r = wallet_universe_runs
+        with self.db.begin_or_join(conn) as c:
+            run_id = c.execute(
+                select(r.c.run_id)
+                .where(r.c.error.is_(None), r.c.as_of_ts <= ts_ms)
+                .order_by(r.c.as_of_ts.desc(), r.c.run_id.desc())
+                .limit(1)
+            ).scalar_one_or_none()
+            if run_id is not None:
+                members = c.execute(
+                    select(wallet_universe_members.c.wallet_id).where(wallet_universe_members.c.run_id == run_id)
+                ).scalars().all()
+                if members:
+                    return frozenset(members)
+            cur = wallet_universe_current
+            return frozenset(c.execute(select(cur.c.wallet_id).where(cur.c.as_of_ts <= ts_ms)).scalars().all())
+
+    # ------------------------------------------------------------------ snapshots
+    def latest_clean(self, asset: str, after_ms: int, up_to_ms: int, *,
+                     conn: Connection | None = None) -> dict[str, float]:
+        """Per wallet, the szi of its latest row in `(after_ms, up_to_ms]` that is not dirty and not
+        NULL (§4.5 Rows)."""
+        s = wallet_snapshots
+        with self.db.begin_or_join(conn) as c:
+            rows = c.execute(
+                select(s.c.wallet_id, s.c.position_szi)
+                .where(s.c.asset == asset, s.c.snapshot_ts > after_ms, s.c.snapshot_ts <= up_to_ms,
+                       s.c.is_dirty.is_(False), s.c.position_szi.is_not(None))
+                .order_by(s.c.wallet_id, s.c.snapshot_ts)
+            ).all()
+        return {wallet: float(szi) for wallet, szi in rows}  # ordered by time: the last one wins
+
+    def clean_history(self, asset: str, after_ms: int, up_to_ms: int, *,
+                      conn: Connection | None = None) -> dict[str, list[float]]:
+        """Per wallet, every non-dirty, non-NULL szi in `(after_ms, up_to_ms]` (the ε lookback)."""
+        s = wallet_snapshots
+        out: dict[str, list[float]] = {}
+        with self.db.begin_or_join(conn) as c:
+            for wallet, szi in c.execute(
+                select(s.c.wallet_id, s.c.position_szi)
+                .where(s.c.asset == asset, s.c.snapshot_ts > after_ms, s.c.snapshot_ts <= up_to_ms,
+                       s.c.is_dirty.is_(False), s.c.position_szi.is_not(None))
+            ):
+                out.setdefault(wallet, []).append(float(szi))
+        return out
+
+    def dirty_counts(self, asset: str, after_ms: int, up_to_ms: int, *,
+                     conn: Connection | None = None) -> tuple[int, int]:
+        """(dirty rows, all rows) of `asset` in `(after_ms, up_to_ms]` (§4.4 Dirty rate)."""
+        s = wallet_snapshots
+        with self.db.begin_or_join(conn) as c:
+            dirty, total = c.execute(
+                select(func.coalesce(func.sum(case((s.c.is_dirty.is_(True), 1), else_=0)), 0), func.count())
+                .where(s.c.asset == asset, s.c.snapshot_ts > after_ms, s.c.snapshot_ts <= up_to_ms)
+            ).one()
+        return int(dirty), int(total)
+
+    # ------------------------------------------------------------------ ingest runs
+    def count_runs(self, after_ms: int, up_to_ms: int, statuses: Iterable[str], *,
+                   conn: Connection | None = None) -> int:
+        """Runs in `(after_ms, up_to_ms]` whose status is one of `statuses` (G2 usable runs)."""
+        r = ingest_runs
+        with self.db.begin_or_join(conn) as c:
+            return int(c.execute(
+                select(func.count()).where(r.c.snapshot_ts > after_ms, r.c.snapshot_ts <= up_to_ms,
+                                           r.c.status.in_(sorted(statuses)))
+            ).scalar_one())
+
+    def last_run_ts(self, statuses: Iterable[str], *, at_or_before: int | None = None,
+                    conn: Connection | None = None) -> int | None:
+        """`snapshot_ts` of the latest run with one of `statuses` (the age reference, §2)."""
+        r = ingest_runs
+        stmt = select(func.max(r.c.snapshot_ts)).where(r.c.status.in_(sorted(statuses)))
+        if at_or_before is not None:
+            stmt = stmt.where(r.c.snapshot_ts <= at_or_before)
+        with self.db.begin_or_join(conn) as c:
+            value = c.execute(stmt).scalar_one_or_none()
+        return None if value is None else int(value)
+
+    def first_start_ts(self, *, conn: Connection | None = None) -> int | None:
+        with self.db.begin_or_join(conn) as c:
+            raw = c.execute(
+                select(system_state.c.value).where(system_state.c["key"] == FIRST_START_KEY)
+            ).scalar_one_or_none()
+        return int(raw) if raw not in (None, "") else None
+
+    # ------------------------------------------------------------------ signals
+    def stored_scores(self, asset: str, slots: Iterable[int], *,
+                      conn: Connection | None = None) -> dict[int, tuple[float | None, str | None]]:
+        """(alignment_score, alignment_trend) of `asset` at each stored slot among `slots`."""
+        wanted = sorted(set(slots))
+        if not wanted:
+            return {}
+        s = signals
+        with self.db.begin_or_join(conn) as c:
+            rows = c.execute(
+                select(s.c.signal_ts, s.c.alignment_score, s.c.alignment_trend)
+                .where(s.c.asset == asset, s.c.signal_ts.in_(wanted))
+            ).all()
+        return {int(ts): (_num(cas), trend) for ts, cas, trend in rows}
+
+    def assets_at(self, signal_ts: int, *, conn: Connection | None = None) -> set[str]:
+        """Assets with a committed `signals` row at `signal_ts`."""
+        with self.db.begin_or_join(conn) as c:
+            return set(c.execute(select(signals.c.asset).where(signals.c.signal_ts == signal_ts)).scalars().all())
+
+    def latest_signal_ts(self, asset: str, *, conn: Connection | None = None) -> int | None:
+        """The newest committed slot of `asset` (what its alert machines last evaluated)."""
+        with self.db.begin_or_join(conn) as c:
+            value = c.execute(
+                select(func.max(signals.c.signal_ts)).where(signals.c.asset == asset)
+            ).scalar_one_or_none()
+        return None if value is None else int(value)
+
+    def signal_row(self, signal_ts: int, asset: str, *, conn: Connection | None = None) -> dict[str, Any] | None:
+        with self.db.begin_or_join(conn) as c:
+            row = c.execute(
+                select(signals).where(signals.c.signal_ts == signal_ts, signals.c.asset == asset)
+            ).mappings().first()
+        return dict(row) if row is not None else None
+
+    def rows(self, table_name: str, *, signal_ts: int | None = None,
+             conn: Connection | None = None) -> list[dict[str, Any]]:
+        """Every row of `signals`, `signal_contributors` or `asset_positioning` (optionally of one
+        slot), ordered by slot and asset: for reports and tests."""
+        table = {t.name: t for t in (signals, signal_contributors, asset_positioning)}[table_name]
+        stmt = select(table).order_by(table.c.signal_ts, table.c.asset)
+        if signal_ts is not None:
+            stmt = stmt.where(table.c.signal_ts == signal_ts)
+        with self.db.begin_or_join(conn) as c:
+            return [dict(r) for r in c.execute(stmt).mappings()]
+
+    def write_cycle(self, signal_rows: Sequence[Mapping[str, Any]],
+                    contributor_rows: Sequence[Mapping[str, Any]],
+                    positioning_rows: Sequence[Mapping[str, Any]], *, conn: Connection) -> None:
+        """Upsert one cycle's rows. `conn` is required: the cycle is one transaction (§4.5), and
+        the caller re-checks the lock inside it before committing."""
+        for table, rows in ((signals, signal_rows), (signal_contributors, contributor_rows),
+                            (asset_positioning, positioning_rows)):
+            unknown = sorted({k for r in rows for k in r} - set(table.c.keys()))
+            if unknown:
+                raise ValueError(f"{table.name}: unknown column(s) {', '.join(unknown)}")
+            upsert(conn, table, list(rows), keys=CYCLE_KEYS, keep=("created_at",))
+
+
+class AlertStore:
+    """`alerts` rows (insert-once) and the seven `alert_state` rows."""
+
+    def __init__(self, db: Database):
+        self.db = db
+
+    def insert(self, row: Mapping[str, Any], *, conn: Connection | None = None) -> bool:
+        """Insert an alert row; False if it was already stored (UNIQUE (asset, alert_type,
+        signal_ts), or for a system alert the same type at the same `alert_ts`)."""
+        record = dict(row)
+        if isinstance(record.get("signal_snapshot"), Mapping):
+            record["signal_snapshot"] = dump_json(record["signal_snapshot"])
+        unknown = sorted(set(record) - set(alerts.c.keys()))
+        if unknown:
+            raise ValueError(f"alerts: unknown column(s) {', '.join(unknown)}")
+        with self.db.begin_or_join(conn) as c:
+            if record.get("asset") is None or record.get("signal_ts") is None:
+                seen = c.execute(
+                    select(func.count()).where(alerts.c.alert_type == record["alert_type"],
+                                               alerts.c.asset.is_(None) if record.get("asset") is None
+                                               else alerts.c.asset == record["asset"],
+                                               alerts.c.alert_ts == record["alert_ts"])
+                ).scalar_one()
+                if seen:
+                    return False
+                c.execute(alerts.insert().values(**record))
+                return True
+            return _insert_ignore(c, alerts, record, ("asset", "alert_type", "signal_ts"))
+
+    def surfaced_count(self, asset: str, after_ms: int, *, conn: Connection | None = None) -> int:
+        """Non-suppressed alerts of `asset` with `alert_ts > after_ms` (A5's rolling count)."""
+        with self.db.begin_or_join(conn) as c:
+            return int(c.execute(
+                select(func.count()).where(alerts.c.asset == asset, alerts.c.suppressed.is_(False),
+                                           alerts.c.alert_ts > after_ms)
+            ).scalar_one())
+
+    def latest_ts(self, alert_type: str, asset: str | None, *, surfaced_only: bool = True,
+                  conn: Connection | None = None) -> int | None:
+        """`alert_ts` of the newest `alert_type` row of `asset` (None = the system row)."""
+        where = [alerts.c.alert_type == alert_type,
+                 alerts.c.asset.is_(None) if asset is None else alerts.c.asset == asset]
+        if surfaced_only:
+            where.append(alerts.c.suppressed.is_(False))
+        with self.db.begin_or_join(conn) as c:
+            value = c.execute(select(func.max(alerts.c.alert_ts)).where(and_(*where))).scalar_one_or_none()
+        return None if value is None else int(value)
+
+    def all(self, *, conn: Connection | None = None) -> list[dict[str, Any]]:
+        """Every alert row, oldest first, with `signal_snapshot` decoded."""
+        with self.db.begin_or_join(conn) as c:
+            rows = [dict(r) for r in c.execute(select(alerts).order_by(alerts.c.id)).mappings()]
+        for r in rows:
+            r["signal_snapshot"] = load_json(r["signal_snapshot"])
+        return rows
+
+    def upsert_state(self, rows: Sequence[Mapping[str, Any]], *, conn: Connection | None = None) -> None:
+        """Write `alert_state` rows, keyed by (asset, alert_type)."""
+        if not rows:
+            return
+        with self.db.begin_or_join(conn) as c:
+            upsert(c, alert_state, list(rows), keys=("asset", "alert_type"))
+
+    def state(self, *, conn: Connection | None = None) -> dict[tuple[str, str], dict[str, Any]]:
+        with self.db.begin_or_join(conn) as c:
+            return {(r["asset"], r["alert_type"]): dict(r)
+                    for r in c.execute(select(alert_state).order_by(alert_state.c.asset,
+                                                                     alert_state.c.alert_type)).mappings()}
+
+
+__all__ = ["FIRST_START_KEY", "SYSTEM_ASSET", "AlertStore", "SignalStore"]
