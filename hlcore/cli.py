@@ -123,8 +123,10 @@ def init(directory: Annotated[Path, typer.Argument(help="Where to put machines/,
 @app.command()
 @handles_errors
 def live(mode: Annotated[str, typer.Option("--mode", help="live, dry-run or backfill-only.")] = "dry-run",
-         app_name: Annotated[str, typer.Option("--app", help="copytrader (monitor: issue 4).")] = "copytrader",
+         app_name: Annotated[str, typer.Option("--app", help="copytrader or monitor.")] = "copytrader",
          max_ticks: Annotated[int | None, typer.Option("--max-ticks", help="Stop after N loop ticks.")] = None,
+         job: Annotated[str | None, typer.Option("--job", help="monitor: run only this job (universe, "
+                                                 "snapshots, health, signals, dashboard).")] = None,
          policy: PolicyOpt = None, config: ConfigOpt = None) -> None:
     """Run the system: startup checks, boot, then the loop on the shared scheduler.
 
@@ -141,9 +143,12 @@ def live(mode: Annotated[str, typer.Option("--mode", help="live, dry-run or back
     from hlcore.engine.clock import SystemClock
     from hlcore.jobs.copytrade.service import Wiring, start
 
-    if app_name != "copytrader":
-        raise BadInput(f"--app: '{app_name}' is not available yet (copytrader is)")
+    if app_name not in ("copytrader", "monitor"):
+        raise BadInput(f"--app: expected copytrader or monitor, got '{app_name}'")
     load_env()
+    if app_name == "monitor":
+        _live_monitor(policy, config, job, max_ticks)
+        return
     ws = open_workspace(policy, config, mode=mode if mode == "live" else None)
     wiring = Wiring(SystemClock(), time.sleep, random.Random(), lambda _venue: requests.Session(), os.environ)
     from hlcore.logs import configure
@@ -157,6 +162,35 @@ def live(mode: Annotated[str, typer.Option("--mode", help="live, dry-run or back
                   f"policy_hash={ws.policy.hash}", markup=False)
         if code:
             raise typer.Exit(code=code)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: scheduler.stop())
+        scheduler.run_forever(wiring.sleep, max_runs=max_ticks)
+    finally:
+        ctx.close()
+
+
+def _live_monitor(policy: Path | None, config: Path | None, job: str | None, max_ticks: int | None) -> None:
+    """The wallet monitor's jobs in the foreground (monitor §8 `monitor run --job J` / `--all`)."""
+    import os
+    import random
+    import signal
+    import time
+
+    import requests
+
+    from hlcore.engine.clock import SystemClock
+    from hlcore.jobs.copytrade.service import Wiring
+    from hlcore.jobs.monitor.service import start as start_monitor
+    from hlcore.logs import configure
+
+    ws = open_workspace(policy, config)
+    wiring = Wiring(SystemClock(), time.sleep, random.Random(), lambda _venue: requests.Session(), os.environ)
+    configure(None, wiring.clock, ws.settings.get("log_level"))
+    ctx, _jobs, scheduler = start_monitor(ws, wiring, only=job)
+    try:
+        engine = ctx.runtime.engine
+        out.print(f"app=monitor health={engine.state('health')} reason={engine.reason('health')} "
+                  f"policy_hash={ws.policy.hash}", markup=False)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: scheduler.stop())
         scheduler.run_forever(wiring.sleep, max_runs=max_ticks)

@@ -1,0 +1,111 @@
+"""The monitor process: its jobs on the shared scheduler at the cadences of monitor §5.
+
+universe (when due) · snapshots every minute at second 0 · health after each run and every
+minute at second 30 · signals every 5 minutes once the slot's grace has passed (alert rows are
+written by the signal cycle) · dashboard view every 30 s. The same `start()` serves
+`hlcore live --app monitor [--job J]` with the system clock and replay with a scripted one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hlcore.app import AppContext, open_app
+from hlcore.engine.scheduler import Scheduler
+from hlcore.errors import BadInput
+from hlcore.jobs.copytrade.service import Wiring
+from hlcore.jobs.monitor import build_client
+from hlcore.jobs.monitor.alerts import AlertWriter
+from hlcore.jobs.monitor.health import HealthJob
+from hlcore.jobs.monitor.signals import SignalJob
+from hlcore.jobs.monitor.snapshots import SnapshotJob
+from hlcore.jobs.monitor.universe import UniverseJob
+from hlcore.storage.monitor_signals import SignalStore
+from hlcore.workspace import Workspace
+
+log = logging.getLogger("hlcore.monitor")
+
+JOBS = ("universe", "snapshots", "health", "signals", "dashboard")
+MINUTE_MS = 60_000
+
+
+@dataclass
+class MonitorJobs:
+    ctx: AppContext
+    universe: UniverseJob
+    snapshots: SnapshotJob
+    health: HealthJob
+    signals: SignalJob
+    alerts: AlertWriter
+    runs: dict[str, int] = field(default_factory=dict)
+
+    def _count(self, name: str) -> None:
+        self.runs[name] = self.runs.get(name, 0) + 1
+
+    def snapshot_cycle(self, at_ms: int) -> None:
+        """One snapshot run for slot `at_ms`, then a health evaluation (monitor §5 "after each run")."""
+        self.snapshots.run(at_ms)
+        self._count("snapshots")
+        self.health_cycle(at_ms)
+
+    def health_cycle(self, at_ms: int) -> None:
+        outcome = self.health.run()
+        if outcome.alerts:
+            self.alerts.write([outcome.decision])
+        self._count("health")
+
+    def signal_cycle(self, slot_ts: int) -> None:
+        self.signals.run(slot_ts)
+        self._count("signals")
+
+    def dashboard_cycle(self, at_ms: int) -> None:
+        """Re-derive the dashboard view (monitor §3.5) from health and the latest signal's age."""
+        now = self.ctx.clock.now_ms()
+        store = SignalStore(self.ctx.db)
+        stamps = [t for t in (store.latest_signal_ts(a) for a in self.ctx.settings.get("monitor.assets"))
+                  if t is not None]
+        latest = max(stamps) if stamps else None
+        self.ctx.runtime.observe("dashboard_refresh", {"signal_age_ms": None if latest is None else now - latest,
+                                                       "storage_ok": True})
+        self._count("dashboard")
+
+
+def build(ctx: AppContext, wiring: Wiring) -> MonitorJobs:
+    s = ctx.settings
+    client = build_client(s.get("monitor.snapshots.info_url"),
+                          timeout_sec=float(s.get("monitor.snapshots.request_timeout_sec")), clock=wiring.clock,
+                          sleep=wiring.sleep, rng=wiring.rng, session=wiring.session_factory("hyperliquid"),
+                          weight_budget_per_min=int(s.get("monitor.snapshots.weight_budget_per_min")))
+    return MonitorJobs(ctx, UniverseJob(ctx, client, wiring.clock), SnapshotJob(ctx, client, wiring.clock),
+                       HealthJob(ctx, wiring.clock), SignalJob(ctx, wiring.clock), AlertWriter(ctx))
+
+
+def start(ws: Workspace, wiring: Wiring, *, only: str | None = None,
+          db_url: str | None = None) -> tuple[AppContext, MonitorJobs, Scheduler]:
+    """Open the monitor database and put the jobs (or one, `only`) on a scheduler."""
+    if only is not None and only not in JOBS:
+        raise BadInput(f"--job: expected one of {', '.join(JOBS)}, got '{only}'")
+    ctx = open_app(ws, wiring.clock, app="monitor", create=True, url=db_url)
+    jobs = build(ctx, wiring)
+    s = ws.settings
+    scheduler = Scheduler(wiring.clock)
+    interval = int(s.get("monitor.snapshots.interval_sec")) * 1000
+    signal_every = int(s.get("monitor.signals.interval_sec")) * 1000
+    grace = int(s.get("monitor.signals.start_grace_sec")) * 1000
+    plan: list[tuple[str, Callable[[], Any]]] = [
+        ("universe", lambda: scheduler.add("universe", 15 * MINUTE_MS, jobs.universe.tick)),
+        ("snapshots", lambda: scheduler.add("snapshots", interval, jobs.snapshot_cycle, align_ms=interval)),
+        ("health", lambda: scheduler.add("health", interval, jobs.health_cycle, align_ms=interval,
+                                         offset_ms=int(s.get("monitor.health.eval_second")) * 1000)),
+        ("signals", lambda: scheduler.add("signals", signal_every, lambda at: jobs.signal_cycle(at - grace),
+                                          align_ms=signal_every, offset_ms=grace)),
+        ("dashboard", lambda: scheduler.add("dashboard", int(s.get("monitor.dashboard.refresh_sec")) * 1000,
+                                            jobs.dashboard_cycle)),
+    ]
+    for name, add in plan:
+        if only is None or only == name:
+            add()
+    return ctx, jobs, scheduler

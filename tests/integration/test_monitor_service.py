@@ -1,0 +1,74 @@
+"""The monitor's jobs on the shared scheduler, driven by a scripted clock (monitor §5): minutes of
+snapshots, health recovering after two clean runs, a signal slot written, the dashboard view."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from sqlalchemy import func, select
+
+from hlcore.engine.clock import ManualClock
+from hlcore.errors import BadInput
+from hlcore.jobs.copytrade.service import Wiring
+from hlcore.jobs.monitor.service import start
+from hlcore.storage.schema import ingest_runs, signals, wallet_universe_current
+from hlcore.workspace import open_workspace
+from tests.support.monitor_venues import FakeHyperliquid, address, lb_row, leaderboard
+
+ROOT = Path(__file__).resolve().parents[2]
+T0 = 1_769_248_800_000  # a round 5 minutes
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Any:
+    config = tmp_path / "settings.yaml"
+    config.write_text(yaml.safe_dump({"monitor": {"db_path": str(tmp_path / "monitor.db"),
+                                                  "universe": {"size": 20}}}), encoding="utf-8")
+    ws = open_workspace(ROOT, config)
+    clock = ManualClock(T0 - 30_000)
+    venue = FakeHyperliquid(clock)
+    venue.leaderboard_body = leaderboard([lb_row(address(i), 1000 - i) for i in range(1, 31)])
+    for i in range(1, 31):
+        venue.positions[address(i)] = {"BTC": "1.5", "ETH": "-2.0", "HYPE": "10"}
+    wiring = Wiring(clock, lambda s: clock.advance(int(s * 1000)), random.Random(5), lambda _v: venue.session(), {})
+    return ws, clock, venue, wiring
+
+
+def count(ctx: Any, table: Any) -> int:
+    with ctx.db.transaction() as conn:
+        return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def test_twelve_minutes_of_the_monitor(rig: Any) -> None:
+    ws, clock, _venue, wiring = rig
+    ctx, _jobs, scheduler = start(ws, wiring)
+    log = scheduler.run_until(T0 + 12 * 60_000, clock.set)
+    names = [name for _, name in log]
+    assert names.count("snapshots") == 13 and "universe" in names and names.count("signals") == 3
+    assert count(ctx, wallet_universe_current) == 20
+    assert count(ctx, ingest_runs) == 13
+    engine = ctx.runtime.engine
+    assert (engine.state("health"), engine.reason("health")) == ("HEALTHY", "OK")
+    # slot T0 came before health released (locked: no rows); T0+5 and T0+10 are written, and T0+5,
+    # whose previous window predates the universe, is forced No-trade by the missing-data rule
+    with ctx.db.transaction() as conn:
+        rows = conn.execute(select(signals.c.signal_ts, signals.c.asset, signals.c.allowed_playbook,
+                                   signals.c.degraded_reason)).all()
+    assert sorted({r[0] for r in rows}) == [T0 + 5 * 60_000, T0 + 10 * 60_000]
+    first = [r for r in rows if r[0] == T0 + 5 * 60_000]
+    assert len(first) == 3 and all(r[2] == "No-trade" and "low_coverage" in r[3] for r in first)
+    assert engine.state("dashboard_view") == "NORMAL"
+    ctx.close()
+
+
+def test_one_job_only_and_bad_job_name(rig: Any) -> None:
+    ws, _clock, _venue, wiring = rig
+    ctx, _jobs, scheduler = start(ws, wiring, only="universe")
+    assert [j.name for j in scheduler.jobs] == ["universe"]
+    ctx.close()
+    with pytest.raises(BadInput, match="--job: expected one of"):
+        start(ws, wiring, only="nope")
