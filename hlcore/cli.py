@@ -482,6 +482,127 @@ def ops_reset_baseline(operator: OperatorOpt = "operator", reason_message: Reaso
         ctx, operator=operator, reason_message=reason_message, dry_run=dry_run), read_only=dry_run)
 
 
+
+# ---- wallet monitor operator commands (monitor §8) -------------------------------------------------
+
+report_app = typer.Typer(no_args_is_help=True, help="Monitor reports (monitor §8): dirty, alerts, universe. "
+                         "Read-only key=value lines.")
+ops_app.add_typer(report_app, name="report")
+
+
+def _run_monitor(policy: Path | None, config: Path | None, action: Callable[[Any], Any], *,
+                 read_only: bool) -> None:
+    """Open the existing monitor database (read-only: the engine start is not persisted), run,
+    print key=value lines, exit 1 on a refusal or failed check, always close."""
+    from hlcore.engine.clock import SystemClock
+    from hlcore.ops.monitor import open_monitor
+
+    ctx = open_monitor(open_workspace(policy, config), SystemClock(), read_only=read_only)
+    try:
+        result = action(ctx)
+    finally:
+        ctx.close()
+    for line in result.lines:
+        out.print(line, markup=False)
+    if result.refused:
+        raise typer.Exit(code=1)
+
+
+@ops_app.command("monitor-halt")
+@handles_errors
+def ops_monitor_halt(reason: Annotated[str, typer.Option("--reason", help="Why (audited in ops_events).")],
+                     operator: OperatorOpt = "operator", dry_run: DryRunOpt = False,
+                     policy: PolicyOpt = None, config: ConfigOpt = None) -> None:
+    """Runbook 8 full halt: health STALE MANUAL_HALT; signals and alerts stop, ingestion continues."""
+    from hlcore.ops.monitor import monitor_command
+
+    if not reason.strip():
+        raise BadInput("--reason: must not be empty (it is audited)")
+    _run_monitor(policy, config, lambda ctx: monitor_command(ctx, "halt", reason=reason, operator=operator,
+                                                             dry_run=dry_run), read_only=dry_run)
+
+
+@ops_app.command("monitor-resume")
+@handles_errors
+def ops_monitor_resume(reason: Annotated[str | None, typer.Option("--reason", help="Why (audited).")] = None,
+                       operator: OperatorOpt = "operator", dry_run: DryRunOpt = False,
+                       policy: PolicyOpt = None, config: ConfigOpt = None) -> None:
+    """Clear a manual halt: health RECOVERING; the latch then needs clean runs after the resume.
+    Refused unless halted."""
+    from hlcore.ops.monitor import monitor_command
+
+    _run_monitor(policy, config, lambda ctx: monitor_command(ctx, "resume", reason=reason, operator=operator,
+                                                             dry_run=dry_run), read_only=dry_run)
+
+
+@ops_app.command("monitor-status")
+@handles_errors
+def ops_monitor_status(policy: PolicyOpt = None, config: ConfigOpt = None) -> None:
+    """Read-only: health + reason, latch, system_stale, last 5 runs, job heartbeats, DB. Exit 0 only
+    when health is the fully healthy state."""
+    from hlcore.ops.monitor import status
+
+    _run_monitor(policy, config, status, read_only=True)
+
+
+@report_app.command("dirty")
+@handles_errors
+def ops_report_dirty(hours: Annotated[int, typer.Option("--hours", help="Window: 1 or 6 hours.")] = 1,
+                     policy: PolicyOpt = None, config: ConfigOpt = None) -> None:
+    """Dirty % per asset and per hour; latest anomalies."""
+    from hlcore.ops.monitor import report_dirty
+
+    _run_monitor(policy, config, lambda ctx: report_dirty(ctx, hours), read_only=True)
+
+
+@report_app.command("alerts")
+@handles_errors
+def ops_report_alerts(hours: Annotated[int, typer.Option("--hours", help="Window in hours.")] = 24,
+                      policy: PolicyOpt = None, config: ConfigOpt = None) -> None:
+    """Alert counts per asset/type/hour with suppressed counts by reason; alert_state; signals near
+    thresholds."""
+    from hlcore.ops.monitor import report_alerts
+
+    _run_monitor(policy, config, lambda ctx: report_alerts(ctx, hours), read_only=True)
+
+
+@report_app.command("universe")
+@handles_errors
+def ops_report_universe(policy: PolicyOpt = None, config: ConfigOpt = None) -> None:
+    """Last 10 universe refresh runs (counts, churn, warnings, error); current size."""
+    from hlcore.ops.monitor import report_universe
+
+    _run_monitor(policy, config, report_universe, read_only=True)
+
+
+@ops_app.command("retention")
+@handles_errors
+def ops_retention(snapshot_days: Annotated[int, typer.Option(
+                      "--snapshot-days", help="Snapshot retention in days (never below 7).")] = 7,
+                  operator: OperatorOpt = "operator", reason_message: ReasonMsgOpt = None,
+                  dry_run: DryRunOpt = False, policy: PolicyOpt = None, config: ConfigOpt = None) -> None:
+    """Delete monitor rows by age (monitor §6); --dry-run prints the counts only."""
+    from hlcore.ops.monitor import retention
+
+    _run_monitor(policy, config, lambda ctx: retention(ctx, snapshot_days=snapshot_days, dry_run=dry_run,
+                                                       operator=operator, reason=reason_message),
+                 read_only=dry_run)
+
+
+@ops_app.command("db-check")
+@handles_errors
+def ops_db_check(policy: PolicyOpt = None, config: ConfigOpt = None) -> None:
+    """Monitor DB: connectivity, table row counts, indexes present, free disk (< 20 % -> exit 1)."""
+    from hlcore.engine.clock import SystemClock
+    from hlcore.ops.monitor import db_check
+
+    result = db_check(open_workspace(policy, config), SystemClock())
+    for line in result.lines:
+        out.print(line, markup=False)
+    if result.refused:
+        raise typer.Exit(code=1)
+
+
 def main() -> None:
     app()
 
