@@ -181,11 +181,12 @@ def _live_monitor(policy: Path | None, config: Path | None, job: str | None, max
     from hlcore.engine.clock import SystemClock
     from hlcore.jobs.copytrade.service import Wiring
     from hlcore.jobs.monitor.service import start as start_monitor
-    from hlcore.logs import configure
+    from hlcore.logs import configure_components
 
     ws = open_workspace(policy, config)
     wiring = Wiring(SystemClock(), time.sleep, random.Random(), lambda _venue: requests.Session(), os.environ)
-    configure(None, wiring.clock, ws.settings.get("log_level"))
+    interactive = sys.stdout.isatty()
+    configure_components(None if interactive else Path("logs"), wiring.clock, ws.settings.get("log_level"))
     ctx, _jobs, scheduler = start_monitor(ws, wiring, only=job)
     try:
         engine = ctx.runtime.engine

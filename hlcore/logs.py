@@ -42,3 +42,37 @@ def configure(path: Path | None, clock: Clock, level: str = "INFO") -> logging.H
     root.addHandler(handler)
     root.setLevel(level)
     return handler
+
+
+MONITOR_COMPONENTS = {  # runbooks' "Log Locations": component -> the loggers that write to it
+    "ingest.log": ("hlcore.monitor.universe", "hlcore.monitor.snapshots", "hlcore.monitor.health"),
+    "signals.log": ("hlcore.monitor.signals",),
+    "alerts.log": ("hlcore.monitor.alerts",),
+}
+
+
+class _Prefixes(logging.Filter):
+    def __init__(self, prefixes: tuple[str, ...]):
+        super().__init__()
+        self.prefixes = prefixes
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.name.startswith(self.prefixes)
+
+
+def configure_components(log_dir: Path | None, clock: Clock, level: str = "INFO") -> list[logging.Handler]:
+    """Monitor component logs: `logs/ingest.log`, `logs/signals.log`, `logs/alerts.log`, or one
+    stream on stderr when `log_dir` is None (interactive runs)."""
+    if log_dir is None:
+        return [configure(None, clock, level)]
+    log_dir.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger("hlcore")
+    handlers: list[logging.Handler] = []
+    for name, prefixes in MONITOR_COMPONENTS.items():
+        handler = logging.FileHandler(log_dir / name, encoding="utf-8")
+        handler.setFormatter(JsonFormatter(clock))
+        handler.addFilter(_Prefixes(prefixes))
+        root.addHandler(handler)
+        handlers.append(handler)
+    root.setLevel(level)
+    return handlers

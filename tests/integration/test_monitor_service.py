@@ -62,6 +62,11 @@ def test_twelve_minutes_of_the_monitor(rig: Any) -> None:
     first = [r for r in rows if r[0] == T0 + 5 * 60_000]
     assert len(first) == 3 and all(r[2] == "No-trade" and "low_coverage" in r[3] for r in first)
     assert engine.state("dashboard_view") == "NORMAL"
+    from hlcore.storage.monitor import MonitorState
+
+    beats = {job: MonitorState(ctx.db).get_int(f"job_heartbeat_{job}")
+             for job in ("snapshots", "health", "signals", "alerts", "dashboard")}
+    assert all(v is not None and v > T0 for v in beats.values()), beats
     ctx.close()
 
 
@@ -72,3 +77,23 @@ def test_one_job_only_and_bad_job_name(rig: Any) -> None:
     ctx.close()
     with pytest.raises(BadInput, match="--job: expected one of"):
         start(ws, wiring, only="nope")
+
+
+def test_component_logs_split_by_job(rig: Any, tmp_path: Path) -> None:
+    import logging
+
+    from hlcore.logs import configure_components
+
+    ws, clock, _venue, wiring = rig
+    handlers = configure_components(tmp_path / "logs", clock)
+    try:
+        ctx, _jobs, scheduler = start(ws, wiring)
+        scheduler.run_until(T0 + 60_000, clock.set)  # the first signal slot is locked: a "blocked" line
+        ctx.close()
+    finally:
+        for h in handlers:
+            logging.getLogger("hlcore").removeHandler(h)
+            h.close()
+    signals_log = (tmp_path / "logs" / "signals.log").read_text(encoding="utf-8")
+    assert "Signal computation blocked" in signals_log
+    assert "Signal computation blocked" not in (tmp_path / "logs" / "ingest.log").read_text(encoding="utf-8")

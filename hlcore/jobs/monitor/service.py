@@ -23,6 +23,7 @@ from hlcore.jobs.monitor.health import HealthJob
 from hlcore.jobs.monitor.signals import SignalJob
 from hlcore.jobs.monitor.snapshots import SnapshotJob
 from hlcore.jobs.monitor.universe import UniverseJob
+from hlcore.storage.monitor import MonitorState
 from hlcore.storage.monitor_signals import SignalStore
 from hlcore.workspace import Workspace
 
@@ -58,7 +59,8 @@ class MonitorJobs:
         self._count("health")
 
     def signal_cycle(self, slot_ts: int) -> None:
-        self.signals.run(slot_ts)
+        self.signals.run(slot_ts)  # the cycle also delivers its alerts (monitor §5: after each commit)
+        MonitorState(self.ctx.db).heartbeat("alerts", self.ctx.clock.now_ms())
         self._count("signals")
 
     def dashboard_cycle(self, at_ms: int) -> None:
@@ -70,6 +72,7 @@ class MonitorJobs:
         latest = max(stamps) if stamps else None
         self.ctx.runtime.observe("dashboard_refresh", {"signal_age_ms": None if latest is None else now - latest,
                                                        "storage_ok": True})
+        MonitorState(self.ctx.db).heartbeat("dashboard", now)
         self._count("dashboard")
 
 
