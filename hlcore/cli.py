@@ -306,11 +306,31 @@ def ops_status(policy: PolicyOpt = None, config: ConfigOpt = None) -> None:
     from hlcore.engine.clock import SystemClock
     from hlcore.ops.reports import status_report
 
-    report = status_report(open_workspace(policy, config), SystemClock().now_ms())
+    ws = open_workspace(policy, config)
+    report = status_report(ws, SystemClock().now_ms())
     for line in report.lines:
         out.print(line, markup=False)
-    if not report.ok:
+    monitor_ok = True
+    if monitor_database_exists(ws):  # the monitor's section, when this machine runs it (monitor §8)
+        from hlcore.ops.monitor import open_monitor, status
+
+        ctx = open_monitor(ws, SystemClock(), read_only=True)
+        try:
+            result = status(ctx)
+        finally:
+            ctx.close()
+        for line in result.lines:
+            out.print(f"monitor_{line}", markup=False)
+        monitor_ok = result.refused is None
+    if not report.ok or not monitor_ok:
         raise typer.Exit(code=1)
+
+
+def monitor_database_exists(ws: Any) -> bool:
+    from hlcore.app import database_url
+
+    url = database_url(ws.settings, "monitor")
+    return not url.startswith("sqlite") or Path(url.split("///", 1)[-1]).exists()
 
 
 @ops_app.command("preflight")
@@ -509,6 +529,7 @@ def _run_monitor(policy: Path | None, config: Path | None, action: Callable[[Any
         raise typer.Exit(code=1)
 
 
+@ops_app.command("halt")
 @ops_app.command("monitor-halt")
 @handles_errors
 def ops_monitor_halt(reason: Annotated[str, typer.Option("--reason", help="Why (audited in ops_events).")],
@@ -523,6 +544,7 @@ def ops_monitor_halt(reason: Annotated[str, typer.Option("--reason", help="Why (
                                                              dry_run=dry_run), read_only=dry_run)
 
 
+@ops_app.command("resume")
 @ops_app.command("monitor-resume")
 @handles_errors
 def ops_monitor_resume(reason: Annotated[str | None, typer.Option("--reason", help="Why (audited).")] = None,

@@ -34,7 +34,7 @@ from hlcore.storage.monitor import (
     Universe,
     heartbeat_key,
 )
-from hlcore.storage.monitor_signals import AlertStore
+from hlcore.storage.monitor_signals import AlertStore, SignalStore
 from hlcore.storage.repos import OpsEvents
 from hlcore.storage.schema import (
     alert_state,
@@ -57,6 +57,7 @@ from hlcore.workspace import Workspace
 
 HEALTH = "health"  # the machine the monitor commands drive (contract name, like a fact kind)
 SYSTEM_STALE = "system_stale"
+SIGNAL_LOCK = "signal_lock"
 LATCH_VAR = "latched_since"
 APP = "monitor"
 DAY_MS = 86_400_000
@@ -243,6 +244,19 @@ def status(ctx: AppContext) -> MonitorOpsResult:
     result.add(latched=state in locked, latched_since=latched_since,
                manual_halt=bool(engine.var(HEALTH, "manual_halt")))
     result.add(system_stale=engine.state(SYSTEM_STALE))
+    result.add(signal_lock=engine.state(SIGNAL_LOCK), signal_lock_reason=engine.reason(SIGNAL_LOCK))
+    signals_store = SignalStore(ctx.db)
+    for asset in ctx.settings.get("monitor.assets"):
+        ts = signals_store.latest_signal_ts(asset)
+        row = signals_store.signal_row(ts, asset) if ts is not None else None
+        result.add(signal_asset=asset, signal_ts=ts,
+                   playbook=row["allowed_playbook"] if row else None, risk_mode=row["risk_mode"] if row else None,
+                   cas=row["alignment_score"] if row else None, exit_cluster=row["exit_cluster_score"] if row else None,
+                   is_degraded=row["is_degraded"] if row else None)
+    for (asset, alert_type), st in AlertStore(ctx.db).state().items():
+        if st.get("is_active"):
+            result.add(active_alert=f"{asset}/{alert_type}", last_triggered_ts=st.get("last_triggered_ts"),
+                       cooldown_until=st.get("cooldown_until"))
     db_ok = ctx.db.schema_status()
     result.add(db=db_ok)
     store = MonitorState(ctx.db)
