@@ -81,7 +81,8 @@ def build(ctx: AppContext, wiring: Wiring) -> MonitorJobs:
     client = build_client(s.get("monitor.snapshots.info_url"),
                           timeout_sec=float(s.get("monitor.snapshots.request_timeout_sec")), clock=wiring.clock,
                           sleep=wiring.sleep, rng=wiring.rng, session=wiring.session_factory("hyperliquid"),
-                          weight_budget_per_min=int(s.get("monitor.snapshots.weight_budget_per_min")))
+                          weight_budget_per_min=int(s.get("monitor.snapshots.weight_budget_per_min"))
+                          * int(s.get("monitor.snapshots.weight_headroom_pct")) // 100)  # stay inside the headroom
     return MonitorJobs(ctx, UniverseJob(ctx, client, wiring.clock), SnapshotJob(ctx, client, wiring.clock),
                        HealthJob(ctx, wiring.clock), SignalJob(ctx, wiring.clock), AlertWriter(ctx))
 
