@@ -128,6 +128,7 @@ class VenueHttp:
         self.limiter = limiter
         self.request_limiter = request_limiter
         self.used_weight_limit = used_weight_limit
+        self.deadline_ms: int | None = None  # a caller's cycle deadline: never wait for budget past it
         self.default_cooldown_ms = default_cooldown_ms
         self.max_wait_ms = max_wait_ms
         self.session = session or requests.Session()
@@ -168,7 +169,8 @@ class VenueHttp:
                               retry_after_ms=self.cooldown_until_ms - now, sent=False)
         limits = [(lim, w) for lim, w in ((self.limiter, weight), (self.request_limiter, 1)) if lim is not None]
         wait_ms = max((lim.wait_ms(w) for lim, w in limits), default=0)
-        if wait_ms > self.max_wait_ms:  # not sendable in time: known not sent
+        late = self.deadline_ms is not None and now + wait_ms >= self.deadline_ms
+        if wait_ms > self.max_wait_ms or late:  # not sendable in time: known not sent
             return VenueError(RATE_LIMITED, f"{self.name} local rate limit", sent=False, retry_after_ms=wait_ms)
         if wait_ms > 0:
             self.sleep(wait_ms / 1000)

@@ -243,7 +243,12 @@ class SnapshotJob:
 
         aligned = slot_ts % MINUTE_MS == 0
         deadline = slot_ts + self.deadline_ms
-        results = self.fetch_all(wallets, deadline, concurrency) if aligned else []
+        http = self.client.http
+        http.deadline_ms = deadline  # no request waits for weight budget past the deadline
+        try:
+            results = self.fetch_all(wallets, deadline, concurrency) if aligned else []
+        finally:
+            http.deadline_ms = None
         succeeded = [r for r in results if r.ok]
         expected = len(wallets)
         rate_limited = sum(r.rate_limited for r in results)
