@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, event
 
 from hlcore.engine.clock import Clock
 from hlcore.engine.core import Engine
@@ -66,7 +66,8 @@ class Runtime:
         """Observe a fact and persist what it changed (in `conn`'s transaction when given, so a
         job's own rows and the policy's state commit together)."""
         decision = self.engine.observe(kind, fields)
-        if persist and (decision.transitions or decision.effects or decision.events or decision.vars):
+        pending = self._unsaved or self._unsaved_rows or self._unsaved_tallies  # an earlier write that failed
+        if persist and (decision.transitions or decision.effects or decision.events or decision.vars or pending):
             self.persist(decision, conn=conn)
         return decision
 
@@ -87,6 +88,7 @@ class Runtime:
                     mirrors[mirror["reason"]] = row["reason"] or ""
                 if "since" in mirror:
                     mirrors[mirror["since"]] = str(row["since_ms"])
+        joined = conn is not None
         with storage_errors("persist decision"), self.db.begin_or_join(conn) as conn:
             if self._has(machine_states.name):
                 self._states.save([{k: r[k] for k in ("machine", "instance", "state", "reason", "since_ms", "vars")}
@@ -99,9 +101,20 @@ class Runtime:
                 for t in self._unsaved_tallies:
                     self._tallies.add(t["name"], "" if t["key"] is None else str(t["key"]), t["ts_ms"], t["value"],
                                      conn=conn)
-        self._unsaved = []  # only after the commit: a failed write is retried with the next decision
-        self._unsaved_rows = {}
-        self._unsaved_tallies = []
+        written = (len(self._unsaved), dict(self._unsaved_rows), len(self._unsaved_tallies))
+        if joined:  # the caller's transaction decides: forget what was written only once it commits
+            event.listen(conn, "commit", lambda _conn: self._forget(*written), once=True)
+        else:
+            self._forget(*written)
+
+    def _forget(self, audits: int, rows: dict[str, dict[str, Any]], tallies: int) -> None:
+        """Drop what a committed transaction wrote; anything newer (or rolled back) is kept for the
+        next write, so a failed or rolled-back write loses nothing and never writes twice."""
+        self._unsaved = self._unsaved[audits:]
+        for key, row in rows.items():
+            if self._unsaved_rows.get(key) is row:
+                del self._unsaved_rows[key]
+        self._unsaved_tallies = self._unsaved_tallies[tallies:]
 
 
 def _audit_row(r: AuditRecord) -> dict[str, Any]:

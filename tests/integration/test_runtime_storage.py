@@ -147,3 +147,38 @@ def test_a_failed_write_is_kept_and_persisted_by_the_next_good_one(tmp_path: Pat
         ("HALT", "STORAGE_UNAVAILABLE")
     halts = [r for r in AuditLog(rt.db).rows() if r["machine"] == "safety" and r["to_state"] == "HALT"]
     assert [(r["reason_code"], r["timestamp_ms"]) for r in halts] == [("STORAGE_UNAVAILABLE", T0)]
+
+
+def test_a_rolled_back_joined_transaction_keeps_its_changes_for_the_next_write(
+        tmp_path: Path, default_policy: Any, default_settings: Any) -> None:
+    """A job's transaction that joins the policy write and then rolls back loses nothing: the
+    state change and its audit row reach storage with the next write, exactly once."""
+    rt, clock = runtime(tmp_path / "j.db", default_policy, default_settings)
+
+    class JobFailed(Exception):
+        pass
+
+    try:
+        with rt.db.transaction() as conn:
+            rt.observe("storage_failed", {"app": "copytrader", "operation": "write"}, conn=conn)
+            raise JobFailed  # e.g. the job's own insert failed after the policy wrote its part
+    except JobFailed:
+        pass
+    assert SystemState(rt.db).get("safety_mode") == "ARMED_SAFE"  # rolled back
+    clock.advance(1_000)
+    rt.observe("ingest_tick", {"last_ingest_success_ms": clock.now_ms(), "cursor_ts_ms": clock.now_ms(),
+                               "maintenance_skip_applied_ms": None})
+    assert SystemState(rt.db).get("safety_mode") == "HALT"
+    halts = [r for r in AuditLog(rt.db).rows() if r["machine"] == "safety" and r["to_state"] == "HALT"]
+    assert len(halts) == 1
+
+    with rt.db.transaction() as conn:  # and a committed joined write is not written again
+        clock.advance(1_000)
+        rt.observe("operator_command", {"command": "unhalt", "target_mode": None, "reason_code": None,
+                                        "force": False, "allow_non_halt": False, "last_reconcile_result": None,
+                                        "last_reconcile_ms": None, "unknown_count": 0, "open_event_count": 0},
+                   conn=conn)
+    rt.observe("ingest_tick", {"last_ingest_success_ms": clock.now_ms(), "cursor_ts_ms": clock.now_ms(),
+                               "maintenance_skip_applied_ms": None})
+    unhalts = [r for r in AuditLog(rt.db).rows() if r["reason_code"] == "MANUAL_UNHALT"]
+    assert len(unhalts) == 1
