@@ -199,6 +199,28 @@ def _live_monitor(policy: Path | None, config: Path | None, job: str | None, max
         ctx.close()
 
 
+@app.command()
+@handles_errors
+def replay(directory: Annotated[Path, typer.Argument(help="Drill folder holding drill.yaml.")],
+           journal: Annotated[Path | None, typer.Option("--journal", help="Write the JSON-lines journal here.")] = None,
+           format: Annotated[str, typer.Option("--format", help="text or json (the journal on stdout).")] = "text",
+           policy: PolicyOpt = None) -> None:
+    """Replay one drill on a scripted clock and fake venues; print its timeline and verdict (exit 1 on fail)."""
+    from replay.runner import replay as run_drill
+    from replay.runner import timeline_text
+
+    if format not in ("text", "json"):
+        raise BadInput(f"--format: expected one of text, json, got '{format}'")
+    outcome = run_drill(directory, policy)
+    if journal is not None:
+        journal.parent.mkdir(parents=True, exist_ok=True)
+        journal.write_text(outcome.journal(), encoding="utf-8")
+    sys.stdout.write(outcome.journal() if format == "json" else timeline_text(outcome))
+    sys.stdout.flush()
+    if outcome.verdict != "pass":
+        raise typer.Exit(code=1)
+
+
 ops_app = typer.Typer(no_args_is_help=True, help="Operator commands (copytrader §8, monitor §8). "
                       "Output is key=value lines; exit 0 ok, 1 refused or check failed, 2 bad input.")
 app.add_typer(ops_app, name="ops")

@@ -1,0 +1,86 @@
+"""Every drill under fixtures/ passes and replays byte-identically; bad drill files exit 2 with
+file:line; a drill whose outcome differs exits 1 naming the expectation (issue 5)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from hlcore.cli import app
+from replay.runner import replay
+
+ROOT = Path(__file__).resolve().parents[2]
+DRILLS = sorted(p.parent for p in (ROOT / "fixtures").glob("*/drill.yaml"))
+
+
+def test_there_is_a_gap_exceeded_drill() -> None:
+    assert ROOT / "fixtures" / "gap_exceeded" in DRILLS
+
+
+@pytest.mark.parametrize("directory", DRILLS, ids=[d.name for d in DRILLS])
+def test_drill_passes_and_replays_identically(directory: Path) -> None:
+    first = replay(directory)
+    assert first.failures == [] and first.verdict == "pass"
+    assert replay(directory).journal() == first.journal()
+
+
+def test_gap_exceeded_cli_timeline_and_journal(tmp_path: Path) -> None:
+    runner = CliRunner()
+    journals = []
+    for i in range(2):
+        path = tmp_path / f"j{i}.jsonl"
+        result = runner.invoke(app, ["replay", str(ROOT / "fixtures" / "gap_exceeded"), "--journal", str(path)])
+        assert result.exit_code == 0, result.output
+        assert re.search(r"safety\s+ARMED_SAFE -> HALT\s+BACKFILL_WINDOW_EXCEEDED", result.stdout)
+        assert "verdict: pass" in result.stdout
+        journals.append(path.read_bytes())
+    assert journals[0] == journals[1]
+    last = journals[0].decode().splitlines()[-1]
+    assert last.startswith('{"summary":') and '"verdict":"pass"' in last
+    assert "userFillsByTime" not in journals[0].decode().split('"run":"boundary_600000"')[0]
+    assert "?" not in "".join(line for line in journals[0].decode().splitlines() if '"venue_call"' in line)
+
+
+def _copy(tmp_path: Path, edit: tuple[str, str]) -> Path:
+    target = tmp_path / "drill"
+    shutil.copytree(ROOT / "fixtures" / "gap_exceeded", target)
+    path = target / "drill.yaml"
+    text = path.read_text(encoding="utf-8")
+    assert edit[0] in text
+    path.write_text(text.replace(edit[0], edit[1], 1), encoding="utf-8")
+    return target
+
+
+def _line_of(path: Path, needle: str) -> int:
+    return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if needle in line)
+
+
+def test_unknown_key_exits_2_with_file_and_line(tmp_path: Path) -> None:
+    drill = _copy(tmp_path, ("clock:\n", "clokc: {}\nclock:\n"))
+    result = CliRunner().invoke(app, ["replay", str(drill)])
+    assert result.exit_code == 2
+    line = _line_of(drill / "drill.yaml", "clokc")
+    assert f"drill.yaml:{line}: clokc: unknown key" in result.stderr
+
+
+def test_time_going_backwards_exits_2_with_file_and_line(tmp_path: Path) -> None:
+    step = "  - {at: 250s, do: advance}\n"
+    drill = _copy(tmp_path, (step, step + "  - {at: 10s, do: advance}\n"))
+    result = CliRunner().invoke(app, ["replay", str(drill)])
+    assert result.exit_code == 2
+    line = _line_of(drill / "drill.yaml", "{at: 10s, do: advance}")
+    assert f"drill.yaml:{line}" in result.stderr and "backwards" in result.stderr
+
+
+def test_a_changed_outcome_exits_1_naming_the_expectation(tmp_path: Path) -> None:
+    """Widen the window by 1 ms: the base run no longer halts, so the drill fails."""
+    drill = _copy(tmp_path, ("config: {}", "config: {ingest: {backfill_window_ms: 600001}}"))
+    result = CliRunner().invoke(app, ["replay", str(drill)])
+    assert result.exit_code == 1
+    line = _line_of(drill / "drill.yaml", "transition: {safety: HALT}")
+    assert f"FAIL base: {drill / 'drill.yaml'}:{line} at +0.000s" in result.stdout
+    assert "verdict: fail" in result.stdout
