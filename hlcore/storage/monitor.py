@@ -228,6 +228,18 @@ class Universe:
         with self.db.begin_or_join(conn) as c:
             return list(c.execute(select(t.c.wallet_id).order_by(t.c.rank)).scalars())
 
+    def stalest_first(self, *, conn: Connection | None = None) -> list[str]:
+        """Current wallet ids, the ones whose last good snapshot is oldest (or missing) first, then
+        by rank. When every wallet is covered every minute this is rank order; when the weight
+        budget cannot cover everyone, each cycle starts where the previous one had to stop."""
+        t, s = wallet_universe_current, wallet_snapshots
+        last = (select(s.c.wallet_id, func.max(s.c.snapshot_ts).label("last_ts"))
+                .where(s.c.position_szi.is_not(None)).group_by(s.c.wallet_id).subquery())
+        query = (select(t.c.wallet_id).outerjoin(last, last.c.wallet_id == t.c.wallet_id)
+                 .order_by(func.coalesce(last.c.last_ts, -1), t.c.rank))
+        with self.db.begin_or_join(conn) as c:
+            return list(c.execute(query).scalars())
+
     def current_run_id(self, *, conn: Connection | None = None) -> str | None:
         """The refresh run the current universe came from (None when there is none)."""
         t = wallet_universe_current

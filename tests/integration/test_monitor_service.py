@@ -97,3 +97,31 @@ def test_component_logs_split_by_job(rig: Any, tmp_path: Path) -> None:
     signals_log = (tmp_path / "logs" / "signals.log").read_text(encoding="utf-8")
     assert "Signal computation blocked" in signals_log
     assert "Signal computation blocked" not in (tmp_path / "logs" / "ingest.log").read_text(encoding="utf-8")
+
+
+def test_a_cycle_starts_with_the_wallets_left_out_last_time(rig: Any) -> None:
+    """Under a weight budget that cannot cover everyone, the next cycle asks first about the wallets
+    whose last good snapshot is oldest, so coverage rotates instead of always skipping the tail."""
+    from hlcore.storage.monitor import Universe
+
+    ws, clock, venue, wiring = rig
+    ctx, jobs, _scheduler = start(ws, wiring, only="universe")
+    jobs.universe.run()
+    universe = Universe(ctx.db)
+    by_rank = universe.current_ids()
+    assert len(by_rank) == 20 and universe.stalest_first() == by_rank  # nothing snapshotted yet
+    clock.set(T0)
+    jobs.snapshots.run(T0)
+    assert universe.stalest_first() == by_rank  # everyone covered at T0: rank order
+    for wallet in by_rank[-5:]:  # the five lowest-ranked wallets fail at T0 + 1 min ...
+        venue.wallet_faults[wallet] = ["500"] * 10
+    clock.set(T0 + 60_000)
+    jobs.snapshots.run(T0 + 60_000)
+    assert universe.stalest_first() == by_rank[-5:] + by_rank[:-5]  # ... so they go first next time
+    venue.wallet_faults.clear()
+    for wallet in by_rank[5:10]:
+        venue.wallet_faults[wallet] = ["500"] * 10
+    clock.set(T0 + 120_000)
+    jobs.snapshots.run(T0 + 120_000)  # ranks 6-10 fail now: their last good snapshot is the oldest
+    assert universe.stalest_first() == by_rank[5:10] + by_rank[:5] + by_rank[10:]
+    ctx.close()

@@ -235,7 +235,7 @@ class SnapshotJob:
                 log.warning("snapshot slot %s already has a run; not run again", slot_ts)
                 return SnapshotOutcome(slot_ts, self.runs.get(slot_ts), None, None, {}, skipped=True)
             self.state.ensure_first_start(started)
-            wallets = self.universe.current_ids()
+            wallets = self.universe.stalest_first()
             universe_run_id = self.universe.current_run_id()
             concurrency = self.current_concurrency()
         except StorageUnavailable as exc:
