@@ -25,11 +25,10 @@ from enum import StrEnum
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Row, Table, and_, delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
-from hlcore.errors import BadInput, CheckFailed
-from hlcore.storage.db import Database, upsert
-from hlcore.storage.repos import SystemState, dump_json, load_json
+from hlcore.errors import CheckFailed
+from hlcore.storage.db import Database, insert_ignore, upsert
+from hlcore.storage.repos import TypedState, dump_json, load_json
 from hlcore.storage.schema import (
     baseline_positions,
     baseline_snapshots,
@@ -135,16 +134,6 @@ def _chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
         yield items[start : start + _IN_CHUNK]
 
 
-def _insert_ignore(conn: Connection, table: Table, row: Mapping[str, Any], keys: Sequence[str]) -> bool:
-    """Insert one row unless `keys` already exist; True if it was new (rowcount is exact per row)."""
-    dialect = conn.dialect.name
-    if dialect == "sqlite":
-        stmt = sqlite.insert(table).values(**row).on_conflict_do_nothing(index_elements=list(keys))
-    elif dialect == "postgresql":
-        stmt = postgresql.insert(table).values(**row).on_conflict_do_nothing(index_elements=list(keys))
-    else:  # open_database refuses other backends; this guards hand-built engines
-        raise BadInput(f"insert-or-ignore is not supported on {dialect!r}")
-    return conn.execute(stmt).rowcount == 1
 
 
 def _check_columns(table: Table, record: Mapping[str, Any], *, allowed: Iterable[str] = ()) -> None:
@@ -197,29 +186,8 @@ class SkipEvidence:
         }
 
 
-class CopytradeState:
+class CopytradeState(TypedState):
     """Typed access to the cursor and ingest keys of `system_state` (§4.1, §4.2, §6)."""
-
-    def __init__(self, db: Database):
-        self.db = db
-        self._kv = SystemState(db)
-
-    def get(self, key: str, *, conn: Connection | None = None) -> str | None:
-        return self._kv.get(str(key), conn=conn)
-
-    def get_int(self, key: str, *, conn: Connection | None = None) -> int | None:
-        """An integer key (ms stamps, counters); absent is None, a non-integer value is a bug."""
-        raw = self.get(key, conn=conn)
-        if raw is None:
-            return None
-        try:
-            return int(raw)
-        except ValueError as exc:
-            raise ValueError(f"system_state[{key!s}] = {raw!r} is not an integer") from exc
-
-    def set_many(self, values: Mapping[str, str | int], now_ms: int, *, conn: Connection | None = None) -> None:
-        """Upsert several keys in one transaction; integers are stored as their decimal text."""
-        self._kv.set_many({str(k): str(v) for k, v in values.items()}, now_ms, conn=conn)
 
     def boot_ms(self, *, conn: Connection | None = None) -> int | None:
         return self.get_int(CopytradeKey.BOOT_MS, conn=conn)
@@ -398,10 +366,10 @@ class Events:
         new_events = 0
         with self.db.begin_or_join(conn) as c:
             for row in event_rows:
-                if _insert_ignore(c, processed_txs, row, ("tx_hash", "event_index", "symbol")):
+                if insert_ignore(c, processed_txs, row, ("tx_hash", "event_index", "symbol")):
                     new_events += 1
             for row in fill_rows:
-                _insert_ignore(c, ingested_fills, row, ("tid",))
+                insert_ignore(c, ingested_fills, row, ("tid",))
             if cursor is not None:
                 if cursor.event_key is None:
                     raise ValueError("an ingest cursor needs an event key")

@@ -223,3 +223,16 @@ def upsert(
     else:
         stmt = stmt.on_conflict_do_nothing(index_elements=list(keys))
     conn.execute(stmt, [dict(r) for r in rows])
+
+
+def insert_ignore(conn: Connection, table: Any, row: Mapping[str, Any], keys: Sequence[str]) -> bool:
+    """Insert `row` unless a row with the same `keys` exists (dedup, exactly-once writes); True if
+    it was inserted. SQLite and PostgreSQL only, like `upsert`."""
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        stmt = sqlite.insert(table).values(**row).on_conflict_do_nothing(index_elements=list(keys))
+    elif dialect == "postgresql":
+        stmt = postgresql.insert(table).values(**row).on_conflict_do_nothing(index_elements=list(keys))
+    else:  # open_database refuses other backends; this guards hand-built engines
+        raise BadInput(f"insert-or-ignore is not supported on {dialect!r}")
+    return conn.execute(stmt).rowcount == 1

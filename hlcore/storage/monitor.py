@@ -27,11 +27,9 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Connection, Row, and_, case, delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
-from hlcore.errors import BadInput
-from hlcore.storage.db import Database, upsert
-from hlcore.storage.repos import SystemState, dump_json, load_json
+from hlcore.storage.db import Database, insert_ignore, upsert
+from hlcore.storage.repos import TypedState, dump_json, load_json
 from hlcore.storage.schema import (
     ingest_health,
     ingest_runs,
@@ -88,29 +86,8 @@ def dirty_streak_key(asset: str) -> str:
     return f"dirty_streak_{asset}"
 
 
-class MonitorState:
+class MonitorState(TypedState):
     """Typed access to the monitor's `system_state` keys."""
-
-    def __init__(self, db: Database):
-        self.db = db
-        self._kv = SystemState(db)
-
-    def get(self, key: str, *, conn: Connection | None = None) -> str | None:
-        return self._kv.get(str(key), conn=conn)
-
-    def get_int(self, key: str, *, conn: Connection | None = None) -> int | None:
-        """An integer key (ms stamps, counters); absent is None, a non-integer value is a bug."""
-        raw = self.get(key, conn=conn)
-        if raw is None or raw == "":
-            return None
-        try:
-            return int(raw)
-        except ValueError as exc:
-            raise ValueError(f"system_state[{key!s}] = {raw!r} is not an integer") from exc
-
-    def set_many(self, values: Mapping[str, str | int], now_ms: int, *, conn: Connection | None = None) -> None:
-        """Upsert several keys in one transaction; integers are stored as their decimal text."""
-        self._kv.set_many({str(k): str(v) for k, v in values.items()}, now_ms, conn=conn)
 
     def first_start_ts(self, *, conn: Connection | None = None) -> int | None:
         return self.get_int(MonitorKey.MONITOR_FIRST_START_TS, conn=conn)
@@ -144,15 +121,6 @@ def _num(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def _insert_ignore(conn: Connection, table: Any, row: Mapping[str, Any], keys: Sequence[str]) -> bool:
-    dialect = conn.dialect.name
-    if dialect == "sqlite":
-        stmt = sqlite.insert(table).values(**row).on_conflict_do_nothing(index_elements=list(keys))
-    elif dialect == "postgresql":
-        stmt = postgresql.insert(table).values(**row).on_conflict_do_nothing(index_elements=list(keys))
-    else:  # open_database refuses other backends; this guards hand-built engines
-        raise BadInput(f"insert-or-ignore is not supported on {dialect!r}")
-    return conn.execute(stmt).rowcount == 1
 
 
 # --------------------------------------------------------------------------------------------------
@@ -715,7 +683,7 @@ class IngestHealth:
         row = asdict(record)
         row["created_at"] = now_ms
         with self.db.begin_or_join(conn) as c:
-            return _insert_ignore(c, ingest_health, row, ("health_ts",))
+            return insert_ignore(c, ingest_health, row, ("health_ts",))
 
     def latest(self, *, conn: Connection | None = None) -> HealthRecord | None:
         t = ingest_health

@@ -27,10 +27,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, and_, case, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 
-from hlcore.errors import BadInput
-from hlcore.storage.db import Database, upsert
+from hlcore.storage.db import Database, insert_ignore, upsert
 from hlcore.storage.repos import dump_json, load_json
 from hlcore.storage.schema import (
     alert_state,
@@ -59,15 +57,6 @@ def _num(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def _insert_ignore(conn: Connection, table: Any, row: Mapping[str, Any], keys: Sequence[str]) -> bool:
-    dialect = conn.dialect.name
-    if dialect == "sqlite":
-        stmt = sqlite.insert(table).values(**row).on_conflict_do_nothing(index_elements=list(keys))
-    elif dialect == "postgresql":
-        stmt = postgresql.insert(table).values(**row).on_conflict_do_nothing(index_elements=list(keys))
-    else:  # open_database refuses other backends; this guards hand-built engines
-        raise BadInput(f"insert-or-ignore is not supported on {dialect!r}")
-    return conn.execute(stmt).rowcount == 1
 
 
 class SignalStore:
@@ -253,7 +242,7 @@ class AlertStore:
                     return False
                 c.execute(alerts.insert().values(**record))
                 return True
-            return _insert_ignore(c, alerts, record, ("asset", "alert_type", "signal_ts"))
+            return insert_ignore(c, alerts, record, ("asset", "alert_type", "signal_ts"))
 
     def surfaced_count(self, asset: str, after_ms: int, *, conn: Connection | None = None) -> int:
         """Non-suppressed alerts of `asset` with `alert_ts > after_ms` (A5's rolling count)."""

@@ -72,6 +72,31 @@ class SystemState:
             return {k: v for k, v in result}
 
 
+class TypedState:
+    """Typed access to one app's `system_state` keys (a key enum's members or plain strings)."""
+
+    def __init__(self, db: Database):
+        self.db = db
+        self._kv = SystemState(db)
+
+    def get(self, key: str, *, conn: Connection | None = None) -> str | None:
+        return self._kv.get(str(key), conn=conn)
+
+    def get_int(self, key: str, *, conn: Connection | None = None) -> int | None:
+        """An integer key (ms stamps, counters); absent or empty is None, a non-integer value is a bug."""
+        raw = self.get(key, conn=conn)
+        if raw is None or raw == "":
+            return None
+        try:
+            return int(raw)
+        except ValueError as exc:
+            raise ValueError(f"system_state[{key!s}] = {raw!r} is not an integer") from exc
+
+    def set_many(self, values: Mapping[str, str | int], now_ms: int, *, conn: Connection | None = None) -> None:
+        """Upsert several keys in one transaction; integers are stored as their decimal text."""
+        self._kv.set_many({str(k): str(v) for k, v in values.items()}, now_ms, conn=conn)
+
+
 class AuditLog:
     """Append-only `audit_log`: one row per decision, the journal's source (DESIGN §2.4)."""
 
