@@ -244,6 +244,14 @@ def _print_outcome(outcome: Any) -> None:
         raise typer.Exit(code=1)
 
 
+def _print_report(report: Any) -> None:
+    """A read-only report's key=value lines; exit 1 when it found a blocker or failure."""
+    for line in report.lines:
+        out.print(line, markup=False)
+    if not report.ok:
+        raise typer.Exit(code=1)
+
+
 def _run_ops(policy: Path | None, config: Path | None, action: Callable[[Any], Any], *,
              read_only: bool = False) -> None:
     """Open storage (read-only for --dry-run: nothing is ever written), run, print key=value lines,
@@ -375,10 +383,7 @@ def ops_preflight(exchange_time: Annotated[bool, typer.Option(
     load_env()
     report = preflight_report(open_workspace(policy, config), system_wiring(), mode=mode,
                               exchange_time_check=exchange_time, allow_create_db=allow_create_db)
-    for line in report.lines:
-        out.print(line, markup=False)
-    if not report.ok:
-        raise typer.Exit(code=1)
+    _print_report(report)
 
 
 @ops_app.command("poststart")
@@ -392,10 +397,7 @@ def ops_poststart(metrics_tail: Annotated[int, typer.Option(
     from hlcore.ops.reports import poststart_report
 
     report = poststart_report(open_workspace(policy, config), SystemClock().now_ms(), tail=metrics_tail)
-    for line in report.lines:
-        out.print(line, markup=False)
-    if not report.ok:
-        raise typer.Exit(code=1)
+    _print_report(report)
 
 
 @ops_app.command("validate-run")
@@ -422,10 +424,7 @@ def ops_validate_run(output: Annotated[Path, typer.Option("--output", help="Evid
     report = validate_run(open_workspace(policy, config), system_wiring(), output, operator=operator, mode=mode,
                           exchange_time_check=exchange_time, allow_create_db=allow_create_db, tail=metrics_tail)
     out.print(f"output={output}", markup=False)
-    for line in report.lines:
-        out.print(line, markup=False)
-    if not report.ok:
-        raise typer.Exit(code=1)
+    _print_report(report)
 
 
 @ops_app.command("backup")
