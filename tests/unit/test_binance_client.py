@@ -9,7 +9,6 @@ are filtered out of matching, so a replay checks method, path and every other pa
 from __future__ import annotations
 
 import importlib.util
-import json
 import sys
 from contextlib import contextmanager
 from decimal import Decimal
@@ -18,10 +17,10 @@ from typing import Any
 
 import pytest
 import requests
-from requests.adapters import BaseAdapter
 
 from hlcore.adapters.binance import BinanceClient, OrderAnswer, OrderNotFound, PositionSnapshot, query_outcome
 from hlcore.adapters.http import MALFORMED_RESPONSE, RATE_LIMITED, HttpResult, VenueError
+from tests.support.scripted import Scripted
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -253,28 +252,6 @@ def test_position_risk_with_a_long_entry_is_not_one_way(replay) -> None:
 
 
 # ------------------------------------------------------------------------------------------ no cassette
-class Scripted(BaseAdapter):
-    """A transport answering from a script: (status, body) or an exception."""
-
-    def __init__(self, script: list[Any]):
-        super().__init__()
-        self.script = list(script)
-        self.sent: list[requests.PreparedRequest] = []
-
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
-        self.sent.append(request)
-        item = self.script.pop(0)
-        if isinstance(item, Exception):
-            raise item
-        status, body = item
-        response = requests.Response()
-        response.status_code = status
-        response._content = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-        response.request = request
-        return response
-
-    def close(self) -> None:
-        pass
 
 
 def scripted(script: list[Any], **kwargs: Any) -> tuple[BinanceClient, Scripted, Any]:

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 import requests
-from requests.adapters import BaseAdapter
 
 from hlcore.adapters.http import (
     EXCHANGE_ERROR,
@@ -23,33 +22,11 @@ from hlcore.adapters.http import (
     WeightLimiter,
 )
 from hlcore.engine.clock import ManualClock
+from tests.support.scripted import Scripted
 
 T0 = 1_769_248_800_000
 
 
-class Scripted(BaseAdapter):
-    """A transport that answers from a script: (status, body, headers) or an exception."""
-
-    def __init__(self, script: list[Any]):
-        super().__init__()
-        self.script = list(script)
-        self.sent: list[requests.PreparedRequest] = []
-
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
-        self.sent.append(request)
-        item = self.script.pop(0)
-        if isinstance(item, Exception):
-            raise item
-        status, body, headers = item
-        response = requests.Response()
-        response.status_code = status
-        response._content = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-        response.headers.update(headers)
-        response.request = request
-        return response
-
-    def close(self) -> None:
-        pass
 
 
 def venue(script: list[Any], *, limiter_budget: int | None = None,
