@@ -176,6 +176,7 @@ def compile_kind(kind: str, tables: list[tuple[Any, list[tuple[Any, Any]]]], pol
             gen.ns[act] = action
             cond = gen.predicate(row.when, target)
             lines.append(f"{indent}if {cond}:  # {table.name}.{row.id}")
+            lines.append(f"{indent}    if E.hits is not None: E.hits[{table.name + '.' + row.id!r}] += 1")
             event_only = (action.event is not None and target is not None and row.then.get("reason") is not None
                           and not (action.sets or action.records or action.effects or action.emits))
             if event_only:

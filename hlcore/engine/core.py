@@ -19,6 +19,7 @@ from typing import Any
 from transitions import Machine
 
 from hlcore.engine.clock import Clock
+from hlcore.engine import trace
 from hlcore.engine.codegen import compile_kind
 from hlcore.engine.decision import AuditRecord, Decision, Effect, Transition
 from hlcore.errors import BadInput
@@ -110,6 +111,7 @@ class Engine:
     def __init__(self, policy: Policy, config: Any, clock: Clock):
         self.policy = policy
         self.clock = clock
+        self.hits = trace.current()  # rule-row hit counts while a coverage run collects them
         self._compiler = Compiler(_RunScope(policy, config), policy.guards, policy.allowlists)
         self._instances: dict[str, dict[tuple[Any, ...], Instance]] = {m: {} for m in policy.machines}
         self._tallies: dict[tuple[str, Any], deque[tuple[int, float]]] = {}

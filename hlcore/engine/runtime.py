@@ -18,9 +18,12 @@ from hlcore.engine.clock import Clock
 from hlcore.engine.core import Engine
 from hlcore.engine.decision import AuditRecord, Decision
 from hlcore.policy.model import Policy
-from hlcore.storage.db import Database, storage_errors
+from hlcore.storage.db import Database, StorageUnavailable, storage_errors
 from hlcore.storage.repos import AuditLog, MachineStateStore, SystemState, TallyStore
 from hlcore.storage.schema import engine_tallies, machine_states
+
+
+OPS_REVISION = "ops_revision"  # storage key bumped by operator commands (not policy)
 
 
 class Runtime:
@@ -36,6 +39,7 @@ class Runtime:
         self._unsaved: list[AuditRecord] = []
         self._unsaved_rows: dict[str, dict[str, Any]] = {}
         self._unsaved_tallies: list[dict[str, Any]] = []
+        self._revision: str | None = None  # the last operator revision this process has adopted
 
     def _has(self, table: str) -> bool:
         return table in self.db._existing_tables()
@@ -56,10 +60,34 @@ class Runtime:
             rows.append({"machine": m.name, "instance": m.name, "key": [], "state": system[mirror["state"]],
                          "reason": system.get(mirror.get("reason", "")), "since_ms": int(since) if since else None,
                          "vars": {}})
+        self._revision = system.get(OPS_REVISION)
         decision = self.engine.start(rows, [{**t, "key": t["instance"] or None} for t in tallies])
         if persist:
             self.persist(decision)
         return decision
+
+    def sync(self) -> bool:
+        """Adopt machine states an operator command wrote from another process (it bumps
+        `ops_revision`); a running service calls this at the top of each job cycle. One read
+        when nothing changed. Returns whether anything was adopted."""
+        try:
+            with storage_errors("read operator revision"):
+                revision = self._system.get(OPS_REVISION)
+                if revision == self._revision:
+                    return False
+                rows = self._states.load() if self._has(machine_states.name) else []
+        except StorageUnavailable:
+            return False  # the job's own storage handling reports it; nothing can be adopted now
+        self._revision = revision
+        self.engine.start(rows, ())
+        self.engine.drain_changed()  # adopted from storage: nothing to write back
+        return True
+
+    def announce(self, conn: Connection) -> None:
+        """Mark this write as an operator's, for running services to adopt (`sync`)."""
+        current = self._system.get(OPS_REVISION, conn=conn)
+        self._revision = str(int(current or 0) + 1)
+        self._system.set(OPS_REVISION, self._revision, self.clock.now_ms(), conn=conn)
 
     def observe(self, kind: str, fields: Mapping[str, Any] | None = None, *, persist: bool = True,
                 conn: Connection | None = None) -> Decision:

@@ -211,6 +211,7 @@ def monitor_command(ctx: AppContext, command: str, *, reason: str | None, operat
     halted = bool(after["manual_halt"])
     with ctx.db.transaction() as conn:
         ctx.runtime.persist(decision, conn=conn)
+        ctx.runtime.announce(conn)
         MonitorState(ctx.db).set_many({
             MonitorKey.MANUAL_HALT: "true" if halted else "false",
             MonitorKey.MANUAL_HALT_REASON: (reason or "") if halted else "",

@@ -83,6 +83,7 @@ def run_operator_command(ctx: AppContext, command: str, *, operator: str, reason
                 "abandoned_from_ms": evidence.abandoned_from_ms, "abandoned_to_ms": evidence.abandoned_to_ms,
                 "maintenance_skip_applied_ms": now})
         ctx.runtime.persist(decision, conn=conn)
+        ctx.runtime.announce(conn)
         AuditLog(ctx.db).write({
             "timestamp_ms": now, "category": "ops", "entity_id": SAFETY, "from_state": before["safety_mode"],
             "to_state": outcome.after["safety_mode"], "event": command,

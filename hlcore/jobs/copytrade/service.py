@@ -142,6 +142,7 @@ class Loop:
     def tick(self, at_ms: int) -> int:
         now = self.ctx.clock.now_ms()
         self.ticks += 1
+        self.ctx.runtime.sync()  # an operator command may have changed the safety mode
         if self.jobs.venues.binance is not None and now >= self.next_reconcile_ms:
             self.jobs.reconcile("loop")
             self.next_reconcile_ms = now + self.reconcile_every_ms

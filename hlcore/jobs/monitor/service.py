@@ -48,23 +48,27 @@ class MonitorJobs:
 
     def snapshot_cycle(self, at_ms: int) -> None:
         """One snapshot run for slot `at_ms`, then a health evaluation (monitor §5 "after each run")."""
+        self.ctx.runtime.sync()  # adopt an operator halt/resume
         self.snapshots.run(at_ms)
         self._count("snapshots")
         self.health_cycle(at_ms)
 
     def health_cycle(self, at_ms: int) -> None:
+        self.ctx.runtime.sync()  # adopt an operator halt/resume
         outcome = self.health.run()
         if outcome.alerts:
             self.alerts.write([outcome.decision])
         self._count("health")
 
     def signal_cycle(self, slot_ts: int) -> None:
+        self.ctx.runtime.sync()  # adopt an operator halt/resume
         self.signals.run(slot_ts)  # the cycle also delivers its alerts (monitor §5: after each commit)
         MonitorState(self.ctx.db).heartbeat("alerts", self.ctx.clock.now_ms())
         self._count("signals")
 
     def dashboard_cycle(self, at_ms: int) -> None:
         """Re-derive the dashboard view (monitor §3.5) from health and the latest signal's age."""
+        self.ctx.runtime.sync()  # adopt an operator halt/resume
         now = self.ctx.clock.now_ms()
         store = SignalStore(self.ctx.db)
         stamps = [t for t in (store.latest_signal_ts(a) for a in self.ctx.settings.get("monitor.assets"))
