@@ -199,28 +199,6 @@ def _live_monitor(policy: Path | None, config: Path | None, job: str | None, max
         ctx.close()
 
 
-@app.command()
-@handles_errors
-def replay(directory: Annotated[Path, typer.Argument(help="Drill folder holding drill.yaml.")],
-           journal: Annotated[Path | None, typer.Option("--journal", help="Write the JSON-lines journal here.")] = None,
-           format: Annotated[str, typer.Option("--format", help="text or json (the journal on stdout).")] = "text",
-           policy: PolicyOpt = None) -> None:
-    """Replay one drill on a scripted clock and fake venues; print its timeline and verdict (exit 1 on fail)."""
-    from replay.runner import replay as run_drill
-    from replay.runner import timeline_text
-
-    if format not in ("text", "json"):
-        raise BadInput(f"--format: expected one of text, json, got '{format}'")
-    outcome = run_drill(directory, policy)
-    if journal is not None:
-        journal.parent.mkdir(parents=True, exist_ok=True)
-        journal.write_text(outcome.journal(), encoding="utf-8")
-    sys.stdout.write(outcome.journal() if format == "json" else timeline_text(outcome))
-    sys.stdout.flush()
-    if outcome.verdict != "pass":
-        raise typer.Exit(code=1)
-
-
 ops_app = typer.Typer(no_args_is_help=True, help="Operator commands (copytrader §8, monitor §8). "
                       "Output is key=value lines; exit 0 ok, 1 refused or check failed, 2 bad input.")
 app.add_typer(ops_app, name="ops")
@@ -647,9 +625,69 @@ def ops_db_check(policy: PolicyOpt = None, config: ConfigOpt = None) -> None:
         raise typer.Exit(code=1)
 
 
+# --------------------------------------------------------------------------- hlcore diff (docs/diff.md)
+
+
+@app.command("diff")
+@handles_errors
+def diff_(base: Annotated[str | None, typer.Argument(help="Git revision or directory (default: HEAD).")] = None,
+          head: Annotated[str | None, typer.Argument(help="Git revision or directory (default: the working tree)."
+                                                     )] = None,
+          format: Annotated[str, typer.Option("--format", help="text, md (a pull-request comment) or json.")] = "text",
+          fail_on: Annotated[str | None, typer.Option("--fail-on", help="Exit 1 on a 'looser' change, or on 'any' "
+                                                      "change (CI).")] = None,
+          drills: Annotated[bool, typer.Option("--drills/--no-drills", help="Replay every drill under both sides "
+                                               "(--no-drills: the semantic diff alone, fast).")] = True,
+          fixtures: Annotated[Path | None, typer.Option("--fixtures", help="Drill folders (default: ./fixtures)."
+                                                        )] = None,
+          history: Annotated[Path | None, typer.Option("--history", help="A recorded tape of facts (JSONL) to run "
+                                                       "through both sides.")] = None,
+          jobs: Annotated[int | None, typer.Option("--jobs", help="Drill replays in parallel (default: CPUs).")] = None,
+          textconv: Annotated[Path | None, typer.Option("--textconv", help="Print one policy file normalised (the "
+                                                        "git diff textconv driver) and exit.")] = None) -> None:
+    """Semantic and behavioural diff of two policies, each change labelled stricter, looser or neutral."""
+    from contextlib import ExitStack
+
+    from hlcore.diff.behaviour import behaviour_diff
+    from hlcore.diff.history import history_diff
+    from hlcore.diff.render import FORMATS, Report, normalised_yaml, render
+    from hlcore.diff.semantic import LOOSER, semantic_diff
+    from hlcore.diff.sides import load_side
+
+    if textconv is not None:
+        try:
+            text = textconv.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise BadInput(f"{textconv}: cannot read file: {exc.strerror}") from None
+        sys.stdout.write(normalised_yaml(text, str(textconv)))
+        return
+    if format not in FORMATS:
+        raise BadInput(f"--format: expected one of {', '.join(FORMATS)}, got '{format}'")
+    if fail_on not in (None, "looser", "any"):
+        raise BadInput(f"--fail-on: expected looser or any, got '{fail_on}'")
+    with ExitStack() as stack:
+        base_side = load_side(base if base is not None else "HEAD", stack)
+        head_side = load_side(head, stack)
+        report = Report(base_side, head_side, semantic_diff(base_side, head_side))
+        if history is not None:
+            report.history = history_diff(base_side, head_side, history)
+        if drills:
+            report.behaviour = behaviour_diff(base_side, head_side, fixtures or Path.cwd() / "fixtures", jobs)
+        sys.stdout.write(render(report, format))
+        sys.stdout.flush()
+    if (fail_on == "looser" and any(c.label == LOOSER for c in report.changes)) or (
+            fail_on == "any" and report.changed()):
+        raise typer.Exit(code=1)
+
+
 def main() -> None:
     app()
 
 
 if __name__ == "__main__":
     main()
+
+
+from replay.cli import register as _register_drills  # noqa: E402 - needs the helpers above
+
+_register_drills(app)

@@ -1,5 +1,6 @@
 """Drill files (`fixtures/<name>/drill.yaml`): load, validate (cerberus; unknown keys are errors
-located by file:line), and normalise times to milliseconds. The format is in docs/drills.md."""
+located by file:line), and normalise times to milliseconds. The format is in docs/drills.md;
+the verbs, checks and seeds it may use are registered in `replay.registry`."""
 
 from __future__ import annotations
 
@@ -16,70 +17,53 @@ from cerberus import Validator
 from hlcore.config.settings import _flatten, _message
 from hlcore.errors import BadInput, Problem
 from hlcore.yamlsource import Source, load_yaml
+from replay.registry import CHECKS, GIVENS, STEPS, Kind, load_all
 
 DRILL_FILE = "drill.yaml"
-VERBS = ("boot", "advance", "crash")
-NEVER = ("order_submitted", "intent")  # besides a venue operation or "METHOD /path"
+CASSETTE_DIR = "cassettes"
+APPS = ("copytrader", "monitor")
 
-_DURATION = re.compile(r"^(\d+)(ms|s|m|h)$")
-_UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
+_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$")
 _ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,3})?Z$")
 
-_AT = {"type": ["string", "integer"], "required": True}
-_EXPECT_ITEM = {
-    "type": "dict",
-    "schema": {
-        "at": {"type": ["string", "integer"]},
-        "state": {"type": "dict", "keysrules": {"type": "string"}, "valuesrules": {"type": "string"}},
-        "reason": {"type": "string", "nullable": True},
-        "transition": {"type": "dict", "keysrules": {"type": "string"}, "valuesrules": {"type": "string"}},
-        "system_state": {"type": "dict", "keysrules": {"type": "string"},
-                         "valuesrules": {"type": ["string", "integer"]}},
-        "rows": {"type": "dict", "keysrules": {"type": "string"}, "valuesrules": {"type": "integer", "min": 0}},
-        "never": {"type": "string", "empty": False},
-    },
-}
-_GIVEN = {
-    "type": "dict",
-    "schema": {
-        "system_state": {"type": "dict", "keysrules": {"type": "string"},
-                         "valuesrules": {"type": ["string", "integer"]}},
-        "safety": {"type": "dict", "schema": {"state": {"type": "string", "required": True},
-                                              "reason": {"type": "string", "nullable": True}}},
-        "baseline": {"type": "dict", "keysrules": {"type": "string"}, "valuesrules": {"type": ["string", "number"]}},
-        "exchange": {"type": "dict", "keysrules": {"type": "string"}, "valuesrules": {"type": ["string", "number"]}},
-    },
-}
 _CLOCK = {"type": "dict", "schema": {"start": {"type": "string", "required": True, "regex": _ISO.pattern}}}
-_TIMELINE = {"type": "list", "schema": {"type": "dict", "schema": {"at": _AT, "do": {
-    "type": "string", "required": True, "allowed": list(VERBS)}}}}
-_EXPECT = {"type": "list", "schema": _EXPECT_ITEM}
+_ENV = {"type": "dict", "keysrules": {"type": "string", "regex": r"^[A-Z][A-Z0-9_]*$"},
+        "valuesrules": {"type": "string", "nullable": True}}
+_LIST_OF_DICTS = {"type": "list", "schema": {"type": "dict"}}
+_NAMES = {"type": "list", "schema": {"type": "string", "regex": r"^[\w.-]+\.ya?ml$"}}
+_MODE = {"type": "string", "allowed": ["live", "dry-run", "backfill-only"]}
+_RUN_KEYS: dict[str, Any] = {
+    "config": {"type": "dict"}, "env": _ENV, "given": {"type": "dict"}, "cassettes": _NAMES, "clock": _CLOCK,
+    "timeline": _LIST_OF_DICTS, "expect": {**_LIST_OF_DICTS, "empty": False},
+}
 SCHEMA: dict[str, Any] = {
     "drill": {"type": "string", "required": True, "regex": r"^[a-z0-9_]+$"},
     "runbook": {"type": "string", "required": True},
-    "mode": {"type": "string", "allowed": ["live", "dry-run", "backfill-only"]},
-    "config": {"type": "dict"},
-    "given": _GIVEN,
+    "app": {"type": "string", "allowed": list(APPS)},
+    "mode": _MODE,
+    **_RUN_KEYS,
     "clock": {**_CLOCK, "required": True},
-    "timeline": {**_TIMELINE, "required": True, "empty": False},
-    "expect": {**_EXPECT, "required": True, "empty": False},
+    "timeline": {**_LIST_OF_DICTS, "required": True, "empty": False},
+    "expect": {**_LIST_OF_DICTS, "required": True, "empty": False},
     "variants": {"type": "list", "schema": {"type": "dict", "schema": {
-        "name": {"type": "string", "required": True, "regex": r"^[a-z0-9_]+$"},
-        "config": {"type": "dict"}, "given": _GIVEN, "clock": _CLOCK, "timeline": _TIMELINE,
-        "expect": {**_EXPECT, "required": True, "empty": False}}}},
+        "name": {"type": "string", "required": True, "regex": r"^[a-z0-9_]+$"}, "mode": _MODE, **_RUN_KEYS,
+        "expect": {**_LIST_OF_DICTS, "required": True, "empty": False}}}},
 }
+_AT = {"type": ["string", "integer"]}
 
 
 @dataclass
 class Step:
     at_ms: int  # relative to clock.start
     do: str
+    args: dict[str, Any]
     line: int | None
 
 
 @dataclass
 class Expectation:
-    at_ms: int | None  # None: checked over the whole run (`never`)
+    at_ms: int | None  # None: checked over the whole run (e.g. `never`)
+    kind: str
     spec: dict[str, Any]
     line: int | None
 
@@ -92,9 +76,12 @@ class Run:
     """One concrete run: the drill itself ("base") or one of its variants."""
 
     name: str
+    app: str
     mode: str
     config: dict[str, Any]
+    env: dict[str, str | None]
     given: dict[str, Any]
+    cassettes: list[str]
     start_ms: int
     timeline: list[Step]
     expect: list[Expectation]
@@ -105,6 +92,7 @@ class Drill:
     name: str
     runbook: str
     file: str
+    directory: Path
     fixture_hash: str
     runs: list[Run] = field(default_factory=list)
 
@@ -114,10 +102,14 @@ def iso_ms(text: str) -> int:
 
 
 def duration_ms(value: Any) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
+    """`250ms`, `30s`, `4m`, `1h`, compounds like `1h5m` or `10m0s1ms`, or a bare integer of ms."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if value >= 0 else None
     match = _DURATION.match(str(value))
-    return int(match.group(1)) * _UNITS[match.group(2)] if match else None
+    if not match or not any(match.groups()):
+        return None
+    h, m, s, ms = (int(g or 0) for g in match.groups())
+    return ((h * 60 + m) * 60 + s) * 1000 + ms
 
 
 def fixture_hash(directory: Path) -> str:
@@ -128,90 +120,136 @@ def fixture_hash(directory: Path) -> str:
     return digest.hexdigest()
 
 
-def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for key, value in over.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
+            out[key] = deep_merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
     return out
 
 
+def _validate(src: Source, data: Any, schema: dict[str, Any], prefix: tuple[Any, ...]) -> list[Problem]:
+    validator = Validator(schema, allow_unknown=False)
+    if validator.validate(data):
+        return []
+    return [src.problem((*prefix, *e.document_path), _message(e)) for e in _flatten(validator._errors)]
+
+
+def _usable(kind: Kind, app: str) -> bool:
+    return not kind.apps or app in kind.apps
+
+
 def load_drill(directory: Path) -> Drill:
+    load_all()
+    directory = directory.resolve()
     path = directory / DRILL_FILE
     if not path.is_file():
         raise BadInput(Problem(str(directory), "", f"no {DRILL_FILE} in this folder"))
     src = load_yaml(path)
     if not isinstance(src.data, dict):
         raise BadInput(src.problem((), "top level must be a mapping"))
-    validator = Validator(SCHEMA, allow_unknown=False)
-    if not validator.validate(src.data):
-        problems = [src.problem(e.document_path, _message(e)) for e in _flatten(validator._errors)]
+    problems = _validate(src, src.data, SCHEMA, ())
+    if problems:
         raise BadInput(sorted(problems, key=lambda p: (p.line or 0, p.path)))
     data = src.data
-    drill = Drill(data["drill"], data["runbook"], src.file, fixture_hash(directory))
-    drill.runs.append(_run(src, "base", data, ()))
+    drill = Drill(data["drill"], data["runbook"], src.file, directory, fixture_hash(directory))
+    base_keys = ("mode", "config", "env", "given", "cassettes", "clock", "timeline", "expect")
+    runs: list[tuple[str, dict[str, Any], dict[str, tuple[Any, ...]]]] = [
+        ("base", {k: data[k] for k in base_keys if k in data}, {})]
     for i, variant in enumerate(data.get("variants") or []):
-        merged = {"mode": data.get("mode", "live"),
-                  "config": _deep_merge(data.get("config") or {}, variant.get("config") or {}),
-                  "given": _deep_merge(data.get("given") or {}, variant.get("given") or {}),
-                  "clock": _deep_merge(data["clock"], variant.get("clock") or {}),
-                  "timeline": variant.get("timeline", data["timeline"]), "expect": variant["expect"]}
         own = ("variants", i)
-        paths = {k: (own if k in variant else ()) for k in ("clock", "timeline", "given")}
-        drill.runs.append(_run(src, variant["name"], merged, own, paths))
-    names = [r.name for r in drill.runs]
+        merged = {
+            "mode": variant.get("mode", data.get("mode")),
+            "config": deep_merge(data.get("config") or {}, variant.get("config") or {}),
+            "env": {**(data.get("env") or {}), **(variant.get("env") or {})},
+            "given": deep_merge(data.get("given") or {}, variant.get("given") or {}),
+            "cassettes": variant.get("cassettes", data.get("cassettes") or []),
+            "clock": deep_merge(data["clock"], variant.get("clock") or {}),
+            "timeline": variant.get("timeline", data["timeline"]), "expect": variant["expect"]}
+        runs.append((variant["name"], merged, {k: (own if k in variant else ()) for k in base_keys}))
+    names = [name for name, _, _ in runs]
     if len(set(names)) != len(names):
         raise BadInput(src.problem(("variants",), f"duplicate variant name in {names}"))
+    problems = []
+    for name, run_data, paths in runs:
+        try:
+            drill.runs.append(_run(src, name, data.get("app", "copytrader"), run_data, paths))
+        except BadInput as exc:
+            problems.extend(exc.problems)
+    for name in sorted({c for r in drill.runs for c in r.cassettes}):
+        if not (directory / CASSETTE_DIR / name).is_file():
+            problems.append(src.problem(("cassettes",), f"no such cassette: {CASSETTE_DIR}/{name}"))
+    if problems:
+        raise BadInput(sorted(set(problems), key=lambda p: (p.line or 0, p.path, p.message)))
     return drill
 
 
-def _run(src: Source, name: str, data: dict[str, Any], own: tuple[Any, ...],
-         paths: dict[str, tuple[Any, ...]] | None = None) -> Run:
-    paths = paths or {}
+def _run(src: Source, name: str, app: str, data: dict[str, Any], paths: dict[str, tuple[Any, ...]]) -> Run:
     problems: list[Problem] = []
     start_ms = iso_ms(data["clock"]["start"])
     given = copy.deepcopy(data.get("given") or {})
-    system = {}
-    for key, value in (given.get("system_state") or {}).items():
-        system[key] = str(iso_ms(value)) if isinstance(value, str) and _ISO.match(value) else str(value)
-    given["system_state"] = system
+    gpath = (*paths.get("given", ()), "given")
+    for key, value in sorted(given.items()):
+        kind = GIVENS.get(key)
+        if kind is None or not _usable(kind, app):
+            allowed = sorted(k for k, v in GIVENS.items() if _usable(v, app))
+            problems.append(src.problem((*gpath, key), f"unknown given '{key}' for app {app}, expected one of "
+                                                       f"{allowed}"))
+            continue
+        problems += _validate(src, {key: value}, {key: kind.schema}, gpath)
+    if isinstance(given.get("system_state"), dict):
+        given["system_state"] = {k: str(iso_ms(v)) if isinstance(v, str) and _ISO.match(v) else str(v)
+                                 for k, v in given["system_state"].items()}
+
     timeline: list[Step] = []
     last = 0
-    base = paths.get("timeline", ())
+    tpath = (*paths.get("timeline", ()), "timeline")
     for i, item in enumerate(data["timeline"]):
-        where = (*base, "timeline", i, "at")
-        at = duration_ms(item["at"])
-        if at is None:
-            problems.append(src.problem(where, f"expected a duration like 30s, 4m, 250ms, got {item['at']!r}"))
+        where = (*tpath, i)
+        kind = STEPS.get(item.get("do")) if isinstance(item.get("do"), str) else None
+        if kind is None or not _usable(kind, app):
+            allowed = sorted(k for k, v in STEPS.items() if _usable(v, app))
+            problems.append(src.problem((*where, "do"), f"expected one of {allowed}, got {item.get('do')!r}"))
             continue
-        if at < last:
-            problems.append(src.problem(where, f"time goes backwards ({item['at']} after {last} ms)"))
-        last = max(last, at)
-        timeline.append(Step(at, item["do"], src.line(where)))
-    if timeline and timeline[0].do != "boot":
-        problems.append(src.problem((*base, "timeline", 0, "do"), "the first step must be boot"))
-    expect: list[Expectation] = []
-    for i, item in enumerate(data["expect"]):
-        where = (*own, "expect", i)
-        checks = set(item) - {"at", "reason"}
-        if len(checks) != 1:
-            problems.append(src.problem(where, "each expectation needs exactly one of state, transition, "
-                                               "system_state, rows, never"))
-            continue
-        if "never" in item:
-            if "at" in item:
-                problems.append(src.problem((*where, "at"), "never holds over the whole run: no at"))
-            expect.append(Expectation(None, item, src.line(where)))
-            continue
+        problems += _validate(src, item, {"at": {**_AT, "required": True}, "do": {"type": "string"}, **kind.schema},
+                              where)
         at = duration_ms(item.get("at"))
         if at is None:
-            problems.append(src.problem((*where, "at"), f"expected a duration like 30s, got {item.get('at')!r}"))
+            problems.append(src.problem((*where, "at"), f"expected a duration like 30s, 4m, 250ms, got "
+                                                        f"{item.get('at')!r}"))
             continue
-        if "reason" in item and not ({"state", "transition"} & checks):
-            problems.append(src.problem((*where, "reason"), "reason goes with state or transition"))
-        expect.append(Expectation(at, item, src.line(where)))
+        if at < last:
+            problems.append(src.problem((*where, "at"), f"time goes backwards ({item['at']} after {last} ms)"))
+        last = max(last, at)
+        args = {k: v for k, v in item.items() if k not in ("at", "do")}
+        timeline.append(Step(at, item["do"], args, src.line(where)))
+    if timeline and timeline[0].do != "boot":
+        problems.append(src.problem((*tpath, 0, "do"), "the first step must be boot"))
+
+    expect: list[Expectation] = []
+    epath = (*paths.get("expect", ()), "expect")
+    for i, item in enumerate(data["expect"]):
+        where = (*epath, i)
+        found = [k for k in item if k in CHECKS and _usable(CHECKS[k], app)]
+        if len(found) != 1:
+            allowed = sorted(k for k, v in CHECKS.items() if _usable(v, app))
+            problems.append(src.problem(where, f"each expectation needs exactly one of {allowed}, got "
+                                               f"{sorted(item)}"))
+            continue
+        kind = CHECKS[found[0]]
+        problems += _validate(src, item, {"at": _AT, **kind.schema}, where)
+        if "at" not in item:
+            expect.append(Expectation(None, kind.name, item, src.line(where)))
+            continue
+        at = duration_ms(item["at"])
+        if at is None:
+            problems.append(src.problem((*where, "at"), f"expected a duration like 30s, got {item['at']!r}"))
+            continue
+        expect.append(Expectation(at, kind.name, item, src.line(where)))
     if problems:
         raise BadInput(problems)
-    return Run(name, data.get("mode", "live"), data.get("config") or {}, given, start_ms, timeline, expect)
+    mode = data.get("mode") or "live"
+    return Run(name, app, mode, data.get("config") or {}, data.get("env") or {}, given,
+               list(data.get("cassettes") or []), start_ms, timeline, expect)

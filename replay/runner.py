@@ -1,35 +1,49 @@
-"""Replay a drill: the real copy-trader (`service.start`, its jobs and the shared scheduler) on a
-temporary SQLite database, a scripted clock and the drill transport; check the expectations at
-their times and write the journal (canonical JSON lines, byte-identical across runs)."""
+"""Replay a drill: the real app (`service.start`: its jobs, the policy engine, the shared
+scheduler) on a temporary SQLite database, a scripted clock (freezegun pins the wall clock to
+it, so even the operator CLI reads drill time) and the drill transport; play the timeline,
+check the expectations at their times and write the journal (canonical JSON lines,
+byte-identical across runs)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import os
 import random
 import tempfile
+import threading
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from decimal import Decimal
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy import func, select
+from freezegun import freeze_time
+from sqlalchemy import select
 
-from hlcore.app import AppContext
+from hlcore.app import AppContext, database_url
+from hlcore.engine import trace
 from hlcore.engine.clock import ManualClock
 from hlcore.engine.scheduler import Scheduler
-from hlcore.jobs.copytrade.service import Wiring, start
-from hlcore.storage.copytrade import Baselines
+from hlcore.errors import BadInput
+from hlcore.jobs.copytrade.service import Wiring
+from hlcore.resources import resolve_policy_dir
 from hlcore.storage.db import Database, open_database
-from hlcore.storage.repos import MachineStateStore, SystemState, load_json
+from hlcore.storage.repos import load_json
 from hlcore.storage.schema import audit_log, metadata
 from hlcore.workspace import open_workspace
-from replay.drill import NEVER, Drill, Expectation, Run, load_drill
-from replay.transport import DrillVenues
+from replay.cassettes import CassetteDeck
+from replay.drill import CASSETTE_DIR, Drill, Expectation, Run, deep_merge, load_drill
+from replay.registry import CHECKS, GIVENS, STEPS
+from replay.storage_faults import StorageFaults
+from replay.transport import DrillTransport, ProcessKilled
+from replay.worlds.copytrade import CopytraderDriver
+from replay.worlds.monitor import MonitorDriver
 
-WALLET = "0x" + "cd" * 20
-ENV = {"HYPERLIQUID_TARGET_WALLET": WALLET, "BINANCE_API_KEY": "K" * 64, "BINANCE_API_SECRET": "S" * 64}
-SEED = 5  # the retry jitter's random source: fixed, so two replays are identical
+DRIVERS: dict[str, Any] = {"copytrader": CopytraderDriver, "monitor": MonitorDriver}
 
 
 def canonical(obj: Any) -> str:
@@ -42,6 +56,40 @@ def fmt_offset(ms: int) -> str:
     return f"{sign}{ms // 1000}.{ms % 1000:03d}s"
 
 
+class ScriptedChance(random.Random):
+    """Retry jitter in a drill: always the middle of its range, whatever thread asks first."""
+
+    def random(self) -> float:
+        return 0.5
+
+    def getrandbits(self, k: int) -> int:
+        return 1 << (k - 1) if k > 0 else 0
+
+
+class DrillClock(ManualClock):
+    """The scripted clock; thread-safe (snapshot workers sleep on it) and dragging the frozen
+    wall clock along so nothing that reads `time.time()` sees another instant."""
+
+    def __init__(self, start_ms: int):
+        super().__init__(start_ms)
+        self.lock = threading.Lock()
+        self.frozen: Any = None
+
+    def set(self, now_ms: int) -> None:
+        with self.lock:
+            super().set(now_ms)
+            if self.frozen is not None:
+                self.frozen.move_to(datetime.fromtimestamp(now_ms / 1000, UTC))
+
+    def advance(self, ms: int) -> int:
+        with self.lock:
+            self.set(self.now_ms() + ms)
+            return self.now_ms()
+
+    def sleep(self, seconds: float) -> None:
+        self.advance(max(0, round(seconds * 1000)))
+
+
 @dataclass
 class Outcome:
     drill: str
@@ -50,6 +98,7 @@ class Outcome:
     fixture_hash: str
     entries: list[dict[str, Any]] = field(default_factory=list)  # journal lines, sorted, no summary
     failures: list[str] = field(default_factory=list)
+    hits: Counter[str] = field(default_factory=Counter)  # rule rows matched (coverage)
 
     @property
     def verdict(self) -> str:
@@ -63,43 +112,105 @@ class Outcome:
         return "".join(canonical(e) + "\n" for e in [*self.entries, self.summary()])
 
 
-class _Player:
-    """One run: process lifecycle (boot, crash), the clock, the journal and the checks."""
+class _LogTap(logging.Handler):
+    """WARNING and above from hlcore's loggers, for the journal."""
 
-    def __init__(self, drill: Drill, run: Run, policy: Path | None, tmp: Path):
-        self.drill, self.run = drill, run
+    def __init__(self, player: Player):
+        super().__init__(logging.WARNING)
+        self.player = player
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with self.player.lock:
+            self.player.pending_logs.append((self.player.clock.now_ms(), record.name, record.levelname,
+                                             record.getMessage()))
+
+
+class Player:
+    """One run: process lifecycle (boot, crash, restart), the clock, the world, the journal and
+    the checks. Steps and checks (replay.steps, replay.checks, replay.worlds.*) act through it."""
+
+    def __init__(self, drill: Drill, run: Run, policy: Path | None, config: Path | None, tmp: Path):
+        self.drill, self.run, self.tmp = drill, run, tmp
+        self.driver = DRIVERS[run.app]
         self.start_ms = run.start_ms
-        settings = tmp / "settings.yaml"
-        settings.write_text(yaml.safe_dump(run.config or {}, sort_keys=True), encoding="utf-8")
-        self.ws = open_workspace(policy, settings, mode=run.mode)
-        self.url = f"sqlite:///{tmp / 'drill.db'}"
-        self.clock = ManualClock(run.start_ms)
-        self.venues = DrillVenues(self.clock, WALLET, on_call=self.flush)
-        self.venues.account.positions = {k: Decimal(str(v)) for k, v in (run.given.get("exchange") or {}).items()}
-        self.db: Database = open_database(self.url)
+        self.policy = policy.resolve() if policy is not None else None
+        self.settings_file = tmp / "settings.yaml"
+        self.base_config: dict[str, Any] = {}
+        if config is not None:
+            self.base_config = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+        self.config: dict[str, Any] = deep_merge(self.base_config, run.config or {})
+        self.write_settings()
+        self.env: dict[str, str] = {**self.driver.env}
+        for key, value in (run.env or {}).items():
+            if value is None:
+                self.env.pop(key, None)
+            else:
+                self.env[key] = value
+        self.clock = DrillClock(run.start_ms)
+        self.lock = threading.RLock()
+        self.world = self.driver.world(self.clock)
+        deck = CassetteDeck([drill.directory / CASSETTE_DIR / name for name in run.cassettes])
+        self.transport = DrillTransport(self.clock, self.world, deck,
+                                        on_call=None if self.driver.threaded else self.flush)
+        self.wiring = Wiring(self.clock, self.clock.sleep, ScriptedChance(), lambda _venue: self.transport.session(),
+                             self.env)
+        self.ws: Any = None
+        self.db: Database | None = None
         self.ctx: AppContext | None = None
         self.scheduler: Scheduler | None = None
+        self.storage = StorageFaults()
         self.seq = 0
         self.last_audit_id = 0
+        self.watch_ids: dict[str, int] = {}
         self.calls_seen = 0
+        self.pending_logs: list[tuple[int, str, str, str]] = []
         self.entries: list[tuple[int, int, dict[str, Any]]] = []
         self.failures: list[str] = []
+        self.operator_results: list[dict[str, Any]] = []
+        self.exit_code: int | None = None
+
+    # ------------------------------------------------------------------ setup
+    def write_settings(self) -> None:
+        self.settings_file.write_text(yaml.safe_dump(self.config, sort_keys=True), encoding="utf-8")
+
+    def open_workspace(self) -> Any:
+        mode = self.run.mode if self.run.app == "copytrader" else None
+        return open_workspace(self.policy, self.settings_file, mode=mode)
+
+    def now(self) -> int:
+        return self.clock.now_ms()
 
     # ------------------------------------------------------------------ journal
     def add(self, ts_ms: int, entry: dict[str, Any]) -> None:
-        self.seq += 1
-        self.entries.append((ts_ms, self.seq, {"run": self.run.name, "t": fmt_offset(ts_ms - self.start_ms),
-                                               "ts_ms": ts_ms, **entry}))
+        with self.lock:
+            self.seq += 1
+            self.entries.append((ts_ms, self.seq, {"run": self.run.name, "t": fmt_offset(ts_ms - self.start_ms),
+                                                   "ts_ms": ts_ms, **entry}))
 
     def flush(self) -> None:
-        """Move new venue calls and committed audit rows into the journal, in that order."""
-        for call in self.venues.calls[self.calls_seen:]:
-            self.add(call.ts_ms, {"kind": "venue_call", "venue": call.venue, "method": call.method,
-                                  "path": call.path, "op": call.op})
-        self.calls_seen = len(self.venues.calls)
+        """Move new venue calls, log lines and committed rows into the journal. Calls and logs of
+        one batch are ordered canonically, so worker threads cannot reorder a journal."""
+        with self.lock:
+            calls = self.transport.calls[self.calls_seen:]
+            self.calls_seen = len(self.transport.calls)
+            logs, self.pending_logs = self.pending_logs, []
+        for c in sorted(calls, key=lambda c: (c.ts_ms, c.venue, c.method, c.path, c.op or "", c.user or "",
+                                               c.served)):
+            self.add(c.ts_ms, {"kind": "venue_call", "venue": c.venue, "method": c.method, "path": c.path,
+                               "op": c.op, "served": c.served})
+        for ts, name, level, message in sorted(logs):
+            self.add(ts, {"kind": "log", "logger": name, "level": level, "message": message})
+        if self.db is None:
+            return
         with self.db.transaction() as conn:
             rows = conn.execute(select(audit_log).where(audit_log.c.id > self.last_audit_id)
                                 .order_by(audit_log.c.id)).mappings().all()
+            watched = []
+            for name in self.driver.watch:
+                table = metadata.tables[name]
+                new = conn.execute(select(table).where(table.c.id > self.watch_ids.get(name, 0))
+                                   .order_by(table.c.id)).mappings().all()
+                watched += [(name, dict(r)) for r in new]
         for row in rows:
             self.last_audit_id = row["id"]
             self.add(row["timestamp_ms"], {
@@ -107,28 +218,57 @@ class _Player:
                 "category": row["category"], "machine": row["machine"], "instance": row["instance"],
                 "from": row["from_state"], "to": row["to_state"], "event": row["event"],
                 "reason": row["reason_code"], "facts": load_json(row["facts"])})
+        for name, row in watched:
+            self.watch_ids[name] = row.pop("id")
+            self.add(self.now(), {"kind": "row", "table": name, "row": {k: load_json(v) if isinstance(v, str) and
+                                                                        v[:1] in "[{" else v
+                                                                        for k, v in sorted(row.items())}})
 
     # ------------------------------------------------------------------ world
     def seed(self) -> None:
-        given, now = self.run.given, self.start_ms
-        self.db.create_schema(now)
-        if given.get("system_state"):
-            SystemState(self.db).set_many(given["system_state"], now)
-        safety = given.get("safety")
-        if safety:
-            machine = self.ws.policy.machines["safety"]
-            MachineStateStore(self.db).save([{"machine": "safety", "instance": "safety", "state": safety["state"],
-                                              "reason": safety.get("reason"), "since_ms": now, "vars": {}}], now)
-            mirror = machine.mirror or {}
-            values = {mirror["state"]: safety["state"]} if "state" in mirror else {}
-            if "reason" in mirror:
-                values[mirror["reason"]] = safety.get("reason") or ""
-            if "since" in mirror:
-                values[mirror["since"]] = str(now)
-            SystemState(self.db).set_many(values, now)
-        if given.get("baseline"):
-            Baselines(self.db).sync({k: Decimal(str(v)) for k, v in given["baseline"].items()}, "drill",
-                                    "drill given", now)
+        self.ws = self.open_workspace()
+        self.db = open_database(database_url(self.ws.settings, self.run.app))
+        self.db.create_schema(self.start_ms)
+        for key in sorted(self.run.given):
+            GIVENS[key].handler(self, self.run.given[key])
+
+    # ------------------------------------------------------------------ process
+    def boot(self) -> None:
+        if self.ctx is not None:
+            self.stop("crash")
+        self.ws = self.open_workspace()
+        self.add(self.now(), {"kind": "process", "event": "boot", "app": self.run.app, "mode": self.run.mode})
+        try:
+            self.ctx, self.scheduler, code = self.driver.start(self)
+        except BadInput as exc:
+            self.exit_code = 2
+            self.add(self.now(), {"kind": "process", "event": "exit 2",
+                                  "problems": [str(p) for p in exc.problems]})
+            self.flush()
+            return
+        except ProcessKilled as exc:
+            self.ctx = None
+            self.flush()
+            self.add(self.now(), {"kind": "process", "event": "killed", "detail": str(exc)})
+            return
+        self.storage.attach(self.ctx.db)
+        self.exit_code = None
+        self.flush()
+        if code != 0:
+            self.exit_code = code
+            self.stop(f"exit {code}")
+
+    def stop(self, event: str = "crash", detail: str | None = None) -> None:
+        """The process ends (crash: nothing more is written; storage keeps what was committed)."""
+        self.flush()
+        if self.ctx is not None:
+            self.storage.detach(self.ctx.db)
+            self.ctx.close()
+        self.ctx = self.scheduler = None
+        entry: dict[str, Any] = {"kind": "process", "event": event}
+        if detail:
+            entry["detail"] = detail
+        self.add(self.now(), entry)
 
     def advance_to(self, ts_ms: int) -> None:
         self.flush()
@@ -138,104 +278,68 @@ class _Player:
     def until(self, at_ms: int) -> None:
         target = self.start_ms + at_ms
         if self.scheduler is not None:
-            self.scheduler.run_until(target, self.advance_to)
+            try:
+                self.scheduler.run_until(target, self.advance_to)
+            except ProcessKilled as exc:
+                self.stop("killed", str(exc))
+                self.advance_to(target)
         else:
             self.advance_to(target)
         self.flush()
-
-    def boot(self) -> None:
-        if self.ctx is not None:
-            self.crash()
-        wiring = Wiring(self.clock, lambda s: self.clock.advance(round(s * 1000)), random.Random(SEED),
-                        lambda _venue: self.venues.session(), ENV)
-        self.add(self.clock.now_ms(), {"kind": "process", "event": "boot", "mode": self.run.mode})
-        self.ctx, _jobs, scheduler, _loop, code = start(self.ws, self.run.mode, wiring, db_url=self.url)
-        self.flush()
-        self.scheduler = scheduler if code == 0 else None
-        if code != 0:
-            self.crash(event=f"exit {code}")
-
-    def crash(self, event: str = "crash") -> None:
-        self.flush()
-        if self.ctx is not None:
-            self.ctx.close()
-        self.ctx = self.scheduler = None
-        self.add(self.clock.now_ms(), {"kind": "process", "event": event})
 
     # ------------------------------------------------------------------ checks
     def fail(self, exp: Expectation, message: str) -> None:
         at = "" if exp.at_ms is None else f" at {fmt_offset(exp.at_ms)}"
         self.failures.append(f"{self.run.name}: {self.drill.file}:{exp.line}{at}: {exp.describe()}: {message}")
 
-    def machine(self, name: str) -> tuple[str | None, str | None]:
-        if self.ctx is not None:
-            engine = self.ctx.runtime.engine
-            return engine.state(name), engine.reason(name)
-        for row in MachineStateStore(self.db).load():
-            if row["machine"] == name and row["instance"] == name:
-                return row["state"], row["reason"]
-        return None, None
-
     def check(self, exp: Expectation) -> None:
-        spec = exp.spec
-        reason = spec.get("reason", ...)
-        if "state" in spec:
-            for name, want in sorted(spec["state"].items()):
-                got, got_reason = self.machine(name)
-                if got != want or (reason is not ... and got_reason != reason):
-                    self.fail(exp, f"{name} is {got}/{got_reason}")
-        elif "transition" in spec:
-            ts = self.start_ms + (exp.at_ms or 0)
-            for name, want in sorted(spec["transition"].items()):
-                hits = [e for t, _, e in self.entries if t == ts and e["kind"] == "transition"
-                        and e["machine"] == name and e["to"] == want and (reason is ... or e["reason"] == reason)]
-                if not hits:
-                    seen = [f"{e['t']} {e['from']}->{e['to']}/{e['reason']}" for _, _, e in self.entries
-                            if e["kind"] == "transition" and e["machine"] == name]
-                    self.fail(exp, f"no such {name} transition (saw: {'; '.join(seen) or 'none'})")
-        elif "system_state" in spec:
-            have = SystemState(self.db).all()
-            for key, want in sorted(spec["system_state"].items()):
-                if have.get(key) != str(want):
-                    self.fail(exp, f"{key} is {have.get(key)!r}")
-        elif "rows" in spec:
-            with self.db.transaction() as conn:
-                for table, want in sorted(spec["rows"].items()):
-                    if table not in metadata.tables:
-                        self.fail(exp, f"unknown table {table}")
-                        continue
-                    got = conn.execute(select(func.count()).select_from(metadata.tables[table])).scalar_one()
-                    if got != want:
-                        self.fail(exp, f"{table} has {got} rows")
-        elif "never" in spec:
-            what = spec["never"]
-            if what == "intent":
-                with self.db.transaction() as conn:
-                    got = conn.execute(select(func.count()).select_from(metadata.tables["order_intents"])).scalar_one()
-                if got:
-                    self.fail(exp, f"{got} order intent(s) written")
-                return
-            if what == "order_submitted":
-                match = [c for c in self.venues.calls if c.method == "POST" and c.path == "/fapi/v1/order"]
-            else:
-                match = [c for c in self.venues.calls if what in (c.op, f"{c.method} {c.path}", c.path)]
-            if match:
-                self.fail(exp, f"{len(match)} call(s), first at {fmt_offset(match[0].ts_ms - self.start_ms)}")
+        for message in CHECKS[exp.kind].handler(self, exp) or ():
+            self.fail(exp, message)
 
     # ------------------------------------------------------------------ play
     def play(self) -> None:
+        log = logging.getLogger("hlcore")
+        tap, propagate = _LogTap(self), log.propagate
+        log.addHandler(tap)
+        log.propagate = False
+        try:
+            with self.frozen():
+                self._play()
+        finally:
+            log.removeHandler(tap)
+            log.propagate = propagate
+            if self.ctx is not None:
+                self.storage.detach(self.ctx.db)
+                self.ctx.close()
+                self.ctx = None
+            if self.db is not None:
+                self.db.dispose()
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        freezer = freeze_time(datetime.fromtimestamp(self.start_ms / 1000, UTC))
+        self.clock.frozen = freezer.start()
+        database_env = os.environ.pop("DATABASE_URL", None)  # the drill's storage, never the operator's
+        try:
+            yield
+        finally:
+            if database_env is not None:
+                os.environ["DATABASE_URL"] = database_env
+            self.clock.frozen = None
+            freezer.stop()
+
+    def _play(self) -> None:
         self.seed()
-        timed = sorted((e for e in self.run.expect if e.at_ms is not None), key=lambda e: (e.at_ms or 0))
+        timed = sorted((e for e in self.run.expect if e.at_ms is not None), key=lambda e: e.at_ms or 0)
         for step in self.run.timeline:
             while timed and (timed[0].at_ms or 0) < step.at_ms:
                 exp = timed.pop(0)
                 self.until(exp.at_ms or 0)
                 self.check(exp)
             self.until(step.at_ms)
-            if step.do == "boot":
-                self.boot()
-            elif step.do == "crash":
-                self.crash()
+            self.add(self.now(), {"kind": "step", "do": step.do, **({"args": step.args} if step.args else {})})
+            STEPS[step.do].handler(self, step.args)
+            self.flush()
         for exp in timed:
             self.until(exp.at_ms or 0)
             self.check(exp)
@@ -243,56 +347,39 @@ class _Player:
             if exp.at_ms is None:
                 self.check(exp)
         self.flush()
-        if self.ctx is not None:
-            self.ctx.close()
-        self.db.dispose()
+        deck = self.transport.deck
+        if deck.cassettes:
+            self.add(self.now(), {"kind": "cassettes", "files": self.run.cassettes, "unplayed": deck.unplayed()})
 
     def journal(self) -> list[dict[str, Any]]:
         return [e for _, _, e in sorted(self.entries, key=lambda x: (x[0], x[1]))]
 
 
-def replay(directory: Path, policy: Path | None = None) -> Outcome:
-    """Load and play every run of the drill in `directory` (bad input raises BadInput)."""
+def replay(directory: Path, policy: Path | None = None, config: Path | None = None,
+           coverage: bool = False) -> Outcome:
+    """Load and play every run of the drill in `directory` (bad input raises BadInput).
+    `policy` is a directory holding machines/ and rules/; `config` a settings file the drill's
+    own `config` overrides are merged over (default: the packaged defaults)."""
     drill = load_drill(directory)
+    policy = resolve_policy_dir(policy)  # before the chdir below: ./machines means the caller's folder
+    config = config.resolve() if config is not None else None
     outcome: Outcome | None = None
+    cwd = Path.cwd()
+    hits: Counter[str] = Counter()
     for run in drill.runs:
         with tempfile.TemporaryDirectory(prefix="hlcore-drill-") as tmp:
-            player = _Player(drill, run, policy, Path(tmp))
-            if outcome is None:
-                outcome = Outcome(drill.name, drill.runbook, player.ws.policy.hash, drill.fixture_hash)
+            os.chdir(tmp)  # relative data/ and logs/ paths land in the temporary folder
             try:
-                player.play()
+                with trace.collecting(hits) if coverage else contextlib.nullcontext():
+                    player = Player(drill, run, policy, config, Path(tmp))
+                    if outcome is None:
+                        outcome = Outcome(drill.name, drill.runbook, player.open_workspace().policy.hash,
+                                          drill.fixture_hash)
+                    player.play()
             finally:
-                player.db.dispose()
+                os.chdir(cwd)
             outcome.entries.extend(player.journal())
             outcome.failures.extend(player.failures)
     assert outcome is not None
+    outcome.hits = hits
     return outcome
-
-
-def timeline_text(outcome: Outcome) -> str:
-    """Readable timeline: time, machine, from -> to, reason (transitions and process events)."""
-    lines = [f"drill {outcome.drill} ({outcome.runbook})"]
-    run = None
-    for e in outcome.entries:
-        if e["run"] != run:
-            run = e["run"]
-            lines.append(f"-- run {run}")
-        if e["kind"] == "transition" and e["event"] != "seeded":
-            lines.append(f"  {e['t']:>10}  {e['machine']:<10} {e['from'] or '-'} -> {e['to']}  {e['reason'] or ''}"
-                         .rstrip())
-        elif e["kind"] == "process":
-            lines.append(f"  {e['t']:>10}  process    {e['event']}")
-    calls: dict[str, int] = {}
-    for e in outcome.entries:
-        if e["kind"] == "venue_call":
-            key = f"{e['venue']} {e['method']} {e['path']}" + (f" {e['op']}" if e["op"] else "")
-            calls[key] = calls.get(key, 0) + 1
-    lines.append("venue calls: " + (", ".join(f"{k} x{n}" for k, n in sorted(calls.items())) or "none"))
-    for failure in outcome.failures:
-        lines.append(f"FAIL {failure}")
-    lines.append(f"verdict: {outcome.verdict}")
-    return "\n".join(lines) + "\n"
-
-
-__all__ = ["NEVER", "Outcome", "replay", "timeline_text"]

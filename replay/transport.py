@@ -1,159 +1,193 @@
-"""The drill transport: a stateful fake Hyperliquid info API and Binance USD-M account mounted at
-the `requests` transport level, so the real clients, retries and limiters run unchanged. Every
-call is recorded (time, venue, method, path, Hyperliquid request type; never a query string or
-a signature). No socket is opened.
+"""The drill transport: one `requests` adapter in front of every venue. Each request is logged
+(time, venue, method, path, Hyperliquid `type`; never a query string, key or signature), then
+answered by the first of: a scripted fault, the drill's cassettes, the app's venue model (the
+"world", which keeps state such as Binance orders and positions). No socket is ever opened.
 
-Adapted from `tests/support/venues.py` (replay must not import tests)."""
+Faults are what live venues do on a bad day: timeout, connection reset, 429 with Retry-After,
+418 (IP ban), 5xx, malformed JSON, a schema change (fields missing), a venue error code, and
+`crash` (the process dies while the request is in flight: the venue has acted on it, the
+caller never hears back)."""
 
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 import requests
 from requests.adapters import BaseAdapter
 
 from hlcore.engine.clock import Clock
+from replay.cassettes import CassetteDeck
 
-BTC_FILTERS = [
-    {"filterType": "PRICE_FILTER", "minPrice": "556.80", "maxPrice": "4529764", "tickSize": "0.10"},
-    {"filterType": "LOT_SIZE", "minQty": "0.001", "maxQty": "1000", "stepSize": "0.001"},
-    {"filterType": "MIN_NOTIONAL", "notional": "100"},
-]
+FAULT_KINDS = ("timeout", "reset", "429", "418", "5xx", "malformed", "schema", "error", "crash")
+
+
+class ProcessKilled(BaseException):
+    """The scripted death of the process: nothing in hlcore catches a BaseException."""
 
 
 @dataclass
-class VenueCall:
+class Call:
     ts_ms: int
     venue: str
     method: str
     path: str
-    op: str | None  # Hyperliquid info `type` (e.g. userFillsByTime); None for Binance
+    op: str | None  # Hyperliquid info `type`
+    user: str | None  # Hyperliquid `user` (a public wallet address)
+    served: str  # world | cassette | fault:<kind>
 
 
 @dataclass
-class Account:
-    positions: dict[str, Decimal] = field(default_factory=dict)
-    orders: dict[str, dict[str, Any]] = field(default_factory=dict)  # by client order id
-    posts: list[dict[str, str]] = field(default_factory=list)
-    position_side: str = "BOTH"
-    mark: Decimal = Decimal("60000")
+class Fault:
+    """`kind` on requests matching `match` ("METHOD /path" or "/path"), `op` and `user`: for the
+    next `times` calls, or every call until `until_ms`."""
+
+    kind: str
+    match: str | None = None
+    op: str | None = None
+    user: str | None = None
+    users: frozenset[str] = frozenset()
+    times: int | None = 1
+    until_ms: int | None = None
+    status: int | None = None
+    retry_after: int | None = None
+    code: int | None = None
+    msg: str | None = None
+    drop: tuple[str, ...] = ()
+    venue: str | None = None
+
+    def matches(self, call: Call, now_ms: int) -> bool:
+        if self.until_ms is not None and now_ms >= self.until_ms:
+            return False
+        if self.times is not None and self.times <= 0:
+            return False
+        if self.venue and self.venue != call.venue:
+            return False
+        if self.match and self.match not in (f"{call.method} {call.path}", call.path):
+            return False
+        if self.op and self.op != call.op:
+            return False
+        if self.users and (call.user or "").lower() not in self.users:
+            return False
+        return not (self.user and self.user.lower() != (call.user or "").lower())
 
 
-class DrillVenues(BaseAdapter):
-    """Serves both venues; `faults` maps "METHOD /path" to a queue of faults consumed per call."""
+@dataclass
+class Reply:
+    status: int
+    body: Any = None  # JSON-able; ignored when raw is set
+    headers: dict[str, str] = field(default_factory=dict)
+    raw: bytes | None = None
 
-    def __init__(self, clock: Clock, wallet: str, on_call: Any = None):
+
+class World(Protocol):
+    """A venue model: state the timeline can change, answering what cassettes do not."""
+
+    def venue_of(self, host: str) -> str | None: ...
+
+    def answer(self, venue: str, method: str, path: str, params: Mapping[str, str], payload: Any) -> Reply: ...
+
+
+def _drop(body: Any, keys: tuple[str, ...]) -> Any:
+    if isinstance(body, dict):
+        return {k: _drop(v, keys) for k, v in body.items() if k not in keys}
+    if isinstance(body, list):
+        return [_drop(v, keys) for v in body]
+    return body
+
+
+class DrillTransport(BaseAdapter):
+    def __init__(self, clock: Clock, world: World, deck: CassetteDeck,
+                 on_call: Callable[[], None] | None = None):
         super().__init__()
         self.clock = clock
-        self.wallet = wallet
-        self.fills: list[dict[str, Any]] = []
-        self.account = Account()
-        self.faults: dict[str, list[str]] = {}
-        self.calls: list[VenueCall] = []
-        self.on_call = on_call  # called before each call is recorded (the runner flushes audit rows)
-
-    @staticmethod
-    def _response(request: requests.PreparedRequest, status: int, body: Any,
-                  headers: dict[str, str] | None = None) -> requests.Response:
-        response = requests.Response()
-        response.status_code = status
-        response._content = json.dumps(body).encode()
-        response.headers.update({"Content-Type": "application/json", **(headers or {})})
-        response.request = request
-        response.url = request.url or ""
-        return response
-
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
-        url = urlsplit(request.url or "")
-        method = request.method or ""
-        hyperliquid = url.netloc.endswith("hyperliquid.xyz")
-        op = None
-        if hyperliquid:
-            try:
-                op = json.loads(request.body or b"{}").get("type")
-            except (ValueError, AttributeError):
-                op = None
-        if self.on_call is not None:
-            self.on_call()
-        self.calls.append(VenueCall(self.clock.now_ms(), "hyperliquid" if hyperliquid else "binance", method,
-                                    url.path, op))
-        queue = self.faults.get(f"{method} {url.path}")
-        fault = queue.pop(0) if queue else "ok"
-        if fault == "timeout":
-            raise requests.Timeout("scripted timeout")
-        if fault == "reset":
-            raise requests.ConnectionError("scripted connection reset")
-        if fault == "429":
-            return self._response(request, 429, {"code": -1003, "msg": "Too many requests"}, {"Retry-After": "3"})
-        if fault == "5xx":
-            return self._response(request, 503, {"code": -1001, "msg": "Service unavailable"})
-        if hyperliquid:
-            return self._info(request)
-        params = dict(parse_qsl(url.query))
-        if request.body:
-            body = request.body.decode() if isinstance(request.body, bytes) else request.body
-            params.update(dict(parse_qsl(body)))
-        return self._binance(request, url.path, params)
-
-    def _info(self, request: requests.PreparedRequest) -> requests.Response:
-        body = json.loads(request.body or b"{}")
-        if body.get("type") != "userFillsByTime" or body.get("user") != self.wallet:
-            return self._response(request, 400, {"error": "unsupported"})
-        start, end = body["startTime"], body.get("endTime", self.clock.now_ms())
-        page = sorted((f for f in self.fills if start <= f["time"] <= end), key=lambda f: (f["time"], f["tid"]))
-        return self._response(request, 200, page[:2000])
-
-    def _order_body(self, order: dict[str, Any]) -> dict[str, Any]:
-        return {"orderId": order["orderId"], "symbol": order["symbol"], "status": order["status"],
-                "clientOrderId": order["clientOrderId"], "price": "0", "avgPrice": str(self.account.mark),
-                "origQty": order["qty"], "executedQty": order["executed"], "cumQuote": "0", "timeInForce": "GTC",
-                "type": "MARKET", "reduceOnly": order["reduceOnly"] == "true", "side": order["side"],
-                "positionSide": "BOTH", "updateTime": self.clock.now_ms()}
-
-    def _binance(self, request: requests.PreparedRequest, path: str, params: dict[str, str]) -> requests.Response:
-        acct = self.account
-        now = self.clock.now_ms()
-        if path == "/fapi/v1/time":
-            return self._response(request, 200, {"serverTime": now})
-        if path == "/fapi/v1/exchangeInfo":
-            return self._response(request, 200, {"timezone": "UTC", "serverTime": now, "symbols": [
-                {"symbol": "BTCUSDT", "status": "TRADING", "filters": BTC_FILTERS}]})
-        if path == "/fapi/v1/premiumIndex":
-            return self._response(request, 200, {"symbol": params.get("symbol"), "markPrice": str(acct.mark),
-                                                 "time": now})
-        if path == "/fapi/v2/positionRisk":
-            return self._response(request, 200, [
-                {"symbol": s, "positionAmt": str(q), "entryPrice": "60000", "markPrice": str(acct.mark),
-                 "unRealizedProfit": "0", "positionSide": acct.position_side, "updateTime": now}
-                for s, q in sorted(acct.positions.items())])
-        if path == "/fapi/v1/order" and request.method == "POST":
-            cid = params["newClientOrderId"]
-            if cid in acct.orders:
-                return self._response(request, 400, {"code": -4116, "msg": "ClientOrderId is duplicated."})
-            acct.posts.append(params)
-            qty = Decimal(params["quantity"])
-            order = {"orderId": 1000 + len(acct.posts), "symbol": params["symbol"], "status": "FILLED",
-                     "clientOrderId": cid, "qty": params["quantity"], "executed": params["quantity"],
-                     "reduceOnly": params.get("reduceOnly", "false"), "side": params["side"]}
-            acct.orders[cid] = order
-            acct.positions[params["symbol"]] = acct.positions.get(params["symbol"], Decimal(0)) + (
-                qty if params["side"] == "BUY" else -qty)
-            return self._response(request, 200, self._order_body(order))
-        if path == "/fapi/v1/order" and request.method == "GET":
-            order = acct.orders.get(params.get("origClientOrderId", ""))
-            if order is None:
-                return self._response(request, 400, {"code": -2013, "msg": "Order does not exist."})
-            return self._response(request, 200, self._order_body(order))
-        return self._response(request, 404, {"code": -1, "msg": f"no route {path}"})
-
-    def close(self) -> None:
-        pass
+        self.world = world
+        self.deck = deck
+        self.faults: list[Fault] = []
+        self.calls: list[Call] = []
+        self.on_call = on_call  # the runner flushes audit rows before each call (single-threaded apps)
+        self.lock = threading.RLock()
 
     def session(self) -> requests.Session:
         s = requests.Session()
         s.mount("https://", self)
+        s.mount("http://", self)
         return s
+
+    def close(self) -> None:
+        pass
+
+    # ------------------------------------------------------------------ one request
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        url = urlsplit(request.url or "")
+        method = request.method or "GET"
+        venue = self.world.venue_of(url.netloc) or url.netloc
+        raw_body = request.body.encode() if isinstance(request.body, str) else request.body
+        payload: Any = None
+        params = dict(parse_qsl(url.query))
+        if raw_body:
+            try:
+                payload = json.loads(raw_body)
+            except ValueError:
+                params.update(dict(parse_qsl(raw_body.decode("utf-8", "replace"))))
+        op = payload.get("type") if isinstance(payload, dict) else None
+        user = payload.get("user") if isinstance(payload, dict) else None
+        if self.on_call is not None:
+            self.on_call()
+        with self.lock:
+            call = Call(self.clock.now_ms(), venue, method, url.path, op, user, "world")
+            self.calls.append(call)
+            fault = next((f for f in self.faults if f.matches(call, call.ts_ms)), None)
+            if fault is not None and fault.times is not None:
+                fault.times -= 1
+            if fault is not None:
+                call.served = f"fault:{fault.kind}"
+        if fault is not None and fault.kind not in ("schema", "crash"):
+            return self._fault(request, fault)
+        with self.lock:
+            played = self.deck.play(method, request.url or "", raw_body, dict(request.headers))
+            if played is not None:
+                if fault is None:
+                    call.served = "cassette"
+                reply = Reply(played[0], headers=played[1], raw=played[2])
+            else:
+                reply = self.world.answer(venue, method, url.path, params, payload)
+        if fault is not None and fault.kind == "crash":
+            raise ProcessKilled(f"killed during {method} {url.path}")
+        if fault is not None and fault.kind == "schema":
+            body = json.loads(reply.raw) if reply.raw is not None else reply.body
+            reply = Reply(reply.status, _drop(body, fault.drop), reply.headers)
+        return self._response(request, reply)
+
+    def _fault(self, request: requests.PreparedRequest, fault: Fault) -> requests.Response:
+        kind = fault.kind
+        if kind == "timeout":
+            raise requests.Timeout("scripted timeout")
+        if kind == "reset":
+            raise requests.ConnectionError("scripted connection reset by peer")
+        if kind in ("429", "418"):
+            headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
+            return self._response(request, Reply(int(kind), {"code": -1003, "msg": fault.msg or "Too many requests"},
+                                                 headers))
+        if kind == "5xx":
+            return self._response(request, Reply(fault.status or 503, {"code": -1001,
+                                                                        "msg": fault.msg or "Service unavailable"}))
+        if kind == "malformed":
+            return self._response(request, Reply(200, raw=b'{"truncated": [1, 2'))
+        # error: a venue error code in the venue's error body
+        return self._response(request, Reply(fault.status or 400, {"code": fault.code, "msg": fault.msg or ""}))
+
+    @staticmethod
+    def _response(request: requests.PreparedRequest, reply: Reply) -> requests.Response:
+        response = requests.Response()
+        response.status_code = reply.status
+        response._content = reply.raw if reply.raw is not None else json.dumps(reply.body).encode()
+        response.headers.update({"Content-Type": "application/json", **reply.headers})
+        response.request = request
+        response.url = request.url or ""
+        response.reason = "OK" if reply.status < 400 else "Error"
+        return response

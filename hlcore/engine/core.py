@@ -18,8 +18,8 @@ from typing import Any
 
 from transitions import Machine
 
-from hlcore.engine.clock import Clock
 from hlcore.engine import trace
+from hlcore.engine.clock import Clock
 from hlcore.engine.codegen import compile_kind
 from hlcore.engine.decision import AuditRecord, Decision, Effect, Transition
 from hlcore.errors import BadInput

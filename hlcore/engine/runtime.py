@@ -22,7 +22,6 @@ from hlcore.storage.db import Database, StorageUnavailable, storage_errors
 from hlcore.storage.repos import AuditLog, MachineStateStore, SystemState, TallyStore
 from hlcore.storage.schema import engine_tallies, machine_states
 
-
 OPS_REVISION = "ops_revision"  # storage key bumped by operator commands (not policy)
 
 

@@ -1,0 +1,113 @@
+"""vcrpy cassettes for drills and for `hlcore record`.
+
+One scrubber serves both directions: before a request is recorded and before a live request is
+matched against a cassette, signing fields, API keys and timestamps are removed, so recorded
+files hold no secret and a replayed request matches whatever time it is sent at. Matching is on
+method + URI + body (after scrubbing); identical requests get the recorded responses in order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from vcr.cassette import Cassette
+from vcr.matchers import body as match_body
+from vcr.matchers import method as match_method
+from vcr.matchers import uri as match_uri
+from vcr.record_mode import RecordMode
+from vcr.request import Request
+
+# Query/form fields that are secrets or change on every send (Binance signing, §4.3).
+SIGNING_FIELDS = ("signature", "timestamp", "recvWindow")
+# JSON body fields that carry the send time (Hyperliquid info windows, exchange nonces).
+TIME_FIELDS = ("startTime", "endTime", "nonce", "time")
+SECRET_HEADERS = ("x-mbx-apikey", "authorization", "cookie", "set-cookie")
+MATCH_ON = (match_method, match_uri, match_body)
+
+
+def _scrub_pairs(text: str) -> str:
+    return urlencode([(k, v) for k, v in parse_qsl(text, keep_blank_values=True) if k not in SIGNING_FIELDS])
+
+
+def _scrub_json(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _scrub_json(v) for k, v in value.items() if k not in TIME_FIELDS and k != "signature"}
+    if isinstance(value, list):
+        return [_scrub_json(v) for v in value]
+    return value
+
+
+def scrub_body(body: bytes | str | None) -> bytes | None:
+    if body is None or body == b"" or body == "":
+        return None
+    raw = body.encode() if isinstance(body, str) else body
+    try:
+        return json.dumps(_scrub_json(json.loads(raw)), sort_keys=True, separators=(",", ":")).encode()
+    except ValueError:
+        return _scrub_pairs(raw.decode("utf-8", "replace")).encode()
+
+
+def scrub_request(request: Request) -> Request:
+    """A copy of `request` without signing fields, timestamps or secret headers."""
+    parts = urlsplit(request.uri)
+    uri = urlunsplit((parts.scheme, parts.netloc, parts.path, _scrub_pairs(parts.query), ""))
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in SECRET_HEADERS}
+    return Request(request.method, uri, scrub_body(request.body), headers)
+
+
+def scrub_response(response: dict[str, Any]) -> dict[str, Any]:
+    headers = {k: v for k, v in (response.get("headers") or {}).items() if k.lower() not in SECRET_HEADERS}
+    return {**response, "headers": headers}
+
+
+class CassetteDeck:
+    """The drill's cassettes, tried in the order the drill lists them."""
+
+    def __init__(self, paths: list[Path]):
+        self.paths = paths
+        self.cassettes = [Cassette.load(path=str(p), record_mode=RecordMode.NONE, match_on=MATCH_ON,
+                                        before_record_request=scrub_request) for p in paths]
+
+    def play(self, method: str, url: str, body: bytes | str | None,
+             headers: Mapping[str, str]) -> tuple[int, dict[str, str], bytes] | None:
+        """The next unplayed recorded response for this request, or None."""
+        if not self.cassettes:
+            return None
+        request = Request(method, url, body, dict(headers))
+        for cassette in self.cassettes:
+            if cassette.can_play_response_for(request):
+                response = cassette.play_response(request)
+                content = response["body"]["string"]
+                raw = content.encode() if isinstance(content, str) else content
+                flat = {k: (v[0] if isinstance(v, list) else v) for k, v in (response.get("headers") or {}).items()}
+                return int(response["status"]["code"]), flat, raw
+        return None
+
+    def unplayed(self) -> int:
+        return sum(1 for c in self.cassettes for i in range(len(c.data)) if not c.play_counts[i])
+
+
+def write_cassette(path: Path, interactions: list[dict[str, Any]]) -> None:
+    """Write a vcrpy cassette (YAML, format version 1) from
+    `{method, uri, body?, status?, response}` items; `response` is JSON-able or a str. For
+    hand-made drill cassettes; `hlcore record` writes the same format from live traffic."""
+    from vcr.serialize import serialize
+    from vcr.serializers import yamlserializer
+
+    requests_, responses = [], []
+    for item in interactions:
+        body = item.get("body")
+        raw = None if body is None else (body if isinstance(body, str) else json.dumps(body, separators=(",", ":")))
+        headers = {"Content-Type": "application/json"} if raw is not None else {}
+        requests_.append(scrub_request(Request(item["method"], item["uri"], raw, headers)))
+        payload = item["response"]
+        text = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
+        status = int(item.get("status", 200))
+        responses.append({"status": {"code": status, "message": "OK" if status < 400 else "Error"},
+                          "headers": {"Content-Type": ["application/json"]}, "body": {"string": text}})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(serialize({"requests": requests_, "responses": responses}, yamlserializer), encoding="utf-8")

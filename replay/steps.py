@@ -1,0 +1,105 @@
+"""Timeline verbs shared by every app: the process (boot, crash, advance), venue faults,
+storage outages, config and environment changes, and operator commands through the real CLI."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping
+from typing import Any
+
+from hlcore.config.settings import _flatten  # noqa: F401 - keeps the settings module loaded for the CLI
+from replay.drill import deep_merge, duration_ms
+from replay.registry import step
+from replay.storage_faults import Kill
+from replay.transport import FAULT_KINDS, Fault
+from replay.wallets import SELECTION, address, select
+
+_DURATION = {"type": ["string", "integer"]}
+
+
+@step("boot", {}, "Start the process (a running one is crashed first). Missing env or bad config: exit 2.")
+def _boot(player: Any, args: Mapping[str, Any]) -> None:
+    player.boot()
+
+
+@step("restart", {}, "Crash the running process and start it again.")
+def _restart(player: Any, args: Mapping[str, Any]) -> None:
+    player.boot()
+
+
+@step("advance", {}, "Run the scheduler up to this time (a no-op marker: every step and check does it).")
+def _advance(player: Any, args: Mapping[str, Any]) -> None:
+    del player, args
+
+
+@step("crash", {
+    "on": {"type": "string", "excludes": "commit"},
+    "commit": {"type": "string", "regex": r"^[a-z_]+$", "excludes": "on"},
+    "when": {"type": "string", "allowed": ["before", "after"], "dependencies": "commit"},
+}, "The process dies: now; or armed, while sending `on` (\"METHOD /path\": the venue acts, the answer is "
+   "lost); or at the commit that writes table `commit` (`when: before` it lands, or just `after`).")
+def _crash(player: Any, args: Mapping[str, Any]) -> None:
+    if "on" in args:
+        player.transport.faults.append(Fault("crash", match=args["on"]))
+    elif "commit" in args:
+        player.storage.kills.append(Kill(args["commit"], args.get("when", "before")))
+    else:
+        player.stop("crash")
+
+
+@step("fault", {
+    "kind": {"type": "string", "required": True, "allowed": list(FAULT_KINDS)},
+    "match": {"type": "string"}, "venue": {"type": "string"}, "op": {"type": "string"}, "user": {"type": "string"},
+    "wallets": SELECTION,
+    "times": {"type": "integer", "min": 1, "excludes": "for"}, "for": {**_DURATION, "excludes": "times"},
+    "status": {"type": "integer", "min": 100, "max": 599}, "retry_after": {"type": "integer", "min": 0},
+    "code": {"type": "integer"}, "msg": {"type": "string"},
+    "drop": {"type": "list", "schema": {"type": "string"}},
+}, "A venue misbehaves on matching requests (`wallets: 1-30` limits it to those wallets' requests): for "
+   "the next `times` calls (default 1) or every call for a duration (`for: 40s`). Kinds: "
+   + ", ".join(FAULT_KINDS) + ".")
+def _fault(player: Any, args: Mapping[str, Any]) -> None:
+    until = None
+    times: int | None = args.get("times", 1)
+    if "for" in args:
+        until, times = player.now() + (duration_ms(args["for"]) or 0), None
+    player.transport.faults.append(Fault(
+        args["kind"], match=args.get("match"), op=args.get("op"), user=args.get("user"), times=times,
+        until_ms=until, status=args.get("status"), retry_after=args.get("retry_after"), code=args.get("code"),
+        msg=args.get("msg"), drop=tuple(args.get("drop") or ()), venue=args.get("venue"),
+        users=frozenset(address(i) for i in select(args.get("wallets") or [], 100_000))))
+
+
+@step("storage", {"down": {"type": "boolean", "required": True}},
+      "The database becomes unavailable (`down: true`) or comes back (`down: false`).")
+def _storage(player: Any, args: Mapping[str, Any]) -> None:
+    player.storage.down = bool(args["down"])
+
+
+@step("config", {"set": {"type": "dict", "required": True}},
+      "Edit the settings file (deep-merged); like a real edit it takes effect at the next boot.")
+def _config(player: Any, args: Mapping[str, Any]) -> None:
+    player.config = deep_merge(player.config, args["set"])
+    player.write_settings()
+    player.open_workspace()  # a bad value is bad input now, not at the next boot
+
+
+@step("env", {"set": {"type": "dict", "valuesrules": {"type": "string"}},
+              "unset": {"type": "list", "schema": {"type": "string"}}},
+      "Change the process environment (takes effect at the next boot).")
+def _env(player: Any, args: Mapping[str, Any]) -> None:
+    for key in args.get("unset") or ():
+        player.env.pop(key, None)
+    player.env.update(args.get("set") or {})
+
+
+@step("operator", {"command": {"type": "string", "required": True, "empty": False}},
+      "Run an `hlcore` command (e.g. `ops unhalt --operator alice`) through the real CLI, at drill time, "
+      "against the drill's database and venues; its exit code and output go to the journal.")
+def _operator(player: Any, args: Mapping[str, Any]) -> None:
+    from replay.operator import run_command
+
+    argv = shlex.split(args["command"])
+    result = run_command(player, argv)
+    player.operator_results.append({"at_ms": player.now(), "command": args["command"], **result})
+    player.add(player.now(), {"kind": "operator", "command": args["command"], **result})

@@ -1,0 +1,128 @@
+"""Every drill under `fixtures/`: discovery, the run of the whole suite (the engine behind
+`hlcore drill`, the drill benchmark and `hlcore diff`'s behavioural half), and coverage: which
+declared machine transitions and rule rows the drills exercised."""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hlcore.errors import BadInput
+from hlcore.policy.model import ANY_STATE, Policy
+from replay.drill import DRILL_FILE
+from replay.runner import Outcome, replay
+
+
+def discover(root: Path, pattern: str | None = None) -> list[Path]:
+    """Drill folders under `root`, by name; `pattern` is a substring or a glob of the name."""
+    found = sorted(p.parent for p in root.glob(f"*/{DRILL_FILE}"))
+    if pattern:
+        found = [d for d in found if pattern in d.name or fnmatch.fnmatch(d.name, pattern)]
+    return found
+
+
+@dataclass
+class DrillResult:
+    name: str
+    seconds: float
+    outcome: Outcome | None = None
+    error: BadInput | None = None
+
+    @property
+    def verdict(self) -> str:
+        return "error" if self.error is not None else (self.outcome.verdict if self.outcome else "error")
+
+
+@dataclass
+class SuiteResult:
+    results: list[DrillResult] = field(default_factory=list)
+    hits: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def passed(self) -> int:
+        return sum(r.verdict == "pass" for r in self.results)
+
+    @property
+    def failed(self) -> list[DrillResult]:
+        return [r for r in self.results if r.verdict == "fail"]
+
+    @property
+    def errors(self) -> list[DrillResult]:
+        return [r for r in self.results if r.verdict == "error"]
+
+    @property
+    def seconds(self) -> float:
+        return sum(r.seconds for r in self.results)
+
+    def outcomes(self) -> list[Outcome]:
+        return [r.outcome for r in self.results if r.outcome is not None]
+
+
+def run_suite(dirs: Iterable[Path], *, policy: Path | None = None, config: Path | None = None,
+              coverage: bool = False, on_done: Callable[[DrillResult], None] | None = None) -> SuiteResult:
+    suite = SuiteResult()
+    for directory in dirs:
+        started = time.perf_counter()
+        try:
+            outcome = replay(directory, policy, config, coverage=coverage)
+            result = DrillResult(directory.name, time.perf_counter() - started, outcome)
+            suite.hits.update(outcome.hits)
+        except BadInput as exc:
+            result = DrillResult(directory.name, time.perf_counter() - started, error=exc)
+        suite.results.append(result)
+        if on_done is not None:
+            on_done(result)
+    return suite
+
+
+@dataclass
+class Coverage:
+    transitions: list[tuple[str, str, str, bool]]  # (machine, "sources -> dest", event, exercised)
+    rows: list[tuple[str, int]]  # (table.row, hits)
+
+    @property
+    def missing_transitions(self) -> list[tuple[str, str, str]]:
+        return [(m, t, e) for m, t, e, hit in self.transitions if not hit]
+
+    @property
+    def missing_rows(self) -> list[str]:
+        return [r for r, n in self.rows if not n]
+
+
+def coverage(policy: Policy, outcomes: Iterable[Outcome], hits: Counter[str]) -> Coverage:
+    """A declared transition is exercised when some journal moved its machine by its event from
+    one of its sources to its destination (a reason-only change counts: its audit row)."""
+    seen: set[tuple[str, str, str | None, str]] = set()
+    for outcome in outcomes:
+        for e in outcome.entries:
+            if e["kind"] in ("transition", "audit") and e.get("machine"):
+                seen.add((e["machine"], e["event"], e["from"], e["to"]))
+    rows: list[tuple[str, str, str, bool]] = []
+    for name in sorted(policy.machines):
+        machine = policy.machines[name]
+        for t in machine.transitions:
+            hit = any(m == name and ev == t.event and to == t.dest and (ANY_STATE in t.sources or frm in t.sources)
+                      for m, ev, frm, to in seen)
+            rows.append((name, f"{','.join(t.sources)} -> {t.dest}", t.event, hit))
+    table_rows = [(f"{table.name}.{row.id}", hits.get(f"{table.name}.{row.id}", 0))
+                  for table in policy.tables for row in table.rows]
+    return Coverage(rows, sorted(table_rows))
+
+
+def summary_rows(suite: SuiteResult) -> list[dict[str, Any]]:
+    out = []
+    for r in suite.results:
+        runs = sorted({e["run"] for e in r.outcome.entries}) if r.outcome else []
+        first = ""
+        if r.error is not None:
+            first = str(r.error.problems[0]) if r.error.problems else str(r.error)
+        elif r.outcome is not None and r.outcome.failures:
+            first = r.outcome.failures[0]
+        out.append({"drill": r.name, "verdict": r.verdict, "runs": len(runs), "seconds": round(r.seconds, 2),
+                    "first_failure": first})
+    return out
