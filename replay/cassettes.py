@@ -9,6 +9,7 @@ method + URI + body (after scrubbing); identical requests get the recorded respo
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -59,9 +60,28 @@ def scrub_request(request: Request) -> Request:
     return Request(request.method, uri, scrub_body(request.body), headers)
 
 
-def scrub_response(response: dict[str, Any]) -> dict[str, Any]:
+_SIGNING_PAIR = re.compile(r"[?&]?\b(?:" + "|".join(SIGNING_FIELDS) + r")=[^&\"'\s]*")
+
+
+def scrub_text(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """Signing pairs (`signature=…`, `timestamp=…`) and any known secret value, removed from text."""
+    text = _SIGNING_PAIR.sub("", text)
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "<redacted>")
+    return text
+
+
+def scrub_response(response: dict[str, Any], secrets: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A response without secret headers, echoed signing pairs or known secret values."""
     headers = {k: v for k, v in (response.get("headers") or {}).items() if k.lower() not in SECRET_HEADERS}
-    return {**response, "headers": headers}
+    body = dict(response.get("body") or {})
+    content = body.get("string")
+    if isinstance(content, bytes):
+        content = content.decode("utf-8", "replace")
+    if isinstance(content, str):
+        body["string"] = scrub_text(content, secrets)
+    return {**response, "headers": headers, "body": body}
 
 
 class CassetteDeck:

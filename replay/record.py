@@ -10,6 +10,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import vcr
 
@@ -17,7 +18,7 @@ from hlcore.config.settings import load_env
 from hlcore.engine.clock import SystemClock
 from hlcore.errors import BadInput
 from hlcore.workspace import open_workspace
-from replay.cassettes import SECRET_HEADERS, SIGNING_FIELDS, scrub_request, scrub_response
+from replay.cassettes import SECRET_HEADERS, SIGNING_FIELDS, scrub_request, scrub_response, scrub_text
 from replay.drill import CASSETTE_DIR, DRILL_FILE
 
 SKELETON = """\
@@ -36,9 +37,20 @@ expect:
 """
 
 
-def recorder() -> vcr.VCR:
+def recorder(secrets: tuple[str, ...] = ()) -> vcr.VCR:
+    """vcrpy set to scrub every interaction before it is written; `secrets` (the API key and
+    secret) are also redacted verbatim wherever they might be echoed."""
+
+    def request_hook(request: Any) -> Any:
+        clean = scrub_request(request)
+        clean.uri = scrub_text(clean.uri, secrets)
+        if clean.body and secrets:
+            clean.body = scrub_text(clean.body.decode("utf-8", "replace"), secrets).encode()
+        return clean
+
     return vcr.VCR(record_mode="all", match_on=("method", "uri", "body"), decode_compressed_response=True,
-                   before_record_request=scrub_request, before_record_response=scrub_response,
+                   before_record_request=request_hook,
+                   before_record_response=lambda response: scrub_response(response, secrets),
                    filter_headers=list(SECRET_HEADERS), filter_query_parameters=list(SIGNING_FIELDS))
 
 
@@ -63,7 +75,8 @@ def record_cassettes(name: str, app: str, seconds: int, fixtures: Path, policy: 
     wiring = system_wiring(clock)
     start_ms = clock.now_ms()
     cwd = Path.cwd()
-    with tempfile.TemporaryDirectory(prefix="hlcore-record-") as tmp, recorder().use_cassette(str(cassette)):
+    secrets = tuple(os.environ.get(k, "") for k in ("BINANCE_API_KEY", "BINANCE_API_SECRET"))
+    with tempfile.TemporaryDirectory(prefix="hlcore-record-") as tmp, recorder(secrets).use_cassette(str(cassette)):
         os.chdir(tmp)  # a throwaway database: recording never touches the operator's
         try:
             if app == "copytrader":
