@@ -1,0 +1,53 @@
+"""The whole drill suite, timed: per drill (all its runs) and in total, cold (first run in the
+process: policy parsing included) and warm (policy cached). Target: the suite <= 10 s here.
+
+Run: python benchmarks/drills.py [-k PATTERN] [--repeat N]   (prints figures; asserts nothing)
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from replay.suite import discover, run_suite  # noqa: E402
+
+TARGET_S = 10.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("-k", dest="pattern", default=None)
+    parser.add_argument("--repeat", type=int, default=2, help="warm passes after the cold one")
+    args = parser.parse_args()
+    dirs = discover(ROOT / "fixtures", args.pattern)
+    started = time.perf_counter()
+    cold = run_suite(dirs)
+    cold_s = time.perf_counter() - started
+    warm: list[float] = []
+    per: dict[str, list[float]] = {r.name: [] for r in cold.results}
+    for _ in range(args.repeat):
+        started = time.perf_counter()
+        suite = run_suite(dirs)
+        warm.append(time.perf_counter() - started)
+        for r in suite.results:
+            per[r.name].append(r.seconds)
+    runs = sum(len({e["run"] for e in o.entries}) for o in cold.outcomes())
+    print(f"drills={len(dirs)} runs={runs} passed={cold.passed} failed={len(cold.failed)} errors={len(cold.errors)}")
+    print(f"{'drill':<42} {'cold s':>8} {'warm s (median)':>16}")
+    for r in sorted(cold.results, key=lambda r: -r.seconds):
+        med = statistics.median(per[r.name]) if per[r.name] else float("nan")
+        print(f"{r.name:<42} {r.seconds:>8.2f} {med:>16.2f}")
+    best = min(warm) if warm else cold_s
+    verdict = "met" if best <= TARGET_S else "NOT met"
+    print(f"suite: cold {cold_s:.2f} s, warm best {best:.2f} s over {args.repeat} pass(es); "
+          f"target <= {TARGET_S:.0f} s: {verdict}")
+
+
+if __name__ == "__main__":
+    main()
