@@ -11,7 +11,7 @@ from replay.runner import Outcome
 def _line(e: dict[str, Any]) -> str | None:
     kind = e["kind"]
     if kind == "transition" and e["event"] != "seeded":
-        inst = e["instance"] if e["instance"] != e["machine"] else e["machine"]
+        inst = e["instance"] or e["machine"] or e.get("category") or "-"  # an ops row may name no machine
         return f"{inst:<22} {e['from'] or '-'} -> {e['to']}  {e['reason'] or ''}".rstrip()
     if kind == "process":
         return f"{'process':<22} {e['event']}" + (f" ({e['detail']})" if e.get("detail") else "")

@@ -16,7 +16,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,18 +25,21 @@ from freezegun import freeze_time
 from sqlalchemy import select
 
 from hlcore.app import AppContext, database_url
+from hlcore.config.settings import load_settings
 from hlcore.engine import trace
 from hlcore.engine.clock import ManualClock
 from hlcore.engine.scheduler import Scheduler
 from hlcore.errors import BadInput
 from hlcore.jobs.copytrade.service import Wiring
+from hlcore.policy.loader import load_policy
+from hlcore.policy.model import Policy
 from hlcore.resources import resolve_policy_dir
 from hlcore.storage.db import Database, open_database
 from hlcore.storage.repos import load_json
 from hlcore.storage.schema import audit_log, metadata
-from hlcore.workspace import open_workspace
+from hlcore.workspace import Workspace
 from replay.cassettes import CassetteDeck
-from replay.drill import CASSETTE_DIR, Drill, Expectation, Run, deep_merge, load_drill
+from replay.drill import CASSETTE_DIR, Drill, Expectation, Run, Step, deep_merge, load_drill
 from replay.registry import CHECKS, GIVENS, STEPS
 from replay.storage_faults import StorageFaults
 from replay.transport import DrillTransport, ProcessKilled
@@ -50,10 +53,27 @@ def canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
+def _json_cell(value: Any) -> Any:
+    """A watched row's cell: a JSON column decoded; text that only looks like JSON (an alert
+    message such as "[BTC] Regime Change: ...") stays text."""
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            return load_json(value)
+        except ValueError:
+            return value
+    return value
+
+
 def fmt_offset(ms: int) -> str:
     sign = "-" if ms < 0 else "+"
     ms = abs(ms)
     return f"{sign}{ms // 1000}.{ms % 1000:03d}s"
+
+
+def wall_time(ms: int) -> datetime:
+    """The frozen wall clock for drill time `ms`: half a millisecond in, so readers that floor
+    (`time.time_ns() // 1_000_000`, through freezegun's float) get exactly `ms`."""
+    return datetime.fromtimestamp(ms // 1000, UTC) + timedelta(microseconds=(ms % 1000) * 1000 + 500)
 
 
 class ScriptedChance(random.Random):
@@ -79,7 +99,7 @@ class DrillClock(ManualClock):
         with self.lock:
             super().set(now_ms)
             if self.frozen is not None:
-                self.frozen.move_to(datetime.fromtimestamp(now_ms / 1000, UTC))
+                self.frozen.move_to(wall_time(now_ms))
 
     def advance(self, ms: int) -> int:
         with self.lock:
@@ -110,6 +130,23 @@ class Outcome:
 
     def journal(self) -> str:
         return "".join(canonical(e) + "\n" for e in [*self.entries, self.summary()])
+
+
+_POLICIES: dict[tuple[str, str, str], Policy] = {}
+
+
+def _policy_stamp(directory: Path) -> str:
+    """Names, sizes and mtimes of the policy files: an edited file is loaded afresh."""
+    parts = [f"{p.relative_to(directory)}:{p.stat().st_size}:{p.stat().st_mtime_ns}"
+             for sub in ("machines", "rules") for p in sorted((directory / sub).glob("*.yaml"))]
+    return "|".join(parts)
+
+
+def _public(step: Step) -> dict[str, Any]:
+    """A step's arguments for the journal: environment values never go there (only names)."""
+    if step.do != "env":
+        return step.args
+    return {"set": sorted(step.args.get("set") or {}), "unset": sorted(step.args.get("unset") or [])}
 
 
 class _LogTap(logging.Handler):
@@ -156,6 +193,7 @@ class Player:
                              self.env)
         self.ws: Any = None
         self.db: Database | None = None
+        self.db_id: tuple[int, int] | None = None
         self.ctx: AppContext | None = None
         self.scheduler: Scheduler | None = None
         self.storage = StorageFaults()
@@ -173,9 +211,19 @@ class Player:
     def write_settings(self) -> None:
         self.settings_file.write_text(yaml.safe_dump(self.config, sort_keys=True), encoding="utf-8")
 
-    def open_workspace(self) -> Any:
+    def open_workspace(self) -> Workspace:
+        """What `open_workspace` gives live; the parsed policy is shared between runs of the same
+        policy folder and settings (loading it is most of a short drill's time)."""
         mode = self.run.mode if self.run.app == "copytrader" else None
-        return open_workspace(self.policy, self.settings_file, mode=mode)
+        settings = load_settings(self.settings_file, mode=mode)
+        assert self.policy is not None
+        key = (str(self.policy), _policy_stamp(self.policy), canonical(settings.data))
+        policy = _POLICIES.get(key)
+        if policy is None:
+            policy = _POLICIES[key] = load_policy(self.policy, settings)
+            while len(_POLICIES) > 8:
+                _POLICIES.pop(next(iter(_POLICIES)))
+        return Workspace(self.policy, self.settings_file, settings, policy)
 
     def now(self) -> int:
         return self.clock.now_ms()
@@ -220,8 +268,7 @@ class Player:
                 "reason": row["reason_code"], "facts": load_json(row["facts"])})
         for name, row in watched:
             self.watch_ids[name] = row.pop("id")
-            self.add(self.now(), {"kind": "row", "table": name, "row": {k: load_json(v) if isinstance(v, str) and
-                                                                        v[:1] in "[{" else v
+            self.add(self.now(), {"kind": "row", "table": name, "row": {k: _json_cell(v)
                                                                         for k, v in sorted(row.items())}})
 
     # ------------------------------------------------------------------ world
@@ -229,8 +276,31 @@ class Player:
         self.ws = self.open_workspace()
         self.db = open_database(database_url(self.ws.settings, self.run.app))
         self.db.create_schema(self.start_ms)
+        self.db_id = self.db_file_id()
         for key in sorted(self.run.given):
             GIVENS[key].handler(self, self.run.given[key])
+
+    def db_file_id(self) -> tuple[int, int] | None:
+        """(device, inode) of the SQLite file behind `self.db` (None: not a file, or gone)."""
+        path = self.db.engine.url.database if self.db is not None else None
+        try:
+            st = os.stat(path) if path and path != ":memory:" else None
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino) if st else None
+
+    def storage_touched(self) -> None:
+        """After an operator command: drop pooled connections so a database file the command
+        replaced (`ops rebuild-db`) is read afresh; a new file restarts the journal's audit and
+        watched-row positions (its ids start again at 1)."""
+        if self.db is None:
+            return
+        self.flush()  # what the command wrote into the file the journal has been reading
+        self.db.dispose()
+        now_id = self.db_file_id()
+        if now_id != self.db_id:
+            self.last_audit_id, self.watch_ids = 0, {}
+        self.db_id = now_id
 
     # ------------------------------------------------------------------ process
     def boot(self) -> None:
@@ -317,7 +387,7 @@ class Player:
 
     @contextlib.contextmanager
     def frozen(self) -> Iterator[None]:
-        freezer = freeze_time(datetime.fromtimestamp(self.start_ms / 1000, UTC))
+        freezer = freeze_time(wall_time(self.start_ms))
         self.clock.frozen = freezer.start()
         database_env = os.environ.pop("DATABASE_URL", None)  # the drill's storage, never the operator's
         try:
@@ -337,7 +407,7 @@ class Player:
                 self.until(exp.at_ms or 0)
                 self.check(exp)
             self.until(step.at_ms)
-            self.add(self.now(), {"kind": "step", "do": step.do, **({"args": step.args} if step.args else {})})
+            self.add(self.now(), {"kind": "step", "do": step.do, **({"args": _public(step)} if step.args else {})})
             STEPS[step.do].handler(self, step.args)
             self.flush()
         for exp in timed:

@@ -17,13 +17,24 @@ from replay.wallets import SELECTION, address, select
 _DURATION = {"type": ["string", "integer"]}
 
 
-@step("boot", {}, "Start the process (a running one is crashed first). Missing env or bad config: exit 2.")
+_RUN_MODE = {"mode": {"type": "string", "allowed": ["live", "dry-run", "backfill-only"]}}
+
+
+def _set_mode(player: Any, args: Mapping[str, Any]) -> None:
+    if "mode" in args:  # `hlcore live --mode X` for this and later starts (the copy-trader's run modes)
+        player.run.mode = args["mode"]
+
+
+@step("boot", _RUN_MODE, "Start the process (a running one is crashed first), in `mode` when given (this and "
+      "later starts). Missing env or bad config: exit 2.")
 def _boot(player: Any, args: Mapping[str, Any]) -> None:
+    _set_mode(player, args)
     player.boot()
 
 
-@step("restart", {}, "Crash the running process and start it again.")
+@step("restart", _RUN_MODE, "Crash the running process and start it again (in `mode` when given).")
 def _restart(player: Any, args: Mapping[str, Any]) -> None:
+    _set_mode(player, args)
     player.boot()
 
 
@@ -103,3 +114,4 @@ def _operator(player: Any, args: Mapping[str, Any]) -> None:
     result = run_command(player, argv)
     player.operator_results.append({"at_ms": player.now(), "command": args["command"], **result})
     player.add(player.now(), {"kind": "operator", "command": args["command"], **result})
+    player.storage_touched()

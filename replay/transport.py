@@ -114,6 +114,7 @@ class DrillTransport(BaseAdapter):
 
     def session(self) -> requests.Session:
         s = requests.Session()
+        s.trust_env = False  # no proxy/netrc lookups: nothing leaves the process anyway
         s.mount("https://", self)
         s.mount("http://", self)
         return s

@@ -29,6 +29,7 @@ from hlcore.policy.model import ANY_STATE, MachineDef, Policy, TransitionDef
 SEED_EVENT = "seeded"
 _MISSING = object()
 RESTORE_EVENT = "restored_unknown_state"
+AUDIT_EFFECT = "audit"  # an effect that writes one audit record on the rule's machine (docs/policy.md)
 
 
 class Instance:
@@ -385,8 +386,13 @@ class Engine:
                 q.popleft()
             pend.touched = True
         for kind, parts in action.effects:
-            pend.effects.append(Effect(kind, action.source, {k: fn(ctx) for k, fn in parts}))
+            data = {k: fn(ctx) for k, fn in parts}
+            pend.effects.append(Effect(kind, action.source, data))
             pend.touched = True
+            if kind == AUDIT_EFFECT and inst is not None:  # audit only: one record, the machine stays put
+                pend.audit.append(self._audit(ctx.now, self.policy.machines[inst.machine], inst, inst.state,
+                                              inst.state, action.source, data.get("reason_code"), ctx.kind,
+                                              dict(ctx.fields)))
         for fact, parts in action.emits:
             queue.append((fact, {k: fn(ctx) for k, fn in parts}))
         if action.event is not None and inst is not None:

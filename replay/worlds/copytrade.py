@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from hlcore.jobs.copytrade.service import start
@@ -249,5 +250,7 @@ class CopytraderDriver:
 
     @staticmethod
     def start(player: Any) -> tuple[Any, Any, int]:
-        ctx, _jobs, scheduler, _loop, code = start(player.ws, player.run.mode, player.wiring)
+        # metrics go where `hlcore live` writes them (metrics_log_path, inside the run's temporary folder)
+        ctx, _jobs, scheduler, _loop, code = start(player.ws, player.run.mode, player.wiring,
+                                                   metrics_path=Path(player.ws.settings.get("metrics_log_path")))
         return ctx, scheduler, code
