@@ -308,3 +308,41 @@ def recover_orders(ctx: AppContext, venues: Venues | None, *, operator: str, rea
     if remaining:
         result.refused = "orders_still_unresolved"
     return result
+
+
+# --------------------------------------------------------------------------------------------------
+# promote: what the operator checks by hand (§8)
+# --------------------------------------------------------------------------------------------------
+
+
+def promote_checks(ctx: AppContext, wiring: Wiring) -> list[str]:
+    """`ops promote` prints, for the runbook's manual checks before ARMED_LIVE (§8): every UNKNOWN
+    (parked included) result, the target's positions (Hyperliquid `clearinghouseState`), and the local
+    and exchange (`positionRisk`) positions. A venue that cannot be asked is reported, never fatal."""
+    lines = []
+    unresolved, parked = unknown_statuses(ctx)
+    orders = Orders(ctx.db)
+    for status in unresolved + parked:
+        for r in orders.unknown_results(status):
+            lines.append(f"unknown_order={r.correlation_id} status={r.status} error_code={r.error_code} "
+                         f"query_attempts={r.query_attempts}")
+    symbol_map = ctx.settings.get("ingest.hyperliquid.symbol_map") or {}
+    venues = build_venues(ctx.workspace, "live" if all(wiring.environ.get(n) for n in BINANCE_SECRETS) else
+                          "dry-run", wiring)
+    if venues.target_wallet:
+        target = venues.hyperliquid.clearinghouse_state(venues.target_wallet, sorted(symbol_map))
+        if isinstance(target, VenueError):
+            lines.append(f"target_positions=unavailable ({target.code} {target.message})")
+        else:
+            lines += [f"target_position_{coin}={row.szi}" for coin, row in sorted(target.items())]
+    else:
+        lines.append("target_positions=unavailable (HYPERLIQUID_TARGET_WALLET unset)")
+    lines += [f"local_position_{s}={q}" for s, q in sorted(Baselines(ctx.db).local_positions().items())]
+    if venues.binance is None:
+        lines.append("exchange_positions=unavailable (no Binance client: keys unset or execution disabled)")
+    else:
+        try:
+            lines += [f"exchange_position_{s}={q}" for s, q in sorted(venue_positions(venues.binance).items())]
+        except CheckFailed as exc:
+            lines.append(f"exchange_positions=unavailable ({exc})")
+    return lines

@@ -28,6 +28,7 @@ class OpsOutcome:
     after: dict[str, Any]
     effects: list[dict[str, Any]] = field(default_factory=list)
     dry_run: bool = False
+    notes: list[str] = field(default_factory=list)  # extra key=value lines (promote's manual checks, §8)
 
     def lines(self) -> list[str]:
         out = [f"command={self.command}"]
@@ -38,7 +39,7 @@ class OpsOutcome:
             out += [f"after_{k}={v}" for k, v in sorted(self.after.items())]
         if self.dry_run:
             out.append("dry_run=true (nothing written)")
-        return out
+        return [*out, *self.notes]
 
 
 def safety_snapshot(ctx: AppContext) -> dict[str, Any]:
@@ -52,11 +53,13 @@ def measurements(ctx: AppContext) -> dict[str, Any]:
     policy = ctx.workspace.policy
     last = ReconcileRuns(ctx.db).last()
     unresolved = list(policy.lists.get("unresolved_order_states", ()))
+    parked = list(policy.lists.get("parked_order_states", ()))
     open_states = [name for name, s in policy.machines[EVENT].states.items() if not s.final]
     return {
         "last_reconcile_result": last["raw_result"] if last else None,
         "last_reconcile_ms": last["ts_ms"] if last else None,
-        "unknown_count": sum(len(Orders(ctx.db).unknown_results(s)) for s in unresolved),
+        # parked results are UNKNOWN + RETRY_BUDGET_EXCEEDED (§3.3): an UNKNOWN for the gate too
+        "unknown_count": sum(len(Orders(ctx.db).unknown_results(s)) for s in unresolved + parked),
         "open_event_count": len(Events(ctx.db).unsettled(open_states)),
     }
 

@@ -35,6 +35,7 @@ from hlcore.storage.copytrade import (
     Events,
     Orders,
     ReconcileRuns,
+    parse_event_key,
 )
 from hlcore.storage.copytrade import normalise_symbol as norm
 from hlcore.storage.schema import order_intents
@@ -94,6 +95,7 @@ class CopytradeJobs:
         # Intents this process decided: they cannot have been sent before a crash, so their first
         # submit needs no query. Intents found at startup are queried first (copytrader §3.3 NONE).
         self._fresh: set[str] = set()
+        self.next_query_ms: int | None = None  # when the earliest paced UNKNOWN query is due (§4.6)
 
     # ------------------------------------------------------------------ ingest (§4.1, §4.2)
     def ingest(self) -> int:
@@ -143,8 +145,13 @@ class CopytradeJobs:
         return added
 
     def _event_row(self, ev: TargetEvent, boot_ms: int, cursor: Cursor | None) -> dict[str, Any]:
+        # §4.2: "a fresh fill is never a replay, whichever fetch sees it": the rest of the cursor's
+        # own transaction (same hash, same ms: Hyperliquid stamps one tx once) split across fetches
+        # is not a catch-up, even though its time equals the cursor's.
+        continuation = (cursor is not None and cursor.event_key is not None and ev.timestamp_ms == cursor.timestamp_ms
+                        and parse_event_key(cursor.event_key).tx_hash == ev.tx_hash)
         replay = (self.mode == "backfill-only" or ev.timestamp_ms < boot_ms
-                  or (cursor is not None and ev.timestamp_ms <= cursor.timestamp_ms))
+                  or (cursor is not None and ev.timestamp_ms <= cursor.timestamp_ms and not continuation))
         return {"tx_hash": ev.tx_hash, "event_index": ev.event_index, "symbol": ev.symbol,
                 "timestamp_ms": ev.timestamp_ms, "is_replay": replay, "action_type": ev.action,
                 "prev_target": ev.prev, "next_target": ev.next, "expected_price": ev.expected_price}
@@ -219,7 +226,7 @@ class CopytradeJobs:
                 if not rejected[0].data.get("droppable") or (leg.reduce_only and leg.leg == "close"):
                     fatal = code  # a failure not confined to this leg, or an empty close leg: whole event
                     break
-                log.info("event %s leg %s dropped: %s", ev.key, leg.leg, code)
+                log.warning("event %s leg %s dropped: %s", ev.key, leg.leg, code)  # copy incomplete: visible
                 continue
             cid = correlation_id(ev.tx_hash, ev.event_index, ev.symbol, None if leg.leg == "single" else leg.leg)
             intents.append({"correlation_id": cid, "client_order_id": client_order_id(cid), "event_key": ev.key,
@@ -252,13 +259,33 @@ class CopytradeJobs:
 
     # ------------------------------------------------------------------ execute (§3.3, §4.5, §4.6)
     def execute(self) -> int:
-        """Advance every unsettled intent one step; settle events whose intents are all final."""
+        """Advance every unsettled intent one step; settle events whose intents are all final.
+        An UNKNOWN is queried only when its next query is due (`_query_due_ms`); `next_query_ms`
+        tells the loop when the earliest one is, so it wakes up for it."""
         touched = 0
+        self.next_query_ms = None
         for item in self.orders.unsettled_intents(self.final_order_states + self.parked_states):
+            due = self._query_due_ms(item.result)
+            if due is not None and due > self.ctx.clock.now_ms():
+                self.next_query_ms = due if self.next_query_ms is None else min(self.next_query_ms, due)
+                continue
             self._execute_one(item.intent, item.result)
             touched += 1
         self._settle_events()
         return touched
+
+    def _query_due_ms(self, result: Any) -> int | None:
+        """§4.6: an UNKNOWN's queries are min(unknown_poll_interval_sec, remaining window) apart, and
+        none is sent before a rate-limit cooldown ends (§4.5: no Binance request of any kind)."""
+        unresolved = self.policy.lists.get("unresolved_order_states", ())
+        if result is None or result.status not in unresolved or result.updated_at_ms is None:
+            return None
+        interval = int(float(self.settings.get("execution.unknown_poll_interval_sec")) * 1000)
+        if result.first_unknown_ms is not None:
+            window = int(float(self.settings.get("execution.retry_budget_window_sec")) * 1000)
+            interval = min(interval, max(0, result.first_unknown_ms + window - result.updated_at_ms))
+        cooldown = self.venues.binance.http.cooldown_until_ms if self.venues.binance is not None else 0
+        return max(result.updated_at_ms + interval, cooldown)
 
     def _answer(self, cid: str, answer: str, error_code: str | None = None, message: str | None = None,
                 order: Any = None, attempts: int = 0, first_unknown: int | None = None,

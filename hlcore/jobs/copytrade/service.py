@@ -7,6 +7,7 @@ which one it got.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -29,11 +30,13 @@ from hlcore.engine.scheduler import Scheduler
 from hlcore.errors import BadInput
 from hlcore.jobs.copytrade.jobs import CONTRACT_VERSION, CopytradeJobs, Venues
 from hlcore.storage.copytrade import CopytradeKey, CopytradeState
+from hlcore.storage.db import StorageUnavailable
 from hlcore.workspace import Workspace
 
 log = logging.getLogger("hlcore.copytrade")
 
 MODES = ("live", "dry-run", "backfill-only")
+APP = "copytrader"  # the `app` of a storage_failed fact (policy contract name)
 HL_WEIGHT_PER_MIN = 1200  # Hyperliquid's published IP budget (venue fact, not policy)
 BINANCE_WEIGHT_PER_MIN = 2400  # Binance USD-M's published request weight per minute (venue fact)
 
@@ -140,6 +143,22 @@ class Loop:
         self.ticks = 0
 
     def tick(self, at_ms: int) -> int:
+        try:
+            return self._tick(at_ms)
+        except StorageUnavailable as exc:
+            return self._storage_failed(exc)
+
+    def _storage_failed(self, exc: StorageUnavailable) -> int:
+        """S9: a failed read/write ends the tick (nothing further is sent) and is reported as a fact;
+        the policy's HALT is effective in memory at once and persisted at the first good write."""
+        log.error("storage unavailable: %s", exc)
+        decision = self.ctx.runtime.observe("storage_failed", {"app": APP, "operation": "tick"}, persist=False)
+        with contextlib.suppress(StorageUnavailable):  # kept unsaved by the runtime; the next good write saves it
+            self.ctx.runtime.persist(decision)
+        wait, self.wait_ms = self.wait_ms, min(self.wait_ms * 2, self.max_idle_ms)
+        return wait
+
+    def _tick(self, at_ms: int) -> int:
         now = self.ctx.clock.now_ms()
         self.ticks += 1
         self.ctx.runtime.sync()  # an operator command may have changed the safety mode
@@ -175,6 +194,8 @@ class Loop:
             self.wait_ms = self.idle_ms
             return max(self.active_ms, 1)
         wait, self.wait_ms = self.wait_ms, min(self.wait_ms * 2, self.max_idle_ms)
+        if self.jobs.next_query_ms is not None:  # wake up when a paced UNKNOWN query is due (§4.6)
+            wait = max(1, min(wait, self.jobs.next_query_ms - at_ms))
         return wait
 
 
