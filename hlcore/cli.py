@@ -137,11 +137,10 @@ def live(mode: Annotated[str, typer.Option("--mode", help="live, dry-run or back
     import signal
     import time
 
-    import requests
-
     from hlcore.config.settings import load_env
     from hlcore.engine.clock import SystemClock
     from hlcore.jobs.copytrade.service import Wiring, start
+    from hlcore.ops.baseline import new_session
 
     if app_name not in ("copytrader", "monitor"):
         raise BadInput(f"--app: expected copytrader or monitor, got '{app_name}'")
@@ -150,7 +149,7 @@ def live(mode: Annotated[str, typer.Option("--mode", help="live, dry-run or back
         _live_monitor(policy, config, job, max_ticks)
         return
     ws = open_workspace(policy, config, mode=mode if mode == "live" else None)
-    wiring = Wiring(SystemClock(), time.sleep, random.Random(), lambda _venue: requests.Session(), os.environ)
+    wiring = Wiring(SystemClock(), time.sleep, random.Random(), new_session, os.environ)
     from hlcore.logs import configure
 
     configure(Path(ws.settings.get("app_log_path")), wiring.clock, ws.settings.get("log_level"))
@@ -176,15 +175,14 @@ def _live_monitor(policy: Path | None, config: Path | None, job: str | None, max
     import signal
     import time
 
-    import requests
-
     from hlcore.engine.clock import SystemClock
     from hlcore.jobs.copytrade.service import Wiring
     from hlcore.jobs.monitor.service import start as start_monitor
     from hlcore.logs import configure_components
+    from hlcore.ops.baseline import new_session
 
     ws = open_workspace(policy, config)
-    wiring = Wiring(SystemClock(), time.sleep, random.Random(), lambda _venue: requests.Session(), os.environ)
+    wiring = Wiring(SystemClock(), time.sleep, random.Random(), new_session, os.environ)
     interactive = sys.stdout.isatty()
     configure_components(None if interactive else Path("logs"), wiring.clock, ws.settings.get("log_level"))
     ctx, _jobs, scheduler = start_monitor(ws, wiring, only=job)
@@ -265,9 +263,18 @@ def ops_promote(operator: OperatorOpt = "operator", reason_message: ReasonMsgOpt
 
     if force and not reason_message:
         raise BadInput("--force needs --reason-message (it is audited)")
-    _run_ops(policy, config, lambda ctx: run_operator_command(
-        ctx, "promote", operator=operator, reason_message=reason_message, force=force, dry_run=dry_run),
-        read_only=dry_run)
+    from hlcore.config.settings import load_env
+    from hlcore.ops.baseline import promote_checks, system_wiring
+
+    load_env()
+
+    def promote(ctx: Any) -> Any:
+        outcome = run_operator_command(ctx, "promote", operator=operator, reason_message=reason_message,
+                                       force=force, dry_run=dry_run)
+        outcome.notes = promote_checks(ctx, system_wiring(ctx.clock))  # the runbook's manual checks
+        return outcome
+
+    _run_ops(policy, config, promote, read_only=dry_run)
 
 
 @ops_app.command("reset-safety")
@@ -643,6 +650,8 @@ def diff_(base: Annotated[str | None, typer.Argument(help="Git revision or direc
           history: Annotated[Path | None, typer.Option("--history", help="A recorded tape of facts (JSONL) to run "
                                                        "through both sides.")] = None,
           jobs: Annotated[int | None, typer.Option("--jobs", help="Drill replays in parallel (default: CPUs).")] = None,
+          drill_timeout: Annotated[float, typer.Option("--drill-timeout", help="Seconds one drill replay may take "
+                                                       "before it is reported as an error.")] = 300,
           textconv: Annotated[Path | None, typer.Option("--textconv", help="Print one policy file normalised (the "
                                                         "git diff textconv driver) and exit.")] = None) -> None:
     """Semantic and behavioural diff of two policies, each change labelled stricter, looser or neutral."""
@@ -672,7 +681,8 @@ def diff_(base: Annotated[str | None, typer.Argument(help="Git revision or direc
         if history is not None:
             report.history = history_diff(base_side, head_side, history)
         if drills:
-            report.behaviour = behaviour_diff(base_side, head_side, fixtures or Path.cwd() / "fixtures", jobs)
+            report.behaviour = behaviour_diff(base_side, head_side, fixtures or Path.cwd() / "fixtures", jobs,
+                                              drill_timeout)
         sys.stdout.write(render(report, format))
         sys.stdout.flush()
     if (fail_on == "looser" and any(c.label == LOOSER for c in report.changes)) or (

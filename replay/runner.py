@@ -92,8 +92,9 @@ class DrillClock(ManualClock):
 
     def __init__(self, start_ms: int):
         super().__init__(start_ms)
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # advance() holds it while calling set()
         self.frozen: Any = None
+        self.owner = threading.current_thread()  # the player's thread: its sleeps move the clock
 
     def set(self, now_ms: int) -> None:
         with self.lock:
@@ -107,7 +108,11 @@ class DrillClock(ManualClock):
             return self.now_ms()
 
     def sleep(self, seconds: float) -> None:
-        self.advance(max(0, round(seconds * 1000)))
+        """The player's thread (a job's own retry wait) moves the clock. A snapshot worker's retry
+        wait does not: the workers wait side by side, and adding each one's wait to the shared clock
+        would make time (and the journal) depend on how the threads interleave."""
+        if threading.current_thread() is self.owner:
+            self.advance(max(0, round(seconds * 1000)))
 
 
 @dataclass
@@ -431,7 +436,7 @@ def replay(directory: Path, policy: Path | None = None, config: Path | None = No
     `policy` is a directory holding machines/ and rules/; `config` a settings file the drill's
     own `config` overrides are merged over (default: the packaged defaults)."""
     drill = load_drill(directory)
-    policy = resolve_policy_dir(policy)  # before the chdir below: ./machines means the caller's folder
+    policy = resolve_policy_dir(policy.resolve() if policy is not None else None)  # before the chdir below
     config = config.resolve() if config is not None else None
     outcome: Outcome | None = None
     cwd = Path.cwd()

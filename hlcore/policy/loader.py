@@ -257,6 +257,32 @@ class _Builder:
             self.check_machine(m)
         for t in self.tables:
             self.check_table(t)
+        self.check_directions()
+
+    def check_directions(self) -> None:
+        """`safety_order` and `safer:` are metadata for `hlcore diff`: they must name what exists."""
+        for m in self.machines.values():
+            order = self.docs.get(m.file, {}).get("safety_order") or []
+            for i, s in enumerate(order):
+                if s not in m.states:
+                    self.problem(m.file, ("safety_order", i), f"unknown state '{s}' (known: {', '.join(m.states)})")
+                elif s in order[:i]:
+                    self.problem(m.file, ("safety_order", i), f"state '{s}' is listed twice")
+        seen: dict[tuple[str, str], str] = {}
+        for file, doc in sorted(self.docs.items()):
+            for kind, known in (("allowlists", self.allowlists), ("lists", self.lists)):
+                for name in (doc.get("safer") or {}).get(kind) or {}:
+                    path = ("safer", kind, name)
+                    if name not in known:
+                        self.problem(file, path, f"unknown {kind[:-1]} '{name}'")
+                    elif (kind, name) in seen:
+                        self.problem(file, path,
+                                     f"direction of '{name}' is declared twice (also in {seen[kind, name]})")
+                    seen[kind, name] = file
+            if "severity" in (doc.get("safer") or {}):
+                if ("severity", "") in seen:
+                    self.problem(file, ("safer", "severity"), f"declared twice (also in {seen['severity', '']})")
+                seen["severity", ""] = file
 
     def scope(self, fields: set[str] | None, self_machine: str | None) -> _Scope:
         return _Scope(self, fields, self_machine)

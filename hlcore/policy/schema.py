@@ -16,6 +16,7 @@ _NAME = {"type": "string", "regex": r"^[A-Za-z][A-Za-z0-9_.\-]*$"}
 _CODE = {"type": "string", "regex": r"^[A-Za-z][A-Za-z0-9_]*$"}
 _ANYMAP = {"type": "dict"}
 _STR_OR_LIST = {"type": ["string", "list"], "schema": _NAME}
+_ENTRIES_DIRECTION = {"type": "string", "allowed": ["fewer", "more", "neutral"]}
 
 _ACTIONS: dict[str, Any] = {
     "set": {"type": "dict", "keysrules": _NAME},
@@ -38,6 +39,7 @@ MACHINE_SCHEMA: dict[str, Any] = {
                                              "reason": {**_CODE, "required": True}}},
     "vars": {"type": "dict", "keysrules": _NAME},
     "mirror": {"type": "dict", "schema": {"state": _NAME, "reason": _NAME, "since": _NAME}},
+    "safety_order": {"type": "list", "schema": _NAME},  # safest state first: how `hlcore diff` labels moves
     "states": {
         "type": "dict", "required": True, "empty": False, "keysrules": _NAME,
         "valuesrules": {"type": "dict", "nullable": True, "schema": {
@@ -91,6 +93,11 @@ RULES_SCHEMA: dict[str, Any] = {
     "tallies": {"type": "dict", "keysrules": _NAME,
                 "valuesrules": {"type": "dict", "nullable": True, "schema": {
                     "description": {"type": "string"}, "keep": {"type": ["string", "dict"]}}}},
+    "safer": {"type": "dict", "schema": {  # safety directions for `hlcore diff` (docs/diff.md)
+        "allowlists": {"type": "dict", "keysrules": _NAME, "valuesrules": _ENTRIES_DIRECTION},
+        "lists": {"type": "dict", "keysrules": _NAME, "valuesrules": _ENTRIES_DIRECTION},
+        "severity": {"type": "string", "allowed": ["higher", "lower", "neutral"]},
+    }},
     "bands": {"type": "dict", "keysrules": _NAME, "valuesrules": {"type": "dict", "schema": {
         "fact": {**_NAME, "required": True},
         "direction": {"type": "string", "allowed": ["rising", "falling"], "default": "rising"},

@@ -1,0 +1,209 @@
+"""The behavioural diff: every drill replayed under both sides, journals compared line by line.
+
+A drill is the same timeline of world changes on both sides, so any journal difference is the
+policy change at work. The policy and config hashes (and any SHA-256 a line prints) differ
+whenever anything does, so they are masked before comparing. Drills run in worker processes (two per drill) because each
+replay boots the real copy-trader on its own SQLite database.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import re
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hlcore.diff.semantic import canonical
+from hlcore.diff.sides import Side
+from hlcore.errors import HlcoreError
+
+MASK = "<hash>"
+_SHA256 = re.compile(r"\b[0-9a-f]{64}\b")
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """One drill under one side: comparable journal lines, or the error that stopped it."""
+
+    drill: str
+    verdict: str = ""
+    failures: tuple[str, ...] = ()
+    lines: tuple[str, ...] = ()
+    entries: tuple[dict[str, Any], ...] = ()
+    error: str = ""
+
+
+@dataclass
+class DrillChange:
+    """A drill whose outcome differs between the sides."""
+
+    drill: str
+    path: str
+    verdict: tuple[str, str]
+    first_difference: dict[str, Any]
+    states: list[dict[str, Any]] = field(default_factory=list)  # run, instance, before, after
+    alerts: dict[str, tuple[int, int]] = field(default_factory=dict)
+    failures: tuple[list[str], list[str]] = ((), ())  # type: ignore[assignment]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"drill": self.drill, "path": self.path, "verdict": {"base": self.verdict[0], "head": self.verdict[1]},
+                "first_difference": self.first_difference, "states": self.states,
+                "alerts": {k: {"base": b, "head": h} for k, (b, h) in sorted(self.alerts.items())},
+                "failures": {"base": list(self.failures[0]), "head": list(self.failures[1])}}
+
+
+@dataclass
+class BehaviourReport:
+    replayed: int = 0
+    changed: list[DrillChange] = field(default_factory=list)
+    errors: list[dict[str, str]] = field(default_factory=list)  # drill, side, message
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"replayed": self.replayed, "changed": [c.to_dict() for c in self.changed], "errors": self.errors,
+                "notes": self.notes}
+
+
+def find_drills(fixtures: Path) -> list[Path]:
+    return sorted(p.parent for p in fixtures.glob("*/drill.yaml"))
+
+
+def _mask(node: Any, secrets: frozenset[str]) -> Any:
+    """Hide the sides' hashes, and any SHA-256 printed inside a line (`config_hash=…` of a drill's own
+    merged settings): they differ whenever anything differs, and the change itself is shown elsewhere."""
+    if isinstance(node, str):
+        return MASK if node in secrets else _SHA256.sub(MASK, node)
+    if isinstance(node, dict):
+        return {k: _mask(v, secrets) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_mask(v, secrets) for v in node]
+    return node
+
+
+def replay_one(drill: Path, policy: Path, config: Path | None, hashes: tuple[str, ...]) -> Replayed:
+    """Run in a worker: replay one drill under one side and reduce it to comparable lines."""
+    try:
+        from replay.runner import replay
+
+        outcome = replay(drill, policy, config=config)
+    except HlcoreError as exc:
+        return Replayed(drill.name, error=str(exc))
+    except Exception as exc:  # a replay that crashes is reported with its drill, not as a traceback
+        return Replayed(drill.name, error=f"replay crashed: {type(exc).__name__}: {exc}")
+    secrets = frozenset(hashes)
+    entries = tuple(_mask(e, secrets) for e in outcome.entries)
+    summary = {k: v for k, v in outcome.summary()["summary"].items() if k not in ("policy_hash", "fixture_hash")}
+    lines = (*(canonical(e) for e in entries), canonical({"summary": summary}))
+    return Replayed(outcome.drill, outcome.verdict, tuple(outcome.failures), lines, entries)
+
+
+def _final_states(entries: Iterable[dict[str, Any]]) -> dict[tuple[str, str], tuple[str, str | None]]:
+    """(run, instance) -> (state, reason) after the last transition or audit row of each run."""
+    out: dict[tuple[str, str], tuple[str, str | None]] = {}
+    for e in entries:
+        if e.get("kind") in ("transition", "audit") and e.get("instance"):
+            out[(e.get("run", ""), e["instance"])] = (e.get("to"), e.get("reason"))
+    return out
+
+
+def _alert_counts(entries: Iterable[dict[str, Any]]) -> Counter[str]:
+    """Alert journal lines by kind and outcome (delivered, suppressed, …), whatever the drill emits."""
+    counts: Counter[str] = Counter()
+    for e in entries:
+        kind = str(e.get("kind", ""))
+        if "alert" in kind:
+            outcome = e.get("status") or e.get("outcome") or e.get("result") or e.get("event")
+            counts[f"{kind}:{outcome}" if outcome else kind] += 1
+    return counts
+
+
+def compare(path: Path, base: Replayed, head: Replayed) -> DrillChange | None:
+    if base.lines == head.lines:
+        return None
+    n = next((i for i, (a, b) in enumerate(zip(base.lines, head.lines, strict=False)) if a != b),
+             min(len(base.lines), len(head.lines)))
+    first = {"line": n + 1, "base": base.lines[n] if n < len(base.lines) else None,
+             "head": head.lines[n] if n < len(head.lines) else None}
+    fb, fh = _final_states(base.entries), _final_states(head.entries)
+    states = [{"run": run, "instance": inst, "base": list(fb.get((run, inst), (None, None))),
+               "head": list(fh.get((run, inst), (None, None)))}
+              for run, inst in sorted(set(fb) | set(fh)) if fb.get((run, inst)) != fh.get((run, inst))]
+    ab, ah = _alert_counts(base.entries), _alert_counts(head.entries)
+    alerts = {k: (ab.get(k, 0), ah.get(k, 0)) for k in sorted(set(ab) | set(ah))}
+    return DrillChange(base.drill or path.name, str(path), (base.verdict, head.verdict), first, states, alerts,
+                       (list(base.failures), list(head.failures)))
+
+
+Task = tuple[Path, Path, Path | None, tuple[str, ...]]
+
+
+def run_pool(tasks: list[Task], workers: int, timeout: float) -> list[Replayed]:
+    """Replay every task in `spawn`ed worker processes (a forked child can inherit a lock another
+    thread held, and a drill may run threads); a replay that outlives `timeout` seconds is reported
+    as an error and its pool is killed, and the unfinished rest starts again in a fresh pool."""
+    results: dict[int, Replayed] = {}
+    pending = list(range(len(tasks)))
+    context = multiprocessing.get_context("spawn")
+    while pending:
+        pool = ProcessPoolExecutor(max_workers=min(workers, len(pending)), mp_context=context)
+        futures = {pool.submit(replay_one, *tasks[i]): i for i in pending}
+        started: dict[Future[Replayed], float] = {}
+        stuck: list[int] = []
+        while not all(f.done() for f in futures) and not stuck:
+            wait(list(futures), timeout=0.5, return_when=FIRST_COMPLETED)
+            now = time.monotonic()
+            for f, i in futures.items():
+                if f.running():
+                    started.setdefault(f, now)
+                    if now - started[f] > timeout:
+                        stuck.append(i)
+        for f, i in futures.items():
+            if f.done() and not f.cancelled() and f.exception() is None:
+                results[i] = f.result()
+            elif f.done() and not f.cancelled():
+                results[i] = Replayed(tasks[i][0].name, error=f"replay crashed: {f.exception()!r}")
+        for i in stuck:
+            results[i] = Replayed(tasks[i][0].name, error=f"replay did not finish within {timeout:g} s")
+        if stuck:
+            for process in list((getattr(pool, "_processes", None) or {}).values()):  # a stuck worker never returns
+                process.kill()
+        pool.shutdown(wait=not stuck, cancel_futures=True)
+        pending = [i for i in pending if i not in results]
+    return [results[i] for i in range(len(tasks))]
+
+
+def behaviour_diff(base: Side, head: Side, fixtures: Path, jobs: int | None = None, timeout: float = 300,
+                   progress: Callable[[str], None] | None = None) -> BehaviourReport:
+    """Replay every drill under `fixtures` under both sides; report the drills whose journal changed."""
+    report = BehaviourReport()
+    drills = find_drills(fixtures.resolve())
+    if not drills:
+        report.notes.append(f"no drills found under {fixtures}/*/drill.yaml")
+        return report
+    tasks = [(d, side.root, side.settings_file, (side.policy.hash, side.config_hash))
+             for d in drills for side in (base, head)]
+    results = run_pool(tasks, max(1, min(jobs or os.cpu_count() or 1, len(tasks))), timeout)
+    for i, d in enumerate(drills):
+        rb, rh = results[2 * i], results[2 * i + 1]
+        if progress:
+            progress(d.name)
+        if rb.error or rh.error:
+            for side, r in (("base", rb), ("head", rh)):
+                if r.error:
+                    report.errors.append({"drill": d.name, "side": side, "message": r.error})
+            if rb.error != rh.error and not (rb.error and rh.error):
+                report.changed.append(DrillChange(d.name, str(d), ("error" if rb.error else rb.verdict,
+                                                                   "error" if rh.error else rh.verdict),
+                                                  {"line": 0, "base": rb.error or None, "head": rh.error or None}))
+            continue
+        report.replayed += 1
+        change = compare(d, rb, rh)
+        if change is not None:
+            report.changed.append(change)
+    return report

@@ -1,0 +1,78 @@
+"""`hlcore diff`, behavioural part: a threshold change that alters a drill's outcome names the drill.
+
+gap_exceeded's `boundary_600000` variant restarts exactly 600000 ms after the last ingest: with
+the default window (600000, strict) it does not halt. Lowering `ingest.backfill_window_ms` by
+one millisecond makes that restart halt, so the drill's journal and verdict change.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from hlcore.cli import app
+
+ROOT = Path(__file__).resolve().parents[2]
+DRILL = "gap_exceeded"
+
+
+def copy_policy(dest: Path) -> Path:
+    for sub in ("machines", "rules", "config"):
+        shutil.copytree(ROOT / sub, dest / sub)
+    return dest
+
+
+def setup(tmp_path: Path, old: str, new: str) -> tuple[Path, Path, Path]:
+    base, head = copy_policy(tmp_path / "base"), copy_policy(tmp_path / "head")
+    settings = head / "config/settings.yaml"
+    text = settings.read_text(encoding="utf-8")
+    assert old in text
+    settings.write_text(text.replace(old, new, 1), encoding="utf-8")
+    fixtures = tmp_path / "fixtures"  # just this drill: the test does not depend on the others
+    shutil.copytree(ROOT / "fixtures" / DRILL, fixtures / DRILL)
+    return base, head, fixtures
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["diff", *args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, result.stdout
+
+
+def test_a_narrower_backfill_window_changes_gap_exceeded(tmp_path: Path) -> None:
+    base, head, fixtures = setup(tmp_path, "backfill_window_ms: 600000 ", "backfill_window_ms: 599999 ")
+    code, out = run(str(base), str(head), "--fixtures", str(fixtures), "--format", "json", "--fail-on", "any")
+    assert code == 1
+    report = json.loads(out)
+    assert [(c["subject"], c["label"]) for c in report["changes"]] == [("ingest.backfill_window_ms", "stricter")]
+    drills = report["drills"]
+    assert drills["replayed"] == 1 and drills["errors"] == []
+    (changed,) = drills["changed"]
+    assert changed["drill"] == DRILL
+    assert changed["verdict"] == {"base": "pass", "head": "fail"}  # the drill pins the 600000 boundary
+    first = changed["first_difference"]
+    head_line = json.loads(first["head"])
+    assert (head_line["run"], head_line["machine"], head_line["to"], head_line["reason"]) == (
+        "boundary_600000", "safety", "HALT", "BACKFILL_WINDOW_EXCEEDED")
+    assert json.loads(first["base"])["run"] == "boundary_600000"
+    states = {(s["run"], s["instance"]): (s["base"], s["head"]) for s in changed["states"]}
+    assert states[("boundary_600000", "safety")][1] == ["HALT", "BACKFILL_WINDOW_EXCEEDED"]
+    assert ("base", "safety") not in states  # the base run halts under both policies
+    assert changed["failures"]["base"] == [] and changed["failures"]["head"]
+
+    code, text = run(str(base), str(head), "--fixtures", str(fixtures))
+    assert code == 0
+    assert f"{DRILL} ({fixtures / DRILL}): verdict pass -> fail" in text
+    assert "final boundary_600000/safety: (no transition) -> HALT/BACKFILL_WINDOW_EXCEEDED" in text
+
+
+def test_a_threshold_no_drill_reads_changes_no_outcome(tmp_path: Path) -> None:
+    base, head, fixtures = setup(tmp_path, "stale_age_sec: 600 ", "stale_age_sec: 900 ")
+    code, out = run(str(base), str(head), "--fixtures", str(fixtures), "--format", "json", "--fail-on", "looser",
+                    "--jobs", "1")
+    assert code == 1  # the threshold change itself is looser
+    report = json.loads(out)
+    assert report["drills"]["replayed"] == 1 and report["drills"]["changed"] == []

@@ -1,0 +1,61 @@
+"""`hlcore diff`, behavioural part, on made-up journals: what counts as a changed drill and what
+the report says about it (the real replays are in tests/integration/test_diff_drills.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hlcore.diff.behaviour import MASK, Replayed, _mask, compare
+from hlcore.diff.semantic import canonical
+
+SHA_A = "a" * 64
+SHA_B = "b" * 64
+
+
+def replayed(entries: list[dict[str, Any]], verdict: str = "pass") -> Replayed:
+    lines = (*(canonical(e) for e in entries), canonical({"summary": {"verdict": verdict}}))
+    return Replayed("d", verdict, (), lines, tuple(entries))
+
+
+def move(run: str, to: str, reason: str | None, t: str = "+0.000s") -> dict[str, Any]:
+    return {"kind": "transition", "run": run, "t": t, "machine": "m", "instance": "m", "from": None, "to": to,
+            "reason": reason}
+
+
+def test_hashes_are_masked_wherever_they_appear() -> None:
+    secrets = frozenset({SHA_A})
+    entry = {"policy_hash": SHA_A, "output": [f"config_hash={SHA_B}", "exit=0"], "n": 3}
+    assert _mask(entry, secrets) == {"policy_hash": MASK, "output": [f"config_hash={MASK}", "exit=0"], "n": 3}
+    base = replayed([_mask({"kind": "operator", "output": [f"config_hash={SHA_A}"]}, secrets)])
+    head = replayed([_mask({"kind": "operator", "output": [f"config_hash={SHA_B}"]}, frozenset({SHA_B}))])
+    assert compare(Path("fixtures/d"), base, head) is None
+
+
+def test_same_journal_is_no_change() -> None:
+    journal = [move("base", "A", "X"), move("base", "B", "Y", "+1.000s")]
+    assert compare(Path("fixtures/d"), replayed(journal), replayed(list(journal))) is None
+
+
+def test_changed_journal_reports_first_line_final_states_alerts_and_verdict() -> None:
+    base = replayed([move("base", "A", "X"), move("v1", "A", "X"),
+                     {"kind": "alert", "run": "base", "status": "delivered"}])
+    head = replayed([move("base", "A", "X"), move("v1", "B", "Y"),
+                     {"kind": "alert", "run": "base", "status": "suppressed"}], verdict="fail")
+    change = compare(Path("fixtures/d"), base, head)
+    assert change is not None
+    assert change.verdict == ("pass", "fail")
+    assert change.first_difference["line"] == 2
+    assert '"to":"A"' in change.first_difference["base"] and '"to":"B"' in change.first_difference["head"]
+    assert change.states == [{"run": "v1", "instance": "m", "base": ["A", "X"], "head": ["B", "Y"]}]
+    assert change.alerts == {"alert:delivered": (1, 0), "alert:suppressed": (0, 1)}
+
+
+def test_a_longer_journal_points_past_the_shorter_end() -> None:
+    base = replayed([move("base", "A", "X")])
+    head = replayed([move("base", "A", "X"), move("base", "B", None, "+5.000s")])
+    change = compare(Path("fixtures/d"), base, head)
+    assert change is not None
+    assert change.first_difference["line"] == 2
+    assert change.first_difference["base"].startswith('{"summary"')
+    assert change.states == [{"run": "base", "instance": "m", "base": ["A", "X"], "head": ["B", None]}]
