@@ -1,6 +1,7 @@
 """`hlcore replay`, `hlcore drill` and `hlcore record`: registered on the main typer app."""
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -51,6 +52,8 @@ def register(app: typer.Typer) -> None:
               fixtures: Annotated[Path, typer.Option("--fixtures", help="Folder of drill folders.")] = Path("fixtures"),
               journals: Annotated[Path | None, typer.Option("--journals", help="Write each drill's journal here.")]
               = None,
+              jobs: Annotated[int, typer.Option("--jobs", "-j", help="Drills run in parallel (processes); "
+                                                "0 = one per CPU.")] = 0,
               format: Annotated[str, typer.Option("--format", help="text, json or md.")] = "text",
               policy: PolicyOpt = None, config: ConfigOpt = None) -> None:
         """Run every drill under fixtures/ (offline: SQLite, cassettes, scripted clock) and print a summary
@@ -71,6 +74,7 @@ def register(app: typer.Typer) -> None:
                       disable=not err.is_terminal) as bar:
             task = bar.add_task("", total=len(dirs))
             suite = run_suite(dirs, policy=policy, config=config, coverage=coverage,
+                              jobs=jobs if jobs > 0 else (os.cpu_count() or 1),
                               on_done=lambda r: bar.update(task, advance=1, description=f"{r.name}: {r.verdict}"))
         if journals is not None:
             journals.mkdir(parents=True, exist_ok=True)
@@ -92,8 +96,7 @@ def register(app: typer.Typer) -> None:
             _text(out, rows, suite, cov)
         if suite.errors:
             for r in suite.errors:
-                assert r.error is not None
-                for problem in r.error.problems:
+                for problem in r.problems or ():
                     err.print(f"error: {problem}", markup=False)
             raise typer.Exit(code=2)
         if suite.failed or (cov is not None and cov.missing_transitions):

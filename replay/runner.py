@@ -138,6 +138,9 @@ class Outcome:
 
 
 _POLICIES: dict[tuple[str, str, str], Policy] = {}
+# A run's scratch folder: memory-backed when the machine has /dev/shm (a drill's database needs no
+# durability across a power cut; the process-crash steps it does test are unaffected).
+_SCRATCH = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 
 
 def _policy_stamp(directory: Path) -> str:
@@ -442,7 +445,7 @@ def replay(directory: Path, policy: Path | None = None, config: Path | None = No
     cwd = Path.cwd()
     hits: Counter[str] = Counter()
     for run in drill.runs:
-        with tempfile.TemporaryDirectory(prefix="hlcore-drill-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="hlcore-drill-", dir=_SCRATCH) as tmp:
             os.chdir(tmp)  # relative data/ and logs/ paths land in the temporary folder
             try:
                 with trace.collecting(hits) if coverage else contextlib.nullcontext():

@@ -5,9 +5,11 @@ declared machine transitions and rule rows the drills exercised."""
 from __future__ import annotations
 
 import fnmatch
+import multiprocessing
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,11 +33,11 @@ class DrillResult:
     name: str
     seconds: float
     outcome: Outcome | None = None
-    error: BadInput | None = None
+    problems: list[str] | None = None  # bad input: the located problems (exit 2)
 
     @property
     def verdict(self) -> str:
-        return "error" if self.error is not None else (self.outcome.verdict if self.outcome else "error")
+        return "error" if self.problems is not None else (self.outcome.verdict if self.outcome else "error")
 
 
 @dataclass
@@ -63,20 +65,42 @@ class SuiteResult:
         return [r.outcome for r in self.results if r.outcome is not None]
 
 
+def run_one(directory: Path, policy: Path | None, config: Path | None, coverage: bool) -> DrillResult:
+    """One drill, all its runs; bad input becomes the result's located problems."""
+    started = time.perf_counter()
+    try:
+        outcome = replay(directory, policy, config, coverage=coverage)
+    except BadInput as exc:
+        return DrillResult(directory.name, time.perf_counter() - started, problems=[str(p) for p in exc.problems])
+    return DrillResult(directory.name, time.perf_counter() - started, outcome)
+
+
 def run_suite(dirs: Iterable[Path], *, policy: Path | None = None, config: Path | None = None,
-              coverage: bool = False, on_done: Callable[[DrillResult], None] | None = None) -> SuiteResult:
-    suite = SuiteResult()
-    for directory in dirs:
-        started = time.perf_counter()
-        try:
-            outcome = replay(directory, policy, config, coverage=coverage)
-            result = DrillResult(directory.name, time.perf_counter() - started, outcome)
-            suite.hits.update(outcome.hits)
-        except BadInput as exc:
-            result = DrillResult(directory.name, time.perf_counter() - started, error=exc)
-        suite.results.append(result)
-        if on_done is not None:
-            on_done(result)
+              coverage: bool = False, jobs: int = 1,
+              on_done: Callable[[DrillResult], None] | None = None) -> SuiteResult:
+    """Every drill, in order; with `jobs > 1` in that many fresh (`spawn`ed) processes, since
+    drills are independent and each is single-core bound. Results keep the discovery order."""
+    dirs = list(dirs)
+    policy = policy.resolve() if policy is not None else None
+    config = config.resolve() if config is not None else None
+    results: dict[int, DrillResult] = {}
+    if jobs > 1 and len(dirs) > 1:
+        context = multiprocessing.get_context("spawn")  # a fork could inherit another thread's lock
+        with ProcessPoolExecutor(max_workers=min(jobs, len(dirs)), mp_context=context) as pool:
+            futures = {pool.submit(run_one, d.resolve(), policy, config, coverage): i for i, d in enumerate(dirs)}
+            for future in as_completed(futures):
+                results[futures[future]] = future.result()
+                if on_done is not None:
+                    on_done(results[futures[future]])
+    else:
+        for i, directory in enumerate(dirs):
+            results[i] = run_one(directory, policy, config, coverage)
+            if on_done is not None:
+                on_done(results[i])
+    suite = SuiteResult([results[i] for i in range(len(dirs))])
+    for r in suite.results:
+        if r.outcome is not None:
+            suite.hits.update(r.outcome.hits)
     return suite
 
 
@@ -119,8 +143,8 @@ def summary_rows(suite: SuiteResult) -> list[dict[str, Any]]:
     for r in suite.results:
         runs = sorted({e["run"] for e in r.outcome.entries}) if r.outcome else []
         first = ""
-        if r.error is not None:
-            first = str(r.error.problems[0]) if r.error.problems else str(r.error)
+        if r.problems is not None:
+            first = r.problems[0] if r.problems else "bad input"
         elif r.outcome is not None and r.outcome.failures:
             first = r.outcome.failures[0]
         out.append({"drill": r.name, "verdict": r.verdict, "runs": len(runs), "seconds": round(r.seconds, 2),

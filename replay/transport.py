@@ -4,9 +4,10 @@ answered by the first of: a scripted fault, the drill's cassettes, the app's ven
 "world", which keeps state such as Binance orders and positions). No socket is ever opened.
 
 Faults are what live venues do on a bad day: timeout, connection reset, 429 with Retry-After,
-418 (IP ban), 5xx, malformed JSON, a schema change (fields missing), a venue error code, and
+418 (IP ban), 5xx, malformed JSON, a schema change (fields missing), a venue error code,
 `crash` (the process dies while the request is in flight: the venue has acted on it, the
-caller never hears back)."""
+caller never hears back) and `lost` (the venue acts on the request, then the answer is lost:
+the caller sees a `requests.Timeout`, e.g. an order accepted although the POST timed out)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from requests.adapters import BaseAdapter
 from hlcore.engine.clock import Clock
 from replay.cassettes import CassetteDeck
 
-FAULT_KINDS = ("timeout", "reset", "429", "418", "5xx", "malformed", "schema", "error", "crash")
+FAULT_KINDS = ("timeout", "reset", "429", "418", "5xx", "malformed", "schema", "error", "crash", "lost")
 
 
 class ProcessKilled(BaseException):
@@ -147,7 +148,7 @@ class DrillTransport(BaseAdapter):
                 fault.times -= 1
             if fault is not None:
                 call.served = f"fault:{fault.kind}"
-        if fault is not None and fault.kind not in ("schema", "crash"):
+        if fault is not None and fault.kind not in ("schema", "crash", "lost"):
             return self._fault(request, fault)
         with self.lock:
             played = self.deck.play(method, request.url or "", raw_body, dict(request.headers))
@@ -159,6 +160,8 @@ class DrillTransport(BaseAdapter):
                 reply = self.world.answer(venue, method, url.path, params, payload)
         if fault is not None and fault.kind == "crash":
             raise ProcessKilled(f"killed during {method} {url.path}")
+        if fault is not None and fault.kind == "lost":
+            raise requests.Timeout(f"answer to {method} {url.path} lost after the venue acted on it")
         if fault is not None and fault.kind == "schema":
             body = json.loads(reply.raw) if reply.raw is not None else reply.body
             reply = Reply(reply.status, _drop(body, fault.drop), reply.headers)

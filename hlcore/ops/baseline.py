@@ -37,9 +37,18 @@ from hlcore.config.settings import BINANCE_KEY_ENV, BINANCE_SECRET_ENV
 from hlcore.engine.clock import Clock, SystemClock
 from hlcore.errors import BadInput, CheckFailed, Problem
 from hlcore.jobs.copytrade.jobs import ORDER, SAFETY, CopytradeJobs, Venues
+from hlcore.jobs.copytrade.order_status import OrderStatuses
 from hlcore.jobs.copytrade.service import Wiring, build_venues
 from hlcore.ops.database import OPS_CATEGORY, CommandResult, open_read_only
-from hlcore.storage.copytrade import POSITION_DUST, Baseline, BaselineActive, Baselines, Orders, normalise_symbol
+from hlcore.storage.copytrade import (
+    POSITION_DUST,
+    Baseline,
+    BaselineActive,
+    Baselines,
+    OrderResult,
+    Orders,
+    normalise_symbol,
+)
 from hlcore.storage.repos import AuditLog
 from hlcore.workspace import Workspace
 
@@ -239,10 +248,9 @@ class Resolution:
                 f"after={self.after} error_code={self.error_code} filled_qty={self.filled_qty}")
 
 
-def unknown_statuses(ctx: AppContext) -> tuple[list[str], list[str]]:
-    """(unresolved, parked) order states as the policy lists them (§4.6, §8)."""
-    lists = ctx.workspace.policy.lists
-    return list(lists.get("unresolved_order_states", ())), list(lists.get("parked_order_states", ()))
+def unknown_statuses(ctx: AppContext) -> OrderStatuses:
+    """Unresolved and parked order states as the policy lists them, and how they are stored (§3.3, §4.6, §8)."""
+    return OrderStatuses.of(ctx.workspace.policy, ORDER)
 
 
 def recover_orders(ctx: AppContext, venues: Venues | None, *, operator: str, reason_message: str | None,
@@ -253,11 +261,13 @@ def recover_orders(ctx: AppContext, venues: Venues | None, *, operator: str, rea
     `venues` may be None only with `dry_run` (nothing is sent)."""
     result = CommandResult()
     result.add("command", "recover-orders")
-    unresolved, parked = unknown_statuses(ctx)
-    sweep = set(unresolved + parked)
+    statuses = unknown_statuses(ctx)
+
+    def swept(r: OrderResult | None) -> bool:
+        return statuses.is_unresolved(r) or statuses.is_parked(r)
+
     orders = Orders(ctx.db)
-    final = [s for s, d in ctx.workspace.policy.machines[ORDER].states.items() if d.final]
-    candidates = [u for u in orders.unsettled_intents(final) if u.result is not None and u.result.status in sweep]
+    candidates = [u for u in orders.unsettled_intents(statuses.final) if swept(u.result)]
     engine = ctx.runtime.engine
     result.add("before_safety_mode", engine.state(SAFETY))
     result.add("before_safety_reason_code", engine.reason(SAFETY))
@@ -280,7 +290,7 @@ def recover_orders(ctx: AppContext, venues: Venues | None, *, operator: str, rea
         jobs.sweep_parked()
         for u in candidates:
             assert u.result is not None
-            if u.result.status in unresolved:
+            if statuses.is_unresolved(u.result):
                 jobs._execute_one(u.intent, u.result)
         resolutions = []
         for u in candidates:
@@ -293,7 +303,7 @@ def recover_orders(ctx: AppContext, venues: Venues | None, *, operator: str, rea
         result.body += [r.line() for r in resolutions]
     else:
         resolutions = []
-    remaining = [r for r in resolutions if r.after in sweep]
+    remaining = [r for r in resolutions if swept(orders.result(r.correlation_id))]
     result.add("resolved", len(resolutions) - len(remaining))
     result.add("remaining_unresolved", len(remaining))
     result.add("after_safety_mode", engine.state(SAFETY))
@@ -320,12 +330,11 @@ def promote_checks(ctx: AppContext, wiring: Wiring) -> list[str]:
     (parked included) result, the target's positions (Hyperliquid `clearinghouseState`), and the local
     and exchange (`positionRisk`) positions. A venue that cannot be asked is reported, never fatal."""
     lines = []
-    unresolved, parked = unknown_statuses(ctx)
+    statuses = unknown_statuses(ctx)
     orders = Orders(ctx.db)
-    for status in unresolved + parked:
-        for r in orders.unknown_results(status):
-            lines.append(f"unknown_order={r.correlation_id} status={r.status} error_code={r.error_code} "
-                         f"query_attempts={r.query_attempts}")
+    for r in [*statuses.unresolved_results(orders), *statuses.parked_results(orders)]:
+        lines.append(f"unknown_order={r.correlation_id} status={r.status} error_code={r.error_code} "
+                     f"query_attempts={r.query_attempts}")
     symbol_map = ctx.settings.get("ingest.hyperliquid.symbol_map") or {}
     venues = build_venues(ctx.workspace, "live" if all(wiring.environ.get(n) for n in BINANCE_SECRETS) else
                           "dry-run", wiring)

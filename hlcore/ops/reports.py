@@ -10,8 +10,9 @@ State names are read from the policy, never spelled here: the HALT blocker is th
 whose state is declared `halt: true` (a missing or unknown mode reads as that state, §3.1); a
 mode is "live" when it allows every gate any safety mode allows, so any other non-halt mode
 is a warning; unresolved and parked order states come from the policy lists
-`unresolved_order_states` / `parked_order_states`. Blocker and warning names are the operator
-vocabulary of §8, each printed with the runbook action for it.
+`unresolved_order_states` / `parked_order_states`, and a parked result is found the way the order
+machine stores it (`stored_as` + the parking reason as error_code, §3.3). Blocker and warning
+names are the operator vocabulary of §8, each printed with the runbook action for it.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from sqlalchemy import func, select
 from hlcore.adapters.http import VenueError
 from hlcore.config.settings import BINANCE_KEY_ENV, BINANCE_SECRET_ENV, WALLET_ENV, check_env, secret_env_status
 from hlcore.jobs.copytrade.jobs import ORDER, SAFETY
+from hlcore.jobs.copytrade.order_status import OrderStatuses
 from hlcore.jobs.copytrade.service import Wiring
 from hlcore.ops.baseline import exchange_time
 from hlcore.ops.database import DbTarget, utc_iso
@@ -168,11 +170,8 @@ def _read_tables(policy: Policy, db: Database, snap: Snapshot, now_ms: int, burs
     snap.events_by_state = _try(lambda: _count_by(db, processed_txs.c.state), {})
     snap.audit_count = _try(lambda: AuditLog(db).count(), None)
     snap.last_reconcile = _try(lambda: ReconcileRuns(db).last(), None)
-    lists = policy.lists
-    snap.unresolved = [r for s in lists.get("unresolved_order_states", ())
-                       for r in _try(lambda s=s: orders.unknown_results(s), [])]
-    snap.parked = [r for s in lists.get("parked_order_states", ())
-                   for r in _try(lambda s=s: orders.unknown_results(s), [])]
+    snap.unresolved = _try(lambda: OrderStatuses.of(policy, ORDER).unresolved_results(orders), [])
+    snap.parked = _try(lambda: OrderStatuses.of(policy, ORDER).parked_results(orders), [])
     snap.burst_count = _try(lambda: _unknown_burst(policy, db, now_ms, burst_window_ms), 0)
     snap.cursor_event_missing = _try(lambda: _cursor_event_missing(db, snap.get(
         CopytradeKey.LAST_PROCESSED_EVENT_KEY)), False)

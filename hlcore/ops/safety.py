@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hlcore.app import AppContext
+from hlcore.jobs.copytrade.jobs import ORDER
+from hlcore.jobs.copytrade.order_status import OrderStatuses
 from hlcore.storage.copytrade import CopytradeState, Events, Orders, ReconcileRuns
 from hlcore.storage.repos import AuditLog
 
@@ -52,14 +54,14 @@ def measurements(ctx: AppContext) -> dict[str, Any]:
     """What the promote gate reads (copytrader §8): last reconcile, UNKNOWN orders, open events."""
     policy = ctx.workspace.policy
     last = ReconcileRuns(ctx.db).last()
-    unresolved = list(policy.lists.get("unresolved_order_states", ()))
-    parked = list(policy.lists.get("parked_order_states", ()))
+    statuses = OrderStatuses.of(policy, ORDER)
+    orders = Orders(ctx.db)
     open_states = [name for name, s in policy.machines[EVENT].states.items() if not s.final]
     return {
         "last_reconcile_result": last["raw_result"] if last else None,
         "last_reconcile_ms": last["ts_ms"] if last else None,
         # parked results are UNKNOWN + RETRY_BUDGET_EXCEEDED (§3.3): an UNKNOWN for the gate too
-        "unknown_count": sum(len(Orders(ctx.db).unknown_results(s)) for s in unresolved + parked),
+        "unknown_count": len(statuses.unresolved_results(orders)) + len(statuses.parked_results(orders)),
         "open_event_count": len(Events(ctx.db).unsettled(open_states)),
     }
 

@@ -404,6 +404,24 @@ class _Builder:
             self.check_actions(f, base, {"set": t.set, "effects": t.effects, "emit": t.emit}, m, fields)
         if m.mirror and m.key:
             self.problem(f, ("mirror",), "only a singleton machine (no key:) can be mirrored into system_state")
+        for s in m.states.values():
+            if s.stored_as is not None:
+                self.check_stored_as(m, s.name, s.stored_as)
+
+    def check_stored_as(self, m: MachineDef, state: str, stored_as: str) -> None:
+        """A state stored under another state's name is told apart by the reason its transitions record."""
+        path = ("states", state, "stored_as")
+        if stored_as not in m.states:
+            self.problem(m.file, path, f"unknown state '{stored_as}' (known: {', '.join(m.states)})")
+        elif stored_as == state or m.states[stored_as].stored_as is not None:
+            self.problem(m.file, path, f"'{stored_as}' must be another state, itself stored under its own name")
+        for t in m.transitions:
+            if t.dest == state and not isinstance(t.reason, str):
+                self.problem(m.file, ("transitions", t.index, "reason"),
+                             f"a transition into '{state}' (stored as '{stored_as}') needs a literal reason: "
+                             "the stored reason tells its rows apart")
+        if not m.entry_reasons(state):
+            self.problem(m.file, path, f"no transition into '{state}' records a reason to tell its rows apart")
 
     def check_table(self, t: TableDef) -> None:
         f = t.file
@@ -438,6 +456,13 @@ class _Builder:
                     self.problem(f, (*base, "on"), f"machine '{target.name}' is keyed by {', '.join(target.key)}; "
                                  f"fact(s) {', '.join(row.on)} lack {', '.join(missing)}")
             self.check_reason(f, (*base, "then", "reason"), row.then.get("reason"), fields, target_name)
+            if target is not None and event is not None and "reason" in row.then:
+                for tr in target.transitions:
+                    if (tr.event == event and target.states.get(tr.dest) is not None
+                            and target.states[tr.dest].stored_as and row.then["reason"] != tr.reason):
+                        self.problem(f, (*base, "then", "reason"),
+                                     f"'{tr.dest}' is stored as '{target.states[tr.dest].stored_as}' and told "
+                                     f"apart by its reason '{tr.reason}': a rule may not record another")
             sev = row.then.get("severity")
             if sev is not None and self.severities and sev not in self.severities:
                 self.problem(f, (*base, "then", "severity"),

@@ -22,6 +22,7 @@ class StateDef:
     halt: bool = False
     final: bool = False
     description: str = ""
+    stored_as: str | None = None  # the state's name in storage tables when it is not its own (order_results.status)
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,17 @@ class MachineDef:
 
     def gates(self) -> set[str]:
         return {g for s in self.states.values() for g in s.allows}
+
+    def stored(self, state: str) -> str:
+        """How `state` is written to a storage column: its `stored_as`, else its own name."""
+        d = self.states.get(state)
+        return d.stored_as if d is not None and d.stored_as else state
+
+    def entry_reasons(self, state: str) -> tuple[str, ...]:
+        """The literal reasons the transitions into `state` record: with `stored_as`, the stored reason
+        (error code) is what tells this state's rows from the other state's (the loader checks it)."""
+        return tuple(dict.fromkeys(t.reason for t in self.transitions
+                                   if t.dest == state and isinstance(t.reason, str)))
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ MACHINE_SCHEMA: dict[str, Any] = {
             "allows": {"type": "list", "schema": _NAME},
             "halt": {"type": "boolean"},
             "final": {"type": "boolean"},
+            "stored_as": _NAME,  # another state of this machine, named in storage columns instead
         }},
     },
     "events": {

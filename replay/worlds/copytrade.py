@@ -16,6 +16,7 @@ from typing import Any
 
 from hlcore.jobs.copytrade.service import start
 from hlcore.storage.copytrade import Baselines
+from replay.cassettes import SIGNING_FIELDS
 from replay.registry import given, step
 from replay.transport import Reply
 
@@ -54,6 +55,9 @@ class Account:
     position_side: str = "BOTH"
     marks: dict[str, Decimal] = field(default_factory=lambda: dict(MARKS))
     order_status: str = "FILLED"  # what a new MARKET order ends as (FILLED, EXPIRED, NEW)
+    # the parameters of every order the venue took (POST /fapi/v1/order past the duplicate check),
+    # without signing fields: what the app asked for, in order
+    posts: list[dict[str, str]] = field(default_factory=list)
     next_order_id: int = 8_389_765_000_000_000
 
 
@@ -130,6 +134,7 @@ class CopytradeWorld:
             cid = params.get("newClientOrderId", "")
             if cid in acct.orders:
                 return Reply(400, {"code": -4116, "msg": "ClientOrderId is duplicated."})
+            acct.posts.append({k: v for k, v in params.items() if k not in SIGNING_FIELDS})
             acct.next_order_id += 1
             qty = Decimal(params.get("quantity", "0"))
             filled = acct.order_status == "FILLED"

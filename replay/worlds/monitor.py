@@ -5,7 +5,7 @@ with `user:`). Also the app driver: how a drill boots the monitor (`service.star
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from hlcore.jobs.monitor.service import start as start_monitor
@@ -25,6 +25,11 @@ def lb_row(wallet: str, pnl: Any, *, window: str = "month", roi: str = "0.1",
     windows = [["day", perf], ["week", perf], [window, perf], ["allTime", perf]]
     return {"ethAddress": wallet, "accountValue": account_value, "windowPerformances": windows,
             "prize": 0, "displayName": name}
+
+
+def leaderboard(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """A whole stats-data leaderboard body around these rows."""
+    return {"leaderboardRows": list(rows)}
 
 
 def position(coin: str, szi: Any, *, entry_px: str = "100.0", liq_px: str | None = "50.0",

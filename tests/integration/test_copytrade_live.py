@@ -1,5 +1,6 @@
-"""The copy-trader in live mode against stateful fake venues: crash recovery exactly once, the
-retry budget, reconcile verdicts, FLIP in ARMED_SAFE, the gap rule (copytrader §3-§5, drills)."""
+"""The copy-trader in live mode against the replay harness's stateful venues (tests/support/fakes.py):
+crash recovery exactly once, the retry budget, reconcile verdicts, FLIP in ARMED_SAFE, the gap rule
+(copytrader §3-§5, drills)."""
 
 from __future__ import annotations
 
@@ -20,11 +21,12 @@ from hlcore.jobs.copytrade.service import Wiring, start
 from hlcore.storage.copytrade import Baselines, Events, Orders
 from hlcore.storage.schema import order_results, processed_txs
 from hlcore.workspace import open_workspace
-from tests.support.venues import Crash, FakeVenues, hl_fill
+from replay.transport import ProcessKilled
+from replay.worlds.copytrade import WALLET
+from tests.support.fakes import copytrade_venues, fill, queue
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_769_248_800_000
-WALLET = "0x" + "cd" * 20
 ENV = {"HYPERLIQUID_TARGET_WALLET": WALLET, "BINANCE_API_KEY": "K" * 64, "BINANCE_API_SECRET": "S" * 64}
 TX1 = "0x" + "a1" * 32
 
@@ -39,18 +41,18 @@ class Rig:
         path.write_text(yaml.safe_dump(settings), encoding="utf-8")
         self.ws = open_workspace(ROOT, path)
         self.clock = ManualClock(T0)
-        self.venues = FakeVenues(self.clock, WALLET)
+        self.transport, self.world = copytrade_venues(self.clock)
         if baseline:
             ctx = open_app(self.ws, self.clock, create=True)
             Baselines(ctx.db).sync({k: Decimal(v) for k, v in baseline.items()}, "op", "test", T0 - 1)
             ctx.close()
-            self.venues.account.positions = {k: Decimal(v) for k, v in baseline.items()}
+            self.world.account.positions = {k: Decimal(v) for k, v in baseline.items()}
         self.ctx: Any = None
         self.jobs: CopytradeJobs | None = None
 
     def boot(self) -> CopytradeJobs:
         wiring = Wiring(self.clock, lambda s: self.clock.advance(int(s * 1000)), random.Random(3),
-                        lambda _venue: self.venues.session(), ENV)
+                        lambda _venue: self.transport.session(), ENV)
         self.ctx, self.jobs, _sched, _loop, code = start(self.ws, "live", wiring)
         assert code == 0
         return self.jobs
@@ -81,9 +83,9 @@ def test_fresh_fill_is_copied_once_and_filled(tmp_path: Path) -> None:
     rig.boot()
     assert rig.mode == ("ARMED_LIVE", "OK")  # startup_policy=auto and an OK startup reconcile (S15)
     rig.clock.set(T0 + 2_000)
-    rig.venues.fills = [hl_fill(1, "2.0", "0.0", "B", T0 + 1_000, TX1)]
+    rig.world.fills = [fill(1, "2.0", "0.0", "B", T0 + 1_000, TX1)]
     rig.cycle()
-    (post,) = rig.venues.account.posts
+    (post,) = rig.world.account.posts
     assert (post["side"], post["quantity"], post["type"], post["reduceOnly"]) == ("BUY", "0.002", "MARKET", "false")
     assert re.fullmatch(r"hl-[0-9a-f]{24}-00", post["newClientOrderId"])
     (event,) = rig.rows(processed_txs)
@@ -100,7 +102,7 @@ def test_a_crash_at_any_step_then_restart_sends_exactly_one_order(tmp_path: Path
     rig = Rig(tmp_path)
     rig.boot()
     rig.clock.set(T0 + 2_000)
-    rig.venues.fills = [hl_fill(1, "2.0", "0.0", "B", T0 + 1_000, TX1)]
+    rig.world.fills = [fill(1, "2.0", "0.0", "B", T0 + 1_000, TX1)]
 
     def crash_after(cls: Any, name: str) -> None:
         original = getattr(cls, name)
@@ -108,7 +110,7 @@ def test_a_crash_at_any_step_then_restart_sends_exactly_one_order(tmp_path: Path
         def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
             original(self, *args, **kwargs)  # the step completes (and commits) ...
             monkeypatch.setattr(cls, name, original)  # only the first call dies
-            raise Crash(point)  # ... then the process dies
+            raise ProcessKilled(point)  # ... then the process dies
 
         monkeypatch.setattr(cls, name, wrapper)
 
@@ -117,12 +119,10 @@ def test_a_crash_at_any_step_then_restart_sends_exactly_one_order(tmp_path: Path
     elif point == "after_intents_commit":
         crash_after(Orders, "record_decision")
     elif point == "after_venue_accepted":
-        def die() -> None:
-            raise Crash(point)
-        rig.venues.after_accept = die
+        queue(rig.transport, ["crash"], match="POST /fapi/v1/order")  # the venue takes the order, then death
     else:
         crash_after(CopytradeJobs, "_execute_one")
-    with pytest.raises(Crash):
+    with pytest.raises(ProcessKilled):
         rig.cycle()
     rig.die()
 
@@ -131,11 +131,11 @@ def test_a_crash_at_any_step_then_restart_sends_exactly_one_order(tmp_path: Path
     rig.cycle()
     rig.clock.advance(2_000)
     rig.cycle()
-    assert len(rig.venues.account.posts) == 1, f"{point}: {rig.venues.account.posts}"
+    assert len(rig.world.account.posts) == 1, f"{point}: {rig.world.account.posts}"
     (event,) = rig.rows(processed_txs)
     (result,) = rig.rows(order_results)
     assert (event["state"], result["status"]) == ("DONE", "FILLED")
-    assert rig.venues.account.positions["BTCUSDT"] == Decimal("0.002")
+    assert rig.world.account.positions["BTCUSDT"] == Decimal("0.002")
 
 
 @pytest.mark.parametrize(("budget_mode", "expected"), [
@@ -148,9 +148,9 @@ def test_retry_budget_exhausted(tmp_path: Path, budget_mode: str, expected: tupl
                                        "binance": {"retry": {"max_attempts": 1}}}})
     rig.boot()
     rig.clock.set(T0 + 2_000)
-    rig.venues.fills = [hl_fill(1, "2.0", "0.0", "B", T0 + 1_000, TX1)]
-    rig.venues.faults = {"GET /fapi/v1/order": ["timeout", "timeout", "timeout"],
-                         "POST /fapi/v1/order": ["timeout"]}
+    rig.world.fills = [fill(1, "2.0", "0.0", "B", T0 + 1_000, TX1)]
+    queue(rig.transport, ["timeout", "timeout", "timeout"], match="GET /fapi/v1/order")
+    queue(rig.transport, ["timeout"], match="POST /fapi/v1/order")
     rig.cycle()
     (result,) = rig.rows(order_results)
     assert (result["status"], result["error_code"]) == ("UNKNOWN", "TIMEOUT")
@@ -159,9 +159,9 @@ def test_retry_budget_exhausted(tmp_path: Path, budget_mode: str, expected: tupl
         rig.jobs.execute()
     (result,) = rig.rows(order_results)
     assert (result["status"], result["error_code"], result["query_attempts"]) == \
-        ("PARKED", "RETRY_BUDGET_EXCEEDED", 3)
+        ("UNKNOWN", "RETRY_BUDGET_EXCEEDED", 3)  # parked, as the spec stores it (§3.3)
     assert rig.mode == expected
-    assert rig.venues.account.posts == []  # never re-sent
+    assert rig.world.account.posts == []  # never re-sent
     assert not rig.ctx.runtime.engine.may("order.open")
 
 
@@ -178,8 +178,8 @@ def test_reconcile_verdicts_from_live_positions(tmp_path: Path, exchange: dict[s
     rig = Rig(tmp_path, baseline={"BTCUSDT": "1.0"})
     rig.boot()
     assert rig.mode == ("ARMED_LIVE", "OK")
-    rig.venues.account.positions = {k: Decimal(v) for k, v in exchange.items()}
-    rig.venues.account.position_side = side
+    rig.world.account.positions = {k: Decimal(v) for k, v in exchange.items()}
+    rig.world.account.position_side = side
     rig.clock.advance(60_000)
     rig.jobs.reconcile("loop")
     assert rig.mode == expected
@@ -188,7 +188,7 @@ def test_reconcile_verdicts_from_live_positions(tmp_path: Path, exchange: dict[s
 def test_reconcile_stale_when_position_risk_keeps_failing(tmp_path: Path) -> None:
     rig = Rig(tmp_path, baseline={"BTCUSDT": "1.0"})
     rig.boot()
-    rig.venues.faults = {"GET /fapi/v2/positionRisk": ["5xx"]}
+    queue(rig.transport, ["5xx"], match="GET /fapi/v2/positionRisk")
     rig.clock.advance(60_000)
     rig.jobs.reconcile("loop")
     assert rig.mode == ("ARMED_SAFE", "SNAPSHOT_STALE")
@@ -200,9 +200,9 @@ def test_flip_in_armed_safe_sends_only_the_reduce_only_close(tmp_path: Path) -> 
     rig.boot()
     assert rig.mode == ("ARMED_SAFE", "BOOTSTRAP")
     rig.clock.set(T0 + 2_000)
-    rig.venues.fills = [hl_fill(1, "1050.0", "1000.0", "A", T0 + 1_000, TX1)]
+    rig.world.fills = [fill(1, "1050.0", "1000.0", "A", T0 + 1_000, TX1)]
     rig.cycle()
-    (post,) = rig.venues.account.posts
+    (post,) = rig.world.account.posts
     assert (post["side"], post["quantity"], post["reduceOnly"]) == ("SELL", "1", "true")
     assert post["newClientOrderId"] != ""
     (event,) = rig.rows(processed_txs)
@@ -214,10 +214,10 @@ def test_gap_halts_before_any_fetch(tmp_path: Path) -> None:
     rig = Rig(tmp_path)
     rig.boot()
     rig.clock.set(T0 + 600_001)
-    before = len(rig.venues.calls)
+    before = len(rig.transport.calls)
     rig.jobs.ingest()
     assert rig.mode == ("HALT", "BACKFILL_WINDOW_EXCEEDED")
-    assert [c for c in rig.venues.calls[before:] if c[1] == "/info"] == []
+    assert [c for c in rig.transport.calls[before:] if c.path == "/info"] == []
 
 
 def test_no_secret_reaches_storage_logs_or_metrics(tmp_path: Path) -> None:
@@ -232,12 +232,12 @@ def test_no_secret_reaches_storage_logs_or_metrics(tmp_path: Path) -> None:
         rig = Rig(tmp_path)
         rig.boot()
         rig.clock.set(T0 + 2_000)
-        rig.venues.fills = [hl_fill(1, "2.0", "0.0", "B", T0 + 1_000, TX1)]
-        rig.venues.faults = {"POST /fapi/v1/order": ["-2019"]}  # an API error is logged and stored
+        rig.world.fills = [fill(1, "2.0", "0.0", "B", T0 + 1_000, TX1)]
+        queue(rig.transport, ["-2019"], match="POST /fapi/v1/order")  # an API error is logged and stored
         loop = Loop(rig.ctx, rig.jobs, metrics_writer(tmp_path / "metrics.log", rig.clock))
         loop.tick(rig.clock.now_ms())
         logging.getLogger("hlcore.copytrade").warning("probe signature=abc123 api_key=%s", "K" * 64)
-        signatures = set(rig.venues.signatures)
+        signatures = set(rig.transport.signatures)
         assert len(signatures) >= 2  # the startup position risk and the order attempt: both signed
         rig.die()
     finally:
@@ -256,13 +256,8 @@ def test_an_order_still_open_at_tif_becomes_unknown_poll_timeout(tmp_path: Path)
     rig = Rig(tmp_path)
     rig.boot()
     rig.clock.set(T0 + 2_000)
-    rig.venues.fills = [hl_fill(1, "2.0", "0.0", "B", T0 + 1_000, TX1)]
-    real = rig.venues._order_body
-
-    def still_new(order: dict[str, Any]) -> dict[str, Any]:
-        return {**real(order), "status": "NEW", "executedQty": "0"}
-
-    rig.venues._order_body = still_new  # type: ignore[method-assign]
+    rig.world.fills = [fill(1, "2.0", "0.0", "B", T0 + 1_000, TX1)]
+    rig.world.account.order_status = "NEW"  # the venue takes the MARKET order but it never fills
     rig.cycle()
     assert rig.rows(order_results)[0]["status"] == "SUBMITTED"
     rig.clock.advance(4_999)
@@ -272,15 +267,15 @@ def test_an_order_still_open_at_tif_becomes_unknown_poll_timeout(tmp_path: Path)
     rig.jobs.execute()
     (result,) = rig.rows(order_results)
     assert (result["status"], result["error_code"]) == ("UNKNOWN", "POLL_TIMEOUT")
-    assert len(rig.venues.account.posts) == 1
+    assert len(rig.world.account.posts) == 1
 
 
 def test_reduce_only_rejection_reconciles_at_once(tmp_path: Path) -> None:
     rig = Rig(tmp_path, baseline={"BTCUSDT": "1.0"})
     rig.boot()
     rig.clock.set(T0 + 2_000)
-    rig.venues.fills = [hl_fill(1, "500.0", "1000.0", "A", T0 + 1_000, TX1)]  # DECREASE: reduce-only SELL 0.5
-    rig.venues.faults = {"POST /fapi/v1/order": ["-2022"]}
+    rig.world.fills = [fill(1, "500.0", "1000.0", "A", T0 + 1_000, TX1)]  # DECREASE: reduce-only SELL 0.5
+    queue(rig.transport, ["-2022"], match="POST /fapi/v1/order")
     rig.cycle()
     (result,) = rig.rows(order_results)
     assert (result["status"], result["error_code"]) == ("REJECTED", "REDUCE_ONLY_REJECTED")
@@ -293,18 +288,67 @@ def test_startup_sweep_queries_parked_orders_once(tmp_path: Path) -> None:
     rig = Rig(tmp_path, {"execution": {"binance": {"retry": {"max_attempts": 1}}}})
     rig.boot()
     rig.clock.set(T0 + 2_000)
-    rig.venues.fills = [hl_fill(1, "2.0", "0.0", "B", T0 + 1_000, TX1)]
-    rig.venues.faults = {"GET /fapi/v1/order": ["timeout"] * 3, "POST /fapi/v1/order": ["lost"]}
+    rig.world.fills = [fill(1, "2.0", "0.0", "B", T0 + 1_000, TX1)]
+    queue(rig.transport, ["timeout"] * 3, match="GET /fapi/v1/order")
+    queue(rig.transport, ["lost"], match="POST /fapi/v1/order")  # the venue takes the order, the answer is lost
     rig.cycle()
     for _ in range(3):
         rig.clock.advance(2_000)
         rig.jobs.execute()
-    assert rig.rows(order_results)[0]["status"] == "PARKED"
+    (result,) = rig.rows(order_results)
+    assert (result["status"], result["error_code"]) == ("UNKNOWN", "RETRY_BUDGET_EXCEEDED")
     rig.die()
     rig.clock.advance(60_000)
     rig.boot()  # the venue did take the order: the sweep finds it FILLED
     (result,) = rig.rows(order_results)
-    assert result["status"] == "FILLED" and len(rig.venues.account.posts) == 1
+    assert result["status"] == "FILLED" and len(rig.world.account.posts) == 1
+
+
+def test_parked_order_is_stored_as_unknown_not_polled_and_swept_once_at_startup(tmp_path: Path) -> None:
+    """§3.3 "parked | UNKNOWN + RETRY_BUDGET_EXCEEDED": the order machine's own parked state is stored
+    as the spec says; the execute loop leaves it alone, the startup sweep queries it exactly once."""
+    rig = Rig(tmp_path)
+    rig.boot()
+    rig.clock.set(T0 + 2_000)
+    rig.world.fills = [fill(1, "2.0", "0.0", "B", T0 + 1_000, TX1)]
+    queue(rig.transport, ["timeout"] * 4, match="GET /fapi/v1/order")
+    queue(rig.transport, ["lost"], match="POST /fapi/v1/order")
+    rig.cycle()
+    for _ in range(3):
+        rig.clock.advance(2_000)
+        rig.jobs.execute()
+    cid = rig.rows(order_results)[0]["correlation_id"]
+    (result,) = rig.rows(order_results)
+    assert (result["status"], result["error_code"], result["query_attempts"]) == \
+        ("UNKNOWN", "RETRY_BUDGET_EXCEEDED", 3)
+    assert result["error_message"]  # the last error's message
+    engine = rig.ctx.runtime.engine
+    assert engine.state("order", correlation_id=cid) == "PARKED"  # the machine keeps its own state
+
+    def queries() -> int:
+        return sum(1 for c in rig.transport.calls if (c.method, c.path) == ("GET", "/fapi/v1/order"))
+
+    sent = queries()
+    for _ in range(5):  # no longer polled, however long the loop runs
+        rig.clock.advance(10_000)
+        rig.jobs.execute()
+    assert queries() == sent and rig.jobs.next_query_ms is None
+    statuses, orders = rig.jobs.statuses, Orders(rig.ctx.db)
+    assert [r.correlation_id for r in statuses.parked_results(orders)] == [cid]
+    assert statuses.unresolved_results(orders) == []  # R6 `unparked_unknown` counts only these
+    (event,) = rig.rows(processed_txs)
+    assert event["state"] == "DONE"  # a parked intent settles its event (§3.2)
+
+    rig.die()
+    rig.clock.advance(60_000)
+    rig.boot()  # restored from machine_states as PARKED; the sweep queries it once (it times out again)
+    assert queries() == sent + 1
+    assert rig.ctx.runtime.engine.state("order", correlation_id=cid) == "PARKED"
+    (result,) = rig.rows(order_results)
+    assert (result["status"], result["error_code"]) == ("UNKNOWN", "RETRY_BUDGET_EXCEEDED")
+    rig.clock.advance(10_000)
+    rig.jobs.execute()
+    assert queries() == sent + 1 and rig.world.account.posts and len(rig.world.account.posts) == 1
 
 
 def test_maintenance_skip_flag_abandons_the_gap_into_armed_safe(tmp_path: Path) -> None:
@@ -317,16 +361,16 @@ def test_maintenance_skip_flag_abandons_the_gap_into_armed_safe(tmp_path: Path) 
     rig.ws = open_workspace(ROOT, _settings(tmp_path, {"ingest": {"maintenance_skip_gap": True}}))
     rig.clock.advance(30 * 60_000)
     wiring = Wiring(rig.clock, lambda s: rig.clock.advance(int(s * 1000)), random.Random(3),
-                    lambda _venue: rig.venues.session(), {"HYPERLIQUID_TARGET_WALLET": WALLET})
+                    lambda _venue: rig.transport.session(), {"HYPERLIQUID_TARGET_WALLET": WALLET})
     rig.ctx, rig.jobs, *_ = start(rig.ws, "dry-run", wiring)
-    calls = len(rig.venues.calls)
+    calls = len(rig.transport.calls)
     rig.jobs.ingest()
     assert rig.mode == ("ARMED_SAFE", "MAINTENANCE_SKIP_APPLIED")
     state = CopytradeState(rig.ctx.db)
     now = rig.clock.now_ms()
     assert state.cursor().event_key == f"{now}|0|maintenance|MAINTENANCE"
     assert state.get_int(CopytradeKey.MAINTENANCE_SKIP_APPLIED_MS) == now
-    assert [c for c in rig.venues.calls[calls:] if c[1].startswith("/fapi")] == []  # dry-run: no Binance call
+    assert [c for c in rig.transport.calls[calls:] if c.path.startswith("/fapi")] == []  # dry-run: no Binance call
     rig.clock.advance(2_000)
     rig.jobs.ingest()  # the next tick fetches normally and applies no second skip
     assert rig.mode == ("ARMED_SAFE", "MAINTENANCE_SKIP_APPLIED")

@@ -37,7 +37,9 @@ from hlcore.storage.monitor import (
 )
 from hlcore.storage.schema import ingest_runs, snapshot_anomalies, wallet_snapshots, wallet_universe_members
 from hlcore.workspace import open_workspace
-from tests.support.monitor_venues import FakeHyperliquid, address, lb_row, leaderboard, position
+from replay.wallets import address
+from replay.worlds.monitor import lb_row, leaderboard, position
+from tests.support.fakes import fail_wallet, info_calls, monitor_venues, queue
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_769_248_800_000  # 2026-01-24T10:00:00Z: a round minute and a 5-minute signal slot
@@ -55,7 +57,7 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 class Rig:
-    """One monitor process: storage, the three jobs and the fake venue on one manual clock."""
+    """One monitor process: storage, the three jobs and the replay venues on one manual clock."""
 
     def __init__(self, tmp_path: Path, monitor: dict[str, Any] | None = None):
         config = _merge({"db_path": str(tmp_path / "monitor.db"), "snapshots": {"max_concurrency": 1}},
@@ -64,23 +66,23 @@ class Rig:
         path.write_text(yaml.safe_dump({"monitor": config}), encoding="utf-8")
         self.ws = open_workspace(ROOT, path)
         self.clock = ManualClock(T0 - MIN)
-        self.venue = FakeHyperliquid(self.clock)
+        self.transport, self.world = monitor_venues(self.clock)
         self.sleeps: list[float] = []
         self.ctx: AppContext = open_app(self.ws, self.clock, app="monitor", create=True)
         s = self.ws.settings
         rng = random.Random(7)
         info_url = s.get("monitor.snapshots.info_url")
         lb = build_client(info_url, timeout_sec=s.get("monitor.universe.timeout_sec"), clock=self.clock,
-                          sleep=self.sleep, rng=rng, session=self.venue.session())
+                          sleep=self.sleep, rng=rng, session=self.transport.session())
         info = build_client(info_url, timeout_sec=s.get("monitor.snapshots.request_timeout_sec"), clock=self.clock,
-                            sleep=self.sleep, rng=rng, session=self.venue.session(),
+                            sleep=self.sleep, rng=rng, session=self.transport.session(),
                             weight_budget_per_min=s.get("monitor.snapshots.weight_budget_per_min"))
         self.universe = UniverseJob(self.ctx, lb, self.clock)
         self.snapshots = SnapshotJob(self.ctx, info, self.clock)
         self.health = HealthJob(self.ctx, self.clock)
 
     def sleep(self, seconds: float) -> None:
-        with self.venue.lock:  # the snapshot workers share the clock
+        with self.transport.lock:  # the snapshot workers share the clock
             self.sleeps.append(seconds)
             self.clock.advance(round(seconds * 1000))
 
@@ -168,7 +170,7 @@ def test_drill1_universe_refresh_success(rig: Rig) -> None:
     no_month["windowPerformances"] = [w for w in no_month["windowPerformances"] if w[0] != "month"]
     rows.append(no_month)
     random.Random(1).shuffle(rows)  # ... and the venue's order means nothing
-    rig.venue.leaderboard_body = leaderboard(rows)
+    rig.world.leaderboard = leaderboard(rows)
     rig.at(T0)
 
     out = rig.universe.run()
@@ -190,26 +192,26 @@ def test_drill1_universe_refresh_success(rig: Rig) -> None:
     assert state.get_int("job_heartbeat_universe") == T0
 
 
-def _lb_500(v: FakeHyperliquid) -> None:
-    v.leaderboard_faults = ["500"] * 4
+def _lb_500(r: Rig) -> None:
+    queue(r.transport, ["500"] * 4, venue="hyperliquid-stats")
 
 
-def _lb_timeout(v: FakeHyperliquid) -> None:
-    v.leaderboard_faults = ["timeout"] * 4
+def _lb_timeout(r: Rig) -> None:
+    queue(r.transport, ["timeout"] * 4, venue="hyperliquid-stats")
 
 
-def _lb_no_rows(v: FakeHyperliquid) -> None:
-    v.leaderboard_body = {"rows": []}
+def _lb_no_rows(r: Rig) -> None:
+    r.world.leaderboard = {"rows": []}
 
 
-def _lb_179(v: FakeHyperliquid) -> None:
-    v.leaderboard_body = board(list(range(1, 180)))
+def _lb_179(r: Rig) -> None:
+    r.world.leaderboard = board(list(range(1, 180)))
 
 
-def _lb_duplicate(v: FakeHyperliquid) -> None:
+def _lb_duplicate(r: Rig) -> None:
     body = board(list(range(1, 201)))
     body["leaderboardRows"].append(lb_row(address(7).upper().replace("0X", "0x"), 12))
-    v.leaderboard_body = body
+    r.world.leaderboard = body
 
 
 @pytest.mark.parametrize(("variant", "script", "error", "calls"), [
@@ -219,22 +221,22 @@ def _lb_duplicate(v: FakeHyperliquid) -> None:
     ("179_valid", _lb_179, "incomplete_universe", 1),
     ("duplicate_address", _lb_duplicate, "duplicate_wallet_id", 1),
 ])
-def test_drill2_failure_keeps_last_good(rig: Rig, variant: str, script: Callable[[FakeHyperliquid], None],
+def test_drill2_failure_keeps_last_good(rig: Rig, variant: str, script: Callable[[Rig], None],
                                         error: str, calls: int) -> None:
-    rig.venue.leaderboard_body = board(list(range(1, 201)))
+    rig.world.leaderboard = board(list(range(1, 201)))
     rig.at(T0)
     assert rig.universe.run().applied
     before = Universe(rig.ctx.db).current()
 
     rig.at(T0 + 6 * HOUR)
-    rig.venue.calls.clear()
+    rig.transport.calls.clear()
     rig.sleeps.clear()
-    script(rig.venue)
+    script(rig)
     out = rig.universe.run()
 
     assert out.run is not None and not out.applied, variant
     assert (out.run.status, out.run.error) == ("failed", error)
-    assert len(rig.venue.calls) == calls
+    assert len(rig.transport.calls) == calls
     if calls > 1:
         assert rig.sleeps == [0.5, 1.5, 4.0]  # retries after 0.5/1.5/4 s, on the injected clock
     assert Universe(rig.ctx.db).current() == before  # last good universe kept
@@ -248,7 +250,7 @@ def test_drill2_failure_keeps_last_good(rig: Rig, variant: str, script: Callable
     # +15 min: 180 valid rows -> success with a universe of 180
     rig.at(out.next_attempt_ts)
     assert rig.universe.due(rig.clock.now_ms())
-    rig.venue.leaderboard_body = board(list(range(1, 181)))
+    rig.world.leaderboard = board(list(range(1, 181)))
     again = rig.universe.run()
     assert again.applied and again.run is not None
     assert (again.run.status, again.run.error, again.run.exited_count, again.run.churn_pct) == (
@@ -258,7 +260,7 @@ def test_drill2_failure_keeps_last_good(rig: Rig, variant: str, script: Callable
 
 def test_repeated_failures_count_the_fail_streak(rig: Rig) -> None:
     """≥ 3 consecutive failures: `universe_fail_streak` = 3 for the status warning (§4.1)."""
-    rig.venue.leaderboard_body = {"nothing": True}
+    rig.world.leaderboard = {"nothing": True}
     for i in range(3):
         rig.at(T0 + i * 15 * MIN)
         assert rig.universe.run().run.error == "schema_changed"  # type: ignore[union-attr]
@@ -269,14 +271,14 @@ def test_repeated_failures_count_the_fail_streak(rig: Rig) -> None:
 def test_drill3_churn_guard_three_strikes(rig: Rig) -> None:
     """R1-R3 churn 35 %: success (count 1), success (count 2), failed churn_guard (count 3, R2 kept);
     R4 churn 10 %: success, count 0."""
-    rig.venue.leaderboard_body = board(list(range(1, 201)))  # U0
+    rig.world.leaderboard = board(list(range(1, 201)))  # U0
     rig.at(T0)
     rig.universe.run()
     outcomes: list[UniverseOutcome] = []
     states = []
     for n, first in enumerate([36, 71, 106, 81], start=1):
         rig.at(T0 + n * 6 * HOUR)
-        rig.venue.leaderboard_body = board(list(range(first, first + 200)))
+        rig.world.leaderboard = board(list(range(first, first + 200)))
         outcomes.append(rig.universe.run())
         states.append(rig.engine.state("universe"))
         if n == 2:
@@ -296,14 +298,14 @@ def test_universe_cadence(rig: Rig) -> None:
     """At start when never refreshed; 6 h after a success; 15 min after a failure (§5)."""
     rig.at(T0)
     assert rig.universe.due(T0, at_start=True)
-    rig.venue.leaderboard_body = board(list(range(1, 201)))
+    rig.world.leaderboard = board(list(range(1, 201)))
     assert rig.universe.tick(T0) == 6 * HOUR
     assert not rig.universe.due(T0 + 6 * HOUR - 1)
     rig.at(T0 + HOUR)
     assert rig.universe.tick(T0 + HOUR) == 5 * HOUR  # not due: nothing fetched
-    assert len(rig.venue.calls) == 1
+    assert len(rig.transport.calls) == 1
     rig.at(T0 + 6 * HOUR)
-    rig.venue.leaderboard_body = board(list(range(1, 100)))
+    rig.world.leaderboard = board(list(range(1, 100)))
     assert rig.universe.tick(T0 + 6 * HOUR) == 15 * MIN
     assert not rig.universe.due(T0 + 6 * HOUR + 15 * MIN - 1)
     assert rig.universe.due(T0 + 6 * HOUR + 15 * MIN)
@@ -324,9 +326,9 @@ def test_snapshot_run_status_from_coverage(rig: Rig, failing: int, status: str, 
     ws = wallets(200)
     rig.seed_universe(ws)
     for w in ws:
-        rig.venue.positions[w] = {"BTC": "0.5"}
+        rig.world.positions[w] = {"BTC": "0.5"}
     for w in ws[:failing]:
-        rig.venue.failing[w] = "400"  # not retryable: one call each
+        fail_wallet(rig.transport, w, "400")  # not retryable: one call each
     out = rig.snapshot(0)
 
     run = out.run
@@ -339,16 +341,16 @@ def test_snapshot_run_status_from_coverage(rig: Rig, failing: int, status: str, 
     assert sum(1 for r in rows if r["position_szi"] is None) == (0 if failing == 200 else failing * 3)
     assert run.nonnull_pct == {"HYPE": coverage, "BTC": coverage, "ETH": coverage}
     assert IngestRuns(rig.ctx.db).get(T0) == run
-    assert len(rig.venue.info_calls()) == 200
+    assert len(info_calls(rig.transport)) == 200
 
 
 def test_explicit_zero_rows_null_rows_and_unreadable_positions(rig: Rig) -> None:
     long_btc, flat, failed, garbled = wallets(4)
     rig.seed_universe([long_btc, flat, failed, garbled])
-    rig.venue.positions[long_btc] = {"BTC": position("BTC", "1.5", entry_px="60000.0", liq_px="40000.0",
+    rig.world.positions[long_btc] = {"BTC": position("BTC", "1.5", entry_px="60000.0", liq_px="40000.0",
                                                      margin="9000.0", leverage={"type": "isolated", "value": 10})}
-    rig.venue.positions[garbled] = {"ETH": "2.0", "BTC": position("BTC", "abc")}
-    rig.venue.failing[failed] = "500"
+    rig.world.positions[garbled] = {"ETH": "2.0", "BTC": position("BTC", "abc")}
+    fail_wallet(rig.transport, failed, "500")
     out = rig.snapshot(0)
 
     got = {(r["wallet_id"], r["asset"]): r for r in rig.rows(wallet_snapshots)}
@@ -366,7 +368,7 @@ def test_explicit_zero_rows_null_rows_and_unreadable_positions(rig: Rig) -> None
             None, None, False, f"ingest-{T0}")
     assert got[(garbled, "BTC")]["position_szi"] is None
     assert (got[(garbled, "ETH")]["position_szi"], got[(garbled, "HYPE")]["position_szi"]) == (2.0, 0.0)
-    assert rig.venue.info_calls().count(failed) == 4  # first try + retries after 0.5/1.5/4 s
+    assert info_calls(rig.transport).count(failed) == 4  # first try + retries after 0.5/1.5/4 s
     assert out.run is not None and (out.status, out.run.coverage_pct) == ("partial", 75.0)
     assert out.run.nonnull_pct == {"HYPE": 75.0, "BTC": 50.0, "ETH": 75.0}
 
@@ -380,10 +382,10 @@ def test_retries_only_before_the_cycle_deadline(rig: Rig, start_offset: int, fau
                                                 ok: bool) -> None:
     (w,) = wallets(1)
     rig.seed_universe([w])
-    rig.venue.wallet_faults[w] = list(faults)
+    queue(rig.transport, faults, users=frozenset({w}))
     rig.at(T0 + start_offset)
     out = rig.snapshots.run(T0)
-    assert len(rig.venue.info_calls()) == calls
+    assert len(info_calls(rig.transport)) == calls
     (result,) = out.wallets
     assert result.ok is ok
     assert out.status == ("success" if ok else "failed")
@@ -393,11 +395,11 @@ def test_a_response_after_the_deadline_is_a_failed_wallet(rig: Rig) -> None:
     """300 ms per request, sequential: 183 answers land by T+54.9 s; the 184th ends at T+55.2 s
     (failed); the rest never start (§4.2 "unfinished at deadline = failed")."""
     rig.seed_universe(wallets(200))
-    rig.venue.latency_ms = 300
+    rig.world.latency_ms = 300
     out = rig.snapshot(0)
     assert out.run is not None
     assert (out.run.wallets_succeeded, out.run.coverage_pct, out.status) == (183, 91.5, "success")
-    assert len(rig.venue.info_calls()) == 184
+    assert len(info_calls(rig.transport)) == 184
 
 
 def test_misaligned_slot_and_empty_universe_fail(rig: Rig) -> None:
@@ -407,7 +409,7 @@ def test_misaligned_slot_and_empty_universe_fail(rig: Rig) -> None:
     rig.at(T0 + MIN + 1500)
     out = rig.snapshots.run(T0 + MIN + 1500)
     assert (out.status, out.error) == ("failed", "misaligned_snapshot_ts")
-    assert rig.venue.info_calls() == [] and rig.rows(wallet_snapshots) == []
+    assert info_calls(rig.transport) == [] and rig.rows(wallet_snapshots) == []
     assert [r["snapshot_ts"] for r in rig.rows(ingest_runs)] == [T0, T0 + MIN + 1500]
 
 
@@ -431,7 +433,7 @@ def test_a_slot_runs_once(rig: Rig) -> None:
     first = rig.snapshot(0)
     second = rig.snapshots.run(T0)
     assert second.skipped and second.run == first.run
-    assert len(rig.venue.info_calls()) == 3 and len(rig.rows(ingest_runs)) == 1
+    assert len(info_calls(rig.transport)) == 3 and len(rig.rows(ingest_runs)) == 1
 
 
 def test_storage_outage_is_reported_and_nothing_is_written(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -443,7 +445,7 @@ def test_storage_outage_is_reported_and_nothing_is_written(rig: Rig, monkeypatch
     assert out.storage_error and out.run is None
     assert (out.status, out.error) == ("failed", "db_error")
     assert rig.health_state == ("STALE", "STORAGE_UNAVAILABLE")
-    assert rig.venue.info_calls() == []
+    assert info_calls(rig.transport) == []
     monkeypatch.undo()
     assert rig.rows(ingest_runs) == [] and rig.rows(wallet_snapshots) == []
 
@@ -454,22 +456,22 @@ def test_concurrent_workers_and_the_429_backoff(make_rig: Callable[..., Rig]) ->
     ws = wallets(20)
     rig.seed_universe(ws)
     for i, w in enumerate(ws):
-        rig.venue.positions[w] = {"ETH": str(i + 1)}
+        rig.world.positions[w] = {"ETH": str(i + 1)}
     out = rig.snapshot(0)
     assert out.run is not None and (out.status, out.run.concurrency, out.next_concurrency) == ("success", 8, 8)
-    assert sorted(rig.venue.info_calls()) == ws
+    assert sorted(info_calls(rig.transport)) == ws
     eth = {r["wallet_id"]: r["position_szi"] for r in rig.rows(wallet_snapshots, wallet_snapshots.c.asset == "ETH")}
     assert eth == {w: float(i + 1) for i, w in enumerate(ws)}
 
     for w in ws:
-        rig.venue.failing[w] = "429"
+        fail_wallet(rig.transport, w, "429")
     out = rig.snapshot(1)
     assert out.run is not None
     assert (out.status, out.error, out.run.concurrency) == ("failed", "no_successes", 8)
     assert out.run.rate_limited_count >= 1
     assert MonitorState(rig.ctx.db).snapshot_concurrency() == 4
 
-    rig.venue.failing.clear()
+    rig.transport.faults.clear()
     out = rig.snapshot(2)
     assert out.run is not None and (out.status, out.run.concurrency) == ("success", 4)
     assert MonitorState(rig.ctx.db).snapshot_concurrency() == 5
@@ -494,13 +496,13 @@ def test_transient_collapse_marks_the_middle_row_only(rig: Rig) -> None:
         w[7]: ("BTC", "-3.0", "0", "-2.0"),     # shorts too
     }
     for minute in range(3):
-        rig.venue.positions.clear()
-        rig.venue.failing.clear()
+        rig.world.positions.clear()
+        rig.transport.faults.clear()
         for wallet, (asset, *sizes) in script.items():
             if sizes[minute] is None:
-                rig.venue.failing[wallet] = "400"
+                fail_wallet(rig.transport, wallet, "400")
             else:
-                rig.venue.positions[wallet] = {asset: sizes[minute]}
+                rig.world.positions[wallet] = {asset: sizes[minute]}
         out = rig.snapshot(minute)
 
     t1 = T0 + MIN
@@ -528,9 +530,9 @@ def _alternate(rig: Rig, ws: list[str], flappers: int, minute: int, calm_from: i
     for i, w in enumerate(ws):
         if i < flappers:
             flat = minute % 2 == 1 and (calm_from is None or minute < calm_from)
-            rig.venue.positions[w] = {"BTC": "0" if flat else "1.0", "ETH": "3.0"}
+            rig.world.positions[w] = {"BTC": "0" if flat else "1.0", "ETH": "3.0"}
         else:
-            rig.venue.positions[w] = {"BTC": "2.0", "HYPE": "-10"}
+            rig.world.positions[w] = {"BTC": "2.0", "HYPE": "-10"}
 
 
 def test_drill10_dirty_rate_at_a_signal_slot(rig: Rig) -> None:
@@ -654,11 +656,11 @@ def test_drill4_partial_runs_degrade_until_two_clean_runs(rig: Rig) -> None:
     rig.minute(0)
     rig.minute(1)
     for w in ws[:3]:
-        rig.venue.failing[w] = "400"  # the same 3 of 20 fail: 85 %
+        fail_wallet(rig.transport, w, "400")  # the same 3 of 20 fail: 85 %
     for m in range(2, 8):
         out, h = rig.minute(m)
         assert (out.status, h.state, h.reason) == ("partial", "DEGRADED", "COVERAGE_DEGRADED"), m
-    rig.venue.failing.clear()
+    rig.transport.faults.clear()
     _, h8 = rig.minute(8)
     assert (h8.state, h8.reason) == ("DEGRADED", "AWAITING_SECOND_CLEAN")
     _, h9 = rig.minute(9)
@@ -677,7 +679,7 @@ def test_drill5_low_coverage_stales(make_rig: Callable[..., Rig], variant: str, 
     rig.minute(1)
     failing = ws[:5] if variant == "coverage_75" else ws
     for w in failing:
-        rig.venue.failing[w] = "400" if variant == "coverage_75" else "429"
+        fail_wallet(rig.transport, w, "400" if variant == "coverage_75" else "429")
     out, h = rig.minute(2)
     assert (out.status, h.state, h.reason, h.latched, h.alerts) == (status, "STALE", reason, True, ())
     if variant == "all_429":

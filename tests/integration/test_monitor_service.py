@@ -17,7 +17,9 @@ from hlcore.jobs.copytrade.service import Wiring
 from hlcore.jobs.monitor.service import start
 from hlcore.storage.schema import ingest_runs, signals, wallet_universe_current
 from hlcore.workspace import open_workspace
-from tests.support.monitor_venues import FakeHyperliquid, address, lb_row, leaderboard
+from replay.wallets import address
+from replay.worlds.monitor import lb_row, leaderboard
+from tests.support.fakes import fail_wallet, monitor_venues
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_769_248_800_000  # a round 5 minutes
@@ -30,12 +32,13 @@ def rig(tmp_path: Path) -> Any:
                                                   "universe": {"size": 20}}}), encoding="utf-8")
     ws = open_workspace(ROOT, config)
     clock = ManualClock(T0 - 30_000)
-    venue = FakeHyperliquid(clock)
-    venue.leaderboard_body = leaderboard([lb_row(address(i), 1000 - i) for i in range(1, 31)])
+    transport, world = monitor_venues(clock)
+    world.leaderboard = leaderboard([lb_row(address(i), 1000 - i) for i in range(1, 31)])
     for i in range(1, 31):
-        venue.positions[address(i)] = {"BTC": "1.5", "ETH": "-2.0", "HYPE": "10"}
-    wiring = Wiring(clock, lambda s: clock.advance(int(s * 1000)), random.Random(5), lambda _v: venue.session(), {})
-    return ws, clock, venue, wiring
+        world.positions[address(i)] = {"BTC": "1.5", "ETH": "-2.0", "HYPE": "10"}
+    wiring = Wiring(clock, lambda s: clock.advance(int(s * 1000)), random.Random(5), lambda _v: transport.session(),
+                    {})
+    return ws, clock, transport, wiring
 
 
 def count(ctx: Any, table: Any) -> int:
@@ -44,7 +47,7 @@ def count(ctx: Any, table: Any) -> int:
 
 
 def test_twelve_minutes_of_the_monitor(rig: Any) -> None:
-    ws, clock, _venue, wiring = rig
+    ws, clock, _transport, wiring = rig
     ctx, _jobs, scheduler = start(ws, wiring)
     log = scheduler.run_until(T0 + 12 * 60_000, clock.set)
     names = [name for _, name in log]
@@ -71,7 +74,7 @@ def test_twelve_minutes_of_the_monitor(rig: Any) -> None:
 
 
 def test_one_job_only_and_bad_job_name(rig: Any) -> None:
-    ws, _clock, _venue, wiring = rig
+    ws, _clock, _transport, wiring = rig
     ctx, _jobs, scheduler = start(ws, wiring, only="universe")
     assert [j.name for j in scheduler.jobs] == ["universe"]
     ctx.close()
@@ -84,7 +87,7 @@ def test_component_logs_split_by_job(rig: Any, tmp_path: Path) -> None:
 
     from hlcore.logs import configure_components
 
-    ws, clock, _venue, wiring = rig
+    ws, clock, _transport, wiring = rig
     handlers = configure_components(tmp_path / "logs", clock)
     try:
         ctx, _jobs, scheduler = start(ws, wiring)
@@ -104,7 +107,7 @@ def test_a_cycle_starts_with_the_wallets_left_out_last_time(rig: Any) -> None:
     whose last good snapshot is oldest, so coverage rotates instead of always skipping the tail."""
     from hlcore.storage.monitor import Universe
 
-    ws, clock, venue, wiring = rig
+    ws, clock, transport, wiring = rig
     ctx, jobs, _scheduler = start(ws, wiring, only="universe")
     jobs.universe.run()
     universe = Universe(ctx.db)
@@ -114,13 +117,13 @@ def test_a_cycle_starts_with_the_wallets_left_out_last_time(rig: Any) -> None:
     jobs.snapshots.run(T0)
     assert universe.stalest_first() == by_rank  # everyone covered at T0: rank order
     for wallet in by_rank[-5:]:  # the five lowest-ranked wallets fail at T0 + 1 min ...
-        venue.wallet_faults[wallet] = ["500"] * 10
+        fail_wallet(transport, wallet, "500", times=10)
     clock.set(T0 + 60_000)
     jobs.snapshots.run(T0 + 60_000)
     assert universe.stalest_first() == by_rank[-5:] + by_rank[:-5]  # ... so they go first next time
-    venue.wallet_faults.clear()
+    transport.faults.clear()
     for wallet in by_rank[5:10]:
-        venue.wallet_faults[wallet] = ["500"] * 10
+        fail_wallet(transport, wallet, "500", times=10)
     clock.set(T0 + 120_000)
     jobs.snapshots.run(T0 + 120_000)  # ranks 6-10 fail now: their last good snapshot is the oldest
     assert universe.stalest_first() == by_rank[5:10] + by_rank[:5] + by_rank[10:]

@@ -28,7 +28,8 @@ from hlcore.ops.reports import preflight_report, status_report
 from hlcore.storage.copytrade import Baselines, CopytradeKey, CopytradeState, Events, Orders, event_key
 from hlcore.storage.repos import AuditLog
 from hlcore.workspace import open_workspace
-from tests.support.venues import FakeVenues
+from replay.worlds.copytrade import CopytradeWorld
+from tests.support.fakes import copytrade_venues, queue
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_769_248_800_000  # 2026-01-24T10:00:00Z
@@ -237,6 +238,7 @@ def test_status_unknown_burst_cursor_gap_parked_orders_and_skip_flag(tmp_path: P
     assert "maintenance_skip_gap=true" in warnings and "parked_unknown" in warnings
     assert "action_unknown_burst=" in text and "backfill-only" in text and "recover-orders" in text
     assert "unknown_orders=2" in text and "parked_orders=1" in text
+    assert text.count("status=UNKNOWN error_code=RETRY_BUDGET_EXCEEDED") == 1  # parked, stored as §3.3 says
 
 
 def test_unknown_burst_counts_only_burst_codes_within_the_window(config: Path) -> None:
@@ -551,8 +553,8 @@ def test_sync_baseline_rejects_a_malformed_positions_file(config: Path, tmp_path
 
 def test_sync_baseline_from_binance_position_risk(config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seed(config)
-    fake = FakeVenues(ManualClock(T0), WALLET)
-    fake.account.positions = {"BTCUSDT": Decimal("0.75"), "ETHUSDT": Decimal("0")}
+    fake, world = copytrade_venues(ManualClock(T0))
+    world.account.positions = {"BTCUSDT": Decimal("0.75"), "ETHUSDT": Decimal("0")}
     monkeypatch.setattr("hlcore.ops.baseline.new_session", lambda _venue: fake.session())
     code, _, _ = ops(config, "sync-baseline")  # no keys: bad input, nothing asked
     assert code == 2 and fake.calls == []
@@ -561,7 +563,7 @@ def test_sync_baseline_from_binance_position_risk(config: Path, monkeypatch: pyt
     assert out["source"] == "binance_position_risk" and out["after_position_BTCUSDT"] == "0.75"
     assert "after_position_ETHUSDT" not in out  # flat positions are not part of a baseline
     assert KEY not in text and SECRET not in text
-    fake.account.position_side = "LONG"
+    world.account.position_side = "LONG"
     code, _, _ = ops(config, "sync-baseline", "--replace", env=ENV_OK)
     assert code == 1  # hedge-mode entries: refused (position_mode_invalid)
 
@@ -571,17 +573,19 @@ def test_sync_baseline_from_binance_position_risk(config: Path, monkeypatch: pyt
 # --------------------------------------------------------------------------------------------------
 
 
-def fill_on_venue(fake: FakeVenues, coid: str) -> None:
-    fake.account.orders[coid] = {"orderId": 4242, "symbol": "BTCUSDT", "status": "FILLED", "clientOrderId": coid,
-                                 "qty": "0.002", "executed": "0.002", "reduceOnly": "false", "side": "BUY"}
+def fill_on_venue(world: CopytradeWorld, coid: str) -> None:
+    """The venue holds a FILLED order under `coid` (one whose answer never reached us)."""
+    world.account.orders[coid] = {"orderId": 4242, "symbol": "BTCUSDT", "status": "FILLED", "clientOrderId": coid,
+                                  "qty": "0.002", "executed": "0.002", "tif": "GTC", "reduceOnly": "false",
+                                  "side": "BUY", "updated": T0}
 
 
 def test_recover_orders_resolves_unknown_and_parked_orders(config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (unknown_cid, unknown_coid), (parked_cid, parked_coid) = reversed(
         unknown_orders(config, SystemClock(), ["TIMEOUT", "TIMEOUT"], park=1))
-    fake = FakeVenues(ManualClock(T0), WALLET)
-    fill_on_venue(fake, unknown_coid)
-    fill_on_venue(fake, parked_coid)
+    fake, world = copytrade_venues(ManualClock(T0))
+    fill_on_venue(world, unknown_coid)
+    fill_on_venue(world, parked_coid)
     monkeypatch.setattr("hlcore.ops.baseline.new_session", lambda _venue: fake.session())
 
     code, text, out = ops(config, "recover-orders", "--dry-run", env=ENV_OK)
@@ -595,10 +599,11 @@ def test_recover_orders_resolves_unknown_and_parked_orders(config: Path, monkeyp
     assert code == 0, text
     resolutions = [line for line in text.splitlines() if line.startswith("resolution=")]
     assert any(unknown_cid in r and "before=UNKNOWN after=FILLED" in r for r in resolutions)
-    assert any(parked_cid in r and "before=PARKED after=FILLED" in r for r in resolutions)
+    assert any(parked_cid in r and "before=UNKNOWN after=FILLED" in r for r in resolutions)  # parked (§3.3)
     assert out["resolved"] == "2" and out["remaining_unresolved"] == "0"
-    assert [c for c in fake.calls if c[1] == "/fapi/v1/order"] == [("GET", "/fapi/v1/order")] * 2  # queried once
-    assert not fake.account.posts  # never a re-send
+    assert [(c.method, c.path) for c in fake.calls if c.path == "/fapi/v1/order"] == \
+        [("GET", "/fapi/v1/order")] * 2  # queried once
+    assert not world.account.posts  # never a re-send
     ctx = context(config)
     orders = Orders(ctx.db)
     assert orders.result(unknown_cid).status == "FILLED"  # type: ignore[union-attr]
@@ -614,15 +619,15 @@ def test_recover_orders_resolves_unknown_and_parked_orders(config: Path, monkeyp
 def test_recover_orders_exits_1_when_an_order_stays_unresolved(config: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     ((cid, _coid),) = unknown_orders(config, SystemClock(), ["TIMEOUT"])
-    fake = FakeVenues(ManualClock(T0), WALLET)
-    fake.faults["GET /fapi/v1/order"] = ["timeout"] * 10
+    fake, world = copytrade_venues(ManualClock(T0))
+    queue(fake, ["timeout"] * 10, match="GET /fapi/v1/order")
     monkeypatch.setattr("hlcore.ops.baseline.new_session", lambda _venue: fake.session())
     monkeypatch.setattr("hlcore.ops.baseline.time.sleep", lambda _s: None)
     code, text, out = ops(config, "recover-orders", env=ENV_OK)
     assert code == 1, text
     assert out["remaining_unresolved"] == "1" and out["refused"] == "orders_still_unresolved"
     assert f"resolution={cid}" in text and "after=UNKNOWN" in text
-    assert not fake.account.posts
+    assert not world.account.posts
 
 
 def test_recover_orders_with_nothing_to_do(config: Path) -> None:

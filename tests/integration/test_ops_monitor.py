@@ -25,7 +25,9 @@ from hlcore.storage.monitor import SnapshotRow, Snapshots
 from hlcore.storage.monitor_signals import AlertStore
 from hlcore.storage.schema import alerts, ops_events, signals, wallet_snapshots
 from hlcore.workspace import open_workspace
-from tests.support.monitor_venues import FakeHyperliquid, address, lb_row, leaderboard
+from replay.wallets import address
+from replay.worlds.monitor import lb_row, leaderboard
+from tests.support.fakes import monitor_venues
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_769_248_800_000  # a round 5 minutes
@@ -40,12 +42,12 @@ class Rig:
                                                            "universe": {"size": 20}}}), encoding="utf-8")
         self.ws = open_workspace(ROOT, self.config)
         self.clock = ManualClock(T0 - 30_000)
-        self.venue = FakeHyperliquid(self.clock)
-        self.venue.leaderboard_body = leaderboard([lb_row(address(i), 1000 - i) for i in range(1, 31)])
+        self.transport, self.world = monitor_venues(self.clock)
+        self.world.leaderboard = leaderboard([lb_row(address(i), 1000 - i) for i in range(1, 31)])
         for i in range(1, 31):
-            self.venue.positions[address(i)] = {"BTC": "1.5", "ETH": "-2.0", "HYPE": "10"}
+            self.world.positions[address(i)] = {"BTC": "1.5", "ETH": "-2.0", "HYPE": "10"}
         self.wiring = Wiring(self.clock, lambda s: self.clock.advance(int(s * 1000)), random.Random(5),
-                             lambda _v: self.venue.session(), {})
+                             lambda _v: self.transport.session(), {})
         # the CLI reads SystemClock(): every command here sees the scripted clock
         monkeypatch.setattr(clock_module, "SystemClock", lambda: self.clock)
         self.runner = CliRunner()

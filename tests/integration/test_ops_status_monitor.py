@@ -13,7 +13,9 @@ from hlcore.engine.clock import ManualClock
 from hlcore.jobs.copytrade.service import Wiring
 from hlcore.jobs.monitor.service import start
 from hlcore.workspace import open_workspace
-from tests.support.monitor_venues import FakeHyperliquid, address, lb_row, leaderboard
+from replay.wallets import address
+from replay.worlds.monitor import lb_row, leaderboard
+from tests.support.fakes import monitor_venues
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_769_248_800_000
@@ -25,11 +27,12 @@ def test_status_shows_the_monitor_section(tmp_path: Path) -> None:
                                       "monitor": {"db_path": str(tmp_path / "monitor.db"), "universe": {"size": 20}}}),
                       encoding="utf-8")
     clock = ManualClock(T0 - 30_000)
-    venue = FakeHyperliquid(clock)
-    venue.leaderboard_body = leaderboard([lb_row(address(i), 1000 - i) for i in range(1, 31)])
+    transport, world = monitor_venues(clock)
+    world.leaderboard = leaderboard([lb_row(address(i), 1000 - i) for i in range(1, 31)])
     for i in range(1, 31):
-        venue.positions[address(i)] = {"BTC": "1.5", "ETH": "-2.0", "HYPE": "10"}
-    wiring = Wiring(clock, lambda s: clock.advance(int(s * 1000)), random.Random(5), lambda _v: venue.session(), {})
+        world.positions[address(i)] = {"BTC": "1.5", "ETH": "-2.0", "HYPE": "10"}
+    wiring = Wiring(clock, lambda s: clock.advance(int(s * 1000)), random.Random(5), lambda _v: transport.session(),
+                    {})
     ctx, _jobs, scheduler = start(open_workspace(ROOT, config), wiring)
     scheduler.run_until(T0 + 11 * 60_000, clock.set)
     ctx.close()

@@ -176,6 +176,27 @@ CASES = [
         r"rule 'halt_storage' can never match: the earlier rule 'always_first' always matches",
         id="shadowed-rule",
     ),
+    pytest.param(
+        "machines/order.yaml",
+        "allows: [order.sweep], stored_as: UNKNOWN}",
+        "allows: [order.sweep], stored_as: LOST}",
+        r"states\.PARKED\.stored_as: unknown state 'LOST' \(known: NONE, ",
+        id="stored-as-unknown-state",
+    ),
+    pytest.param(
+        "machines/order.yaml",
+        "    dest: PARKED\n    reason: RETRY_BUDGET_EXCEEDED\n",
+        "    dest: PARKED\n    reason: {fact: error_code}\n",
+        r"transitions\[8\]\.reason: a transition into 'PARKED' \(stored as 'UNKNOWN'\) needs a literal reason",
+        id="stored-as-needs-literal-reason",
+    ),
+    pytest.param(
+        "rules/execution.yaml",
+        "    then: {event: parked, reason: RETRY_BUDGET_EXCEEDED}",
+        "    then: {event: parked, reason: TIMEOUT}",
+        r"'PARKED' is stored as 'UNKNOWN' and told apart by its reason 'RETRY_BUDGET_EXCEEDED': a rule may not",
+        id="stored-as-rule-reason",
+    ),
 ]
 
 

@@ -215,6 +215,15 @@ def test_crash_fault_lets_the_venue_act_then_kills(tmp_path: Path) -> None:
     assert world.asked == ["POST /fapi/v1/order"]
 
 
+def test_lost_fault_lets_the_venue_act_then_times_out(tmp_path: Path) -> None:
+    t, world, _ = _transport(tmp_path)
+    t.faults.append(Fault("lost", match="POST /fapi/v1/order"))
+    with pytest.raises(requests.Timeout):
+        t.session().post("https://fapi.binance.com/fapi/v1/order", data="symbol=BTCUSDT")
+    assert world.asked == ["POST /fapi/v1/order"] and t.calls[0].served == "fault:lost"
+    assert t.session().post("https://fapi.binance.com/fapi/v1/order", data="symbol=BTCUSDT").status_code == 200
+
+
 def test_schema_fault_drops_fields(tmp_path: Path) -> None:
     t, _, _ = _transport(tmp_path)
     t.faults.append(Fault("schema", match="GET /fapi/v1/order", drop=("venue",)))
@@ -268,3 +277,25 @@ def test_coverage_counts_declared_transitions(default_policy: Any) -> None:
     assert hit and ("safety", f"{','.join(t.sources)} -> {t.dest}", t.event) not in cov.missing_transitions
     assert dict(cov.rows)["gap.maintenance_skip"] == 2 and "gap.maintenance_skip" not in cov.missing_rows
     assert len(cov.missing_transitions) == len(cov.transitions) - len([r for r in cov.transitions if r[3]])
+
+
+# ---------------------------------------------------------------------- worlds
+def test_copytrade_world_keeps_the_orders_it_took_without_signing_fields(tmp_path: Path) -> None:
+    from replay.worlds.copytrade import CopytradeWorld
+
+    clock = ManualClock(1_000)
+    world = CopytradeWorld(clock)
+    s = DrillTransport(clock, world, CassetteDeck([])).session()
+    body = "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.002&newClientOrderId=c1&timestamp=1&signature=s3cr3t"
+    assert s.post("https://fapi.binance.com/fapi/v1/order", data=body).json()["status"] == "FILLED"
+    assert s.post("https://fapi.binance.com/fapi/v1/order", data=body).json()["code"] == -4116  # not taken
+    assert world.account.posts == [{"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.002",
+                                    "newClientOrderId": "c1"}]
+
+
+def test_docs_list_the_whole_drill_vocabulary() -> None:
+    """docs/drills.md's vocabulary block is generated from the registry and must be current."""
+    from replay.vocabulary import refresh
+
+    docs = (ROOT / "docs" / "drills.md").read_text(encoding="utf-8")
+    assert refresh(docs) == docs, "run: python -m replay.vocabulary --write docs/drills.md"

@@ -23,6 +23,7 @@ from hlcore.adapters.http import VenueError
 from hlcore.adapters.hyperliquid.aggregate import TargetEvent, aggregate_fills
 from hlcore.adapters.hyperliquid.client import HyperliquidClient
 from hlcore.app import AppContext
+from hlcore.jobs.copytrade.order_status import OrderStatuses
 from hlcore.jobs.copytrade.sizing import floor_to_step, legs_for
 from hlcore.storage.copytrade import (
     POSITION_DUST as DUST,
@@ -88,9 +89,7 @@ class CopytradeJobs:
         event_machine = self.policy.machines[EVENT]
         self.pending_state = event_machine.initial
         self.open_event_states = [s for s, d in event_machine.states.items() if not d.final]
-        order_machine = self.policy.machines[ORDER]
-        self.final_order_states = [s for s, d in order_machine.states.items() if d.final]
-        self.parked_states = list(self.policy.lists.get("parked_order_states", ()))
+        self.statuses = OrderStatuses.of(self.policy, ORDER)  # machine state <-> order_results (§3.3)
         self._filters: dict[str, SymbolFilters] | None = None
         # Intents this process decided: they cannot have been sent before a crash, so their first
         # submit needs no query. Intents found at startup are queried first (copytrader §3.3 NONE).
@@ -264,7 +263,9 @@ class CopytradeJobs:
         tells the loop when the earliest one is, so it wakes up for it."""
         touched = 0
         self.next_query_ms = None
-        for item in self.orders.unsettled_intents(self.final_order_states + self.parked_states):
+        for item in self.orders.unsettled_intents(self.statuses.final):
+            if self.statuses.is_parked(item.result):
+                continue  # parked: only the startup sweep and `ops recover-orders` query it (§4.6)
             due = self._query_due_ms(item.result)
             if due is not None and due > self.ctx.clock.now_ms():
                 self.next_query_ms = due if self.next_query_ms is None else min(self.next_query_ms, due)
@@ -277,8 +278,7 @@ class CopytradeJobs:
     def _query_due_ms(self, result: Any) -> int | None:
         """§4.6: an UNKNOWN's queries are min(unknown_poll_interval_sec, remaining window) apart, and
         none is sent before a rate-limit cooldown ends (§4.5: no Binance request of any kind)."""
-        unresolved = self.policy.lists.get("unresolved_order_states", ())
-        if result is None or result.status not in unresolved or result.updated_at_ms is None:
+        if not self.statuses.is_unresolved(result) or result.updated_at_ms is None:
             return None
         interval = int(float(self.settings.get("execution.unknown_poll_interval_sec")) * 1000)
         if result.first_unknown_ms is not None:
@@ -298,9 +298,10 @@ class CopytradeJobs:
                 "query_attempts": attempts, "first_unknown_ms": first_unknown,
                 "order_age_ms": None if sent_ms is None else now - sent_ms}, conn=conn)
             status = self.engine.state(ORDER, correlation_id=cid)
-            unresolved = status in self.policy.lists.get("unresolved_order_states", ())
+            unresolved = status in self.statuses.unresolved_states
             self.orders.upsert_result(
-                cid, status, now, exchange_order_id=str(order.order_id) if order and order.order_id else None,
+                cid, self.statuses.stored(status), now,
+                exchange_order_id=str(order.order_id) if order and order.order_id else None,
                 filled_qty=order.executed_qty if order else None, avg_price=order.avg_price if order else None,
                 error_code=self.engine.reason(ORDER, correlation_id=cid), error_message=message,
                 contract_version=CONTRACT_VERSION, query_attempts=attempts,
@@ -319,7 +320,7 @@ class CopytradeJobs:
         if result is not None and result.status is not None:  # sent before: follow up by query only
             if client is None:
                 return
-            unresolved = result.status in self.policy.lists.get("unresolved_order_states", ())
+            unresolved = self.statuses.is_unresolved(result)
             attempts = (result.query_attempts or 0) + 1 if unresolved else 0
             answer = query_outcome(client.query_order(payload["symbol"], intent.client_order_id))
             self._outcome(cid, answer, attempts, result.first_unknown_ms if unresolved else None,
@@ -350,15 +351,14 @@ class CopytradeJobs:
         if client is None:
             return 0
         swept = 0
-        for state in self.parked_states:
-            for result in self.orders.unknown_results(state):
-                intent = self._intent(result.correlation_id)
-                if intent is None:
-                    continue
-                answer = query_outcome(client.query_order(intent.payload["symbol"], intent.client_order_id))
-                self._outcome(result.correlation_id, answer, result.query_attempts, result.first_unknown_ms,
-                              sent_ms=result.created_at_ms)
-                swept += 1
+        for result in self.statuses.parked_results(self.orders):
+            intent = self._intent(result.correlation_id)
+            if intent is None:
+                continue
+            answer = query_outcome(client.query_order(intent.payload["symbol"], intent.client_order_id))
+            self._outcome(result.correlation_id, answer, result.query_attempts, result.first_unknown_ms,
+                          sent_ms=result.created_at_ms)
+            swept += 1
         return swept
 
     def _intent(self, cid: str) -> Any:
@@ -371,11 +371,11 @@ class CopytradeJobs:
 
     def _settle_events(self) -> None:
         decided = [s for s in self.open_event_states if s != self.pending_state]
-        settled_states = set(self.final_order_states + self.parked_states)
+        final = set(self.statuses.final)
         for record in self.events.unsettled(decided):
             intents = self.orders.intents_for(record.key)
             results = [self.orders.result(i.correlation_id) for i in intents]
-            if intents and all(r is not None and r.status in settled_states for r in results):
+            if intents and all(r is not None and (r.status in final or self.statuses.is_parked(r)) for r in results):
                 now = self.ctx.clock.now_ms()
                 with self.ctx.db.transaction() as conn:
                     self.ctx.runtime.observe("event_progress", {"event_key": record.key, "step": "settled",
@@ -409,8 +409,7 @@ class CopytradeJobs:
                   "snapshot_age_ms": age, "max_drift": float(max(drifts.values(), default=Decimal(0))),
                   "missing_local": missing_local, "missing_exchange": missing_exchange,
                   "adapter_last_success_ms": http.last_success_ms, "adapter_last_error_ms": http.last_error_ms,
-                  "unparked_unknown": sum(len(self.orders.unknown_results(s))
-                                          for s in self.policy.lists.get("unresolved_order_states", ()))}
+                  "unparked_unknown": len(self.statuses.unresolved_results(self.orders))}
         before = (self.engine.state(SAFETY), self.engine.reason(SAFETY))
         with self.ctx.db.transaction() as conn:
             self.ctx.runtime.observe("reconcile_completed", fields, conn=conn)

@@ -14,16 +14,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hlcore.app import AppContext, open_app
-from hlcore.engine.scheduler import Scheduler
+from hlcore.engine.scheduler import Job, Scheduler
 from hlcore.errors import BadInput
 from hlcore.jobs.copytrade.service import Wiring
-from hlcore.jobs.monitor import build_client
+from hlcore.jobs.monitor import build_client, observe
 from hlcore.jobs.monitor.alerts import AlertWriter
 from hlcore.jobs.monitor.health import HealthJob
 from hlcore.jobs.monitor.signals import SignalJob
 from hlcore.jobs.monitor.snapshots import SnapshotJob
 from hlcore.jobs.monitor.universe import UniverseJob
-from hlcore.storage.monitor import MonitorState
+from hlcore.storage.db import StorageUnavailable
+from hlcore.storage.monitor import MonitorState, heartbeat_key
 from hlcore.storage.monitor_signals import SignalStore
 from hlcore.workspace import Workspace
 
@@ -63,20 +64,39 @@ class MonitorJobs:
     def signal_cycle(self, slot_ts: int) -> None:
         self.ctx.runtime.sync()  # adopt an operator halt/resume
         self.signals.run(slot_ts)  # the cycle also delivers its alerts (monitor §5: after each commit)
-        MonitorState(self.ctx.db).heartbeat("alerts", self.ctx.clock.now_ms())
+        try:
+            MonitorState(self.ctx.db).heartbeat("alerts", self.ctx.clock.now_ms())
+        except StorageUnavailable as exc:  # the cycle reported the outage; the next heartbeat retries
+            log.error("alerts heartbeat not written: %s", exc)
         self._count("signals")
+
+    def signals_ran_before(self) -> bool:
+        """The signal job has a heartbeat: this start is a restart (§5 restart rule)."""
+        try:
+            return MonitorState(self.ctx.db).get_int(heartbeat_key("signals")) is not None
+        except StorageUnavailable:
+            return False
 
     def dashboard_cycle(self, at_ms: int) -> None:
         """Re-derive the dashboard view (monitor §3.5) from health and the latest signal's age."""
         self.ctx.runtime.sync()  # adopt an operator halt/resume
         now = self.ctx.clock.now_ms()
         store = SignalStore(self.ctx.db)
-        stamps = [t for t in (store.latest_signal_ts(a) for a in self.ctx.settings.get("monitor.assets"))
-                  if t is not None]
+        try:
+            stamps = [t for t in (store.latest_signal_ts(a) for a in self.ctx.settings.get("monitor.assets"))
+                      if t is not None]
+        except StorageUnavailable as exc:  # storage unreachable: the policy's halt view (§3.5)
+            log.error("dashboard refresh without storage: %s", exc)
+            observe(self.ctx.runtime, "dashboard_refresh", {"signal_age_ms": None, "storage_ok": False})
+            self._count("dashboard")
+            return
         latest = max(stamps) if stamps else None
-        self.ctx.runtime.observe("dashboard_refresh", {"signal_age_ms": None if latest is None else now - latest,
-                                                       "storage_ok": True})
-        MonitorState(self.ctx.db).heartbeat("dashboard", now)
+        observe(self.ctx.runtime, "dashboard_refresh", {"signal_age_ms": None if latest is None else now - latest,
+                                                        "storage_ok": True})
+        try:
+            MonitorState(self.ctx.db).heartbeat("dashboard", now)
+        except StorageUnavailable as exc:
+            log.error("dashboard heartbeat not written: %s", exc)
         self._count("dashboard")
 
 
@@ -89,6 +109,24 @@ def build(ctx: AppContext, wiring: Wiring) -> MonitorJobs:
                           * int(s.get("monitor.snapshots.weight_headroom_pct")) // 100)  # stay inside the headroom
     return MonitorJobs(ctx, UniverseJob(ctx, client, wiring.clock), SnapshotJob(ctx, client, wiring.clock),
                        HealthJob(ctx, wiring.clock), SignalJob(ctx, wiring.clock), AlertWriter(ctx))
+
+
+def _add_signals(scheduler: Scheduler, jobs: MonitorJobs, every_ms: int, grace_ms: int) -> Job:
+    """Slot T runs at T + grace (§4.5 start). A restarted job (one that has run before) first
+    computes the latest slot whose grace has passed if now < T + interval (§5); the job never
+    recomputes a slot that has rows."""
+
+    def tick(at_ms: int) -> int:
+        slot = (at_ms - grace_ms) - (at_ms - grace_ms) % every_ms
+        jobs.signal_cycle(slot)
+        return slot + every_ms + grace_ms - at_ms  # back on the slot cadence after a catch-up run
+
+    job = scheduler.add("signals", every_ms, tick, align_ms=every_ms, offset_ms=grace_ms)
+    now = jobs.ctx.clock.now_ms()
+    latest = (now - grace_ms) - (now - grace_ms) % every_ms
+    if job.next_at > now and now < latest + every_ms and jobs.signals_ran_before():
+        job.next_at = now
+    return job
 
 
 def start(ws: Workspace, wiring: Wiring, *, only: str | None = None,
@@ -108,8 +146,7 @@ def start(ws: Workspace, wiring: Wiring, *, only: str | None = None,
         ("snapshots", lambda: scheduler.add("snapshots", interval, jobs.snapshot_cycle, align_ms=interval)),
         ("health", lambda: scheduler.add("health", interval, jobs.health_cycle, align_ms=interval,
                                          offset_ms=int(s.get("monitor.health.eval_second")) * 1000)),
-        ("signals", lambda: scheduler.add("signals", signal_every, lambda at: jobs.signal_cycle(at - grace),
-                                          align_ms=signal_every, offset_ms=grace)),
+        ("signals", lambda: _add_signals(scheduler, jobs, signal_every, grace)),
         ("dashboard", lambda: scheduler.add("dashboard", int(s.get("monitor.dashboard.refresh_sec")) * 1000,
                                             jobs.dashboard_cycle)),
     ]

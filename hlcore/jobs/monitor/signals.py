@@ -31,7 +31,7 @@ from hlcore.app import AppContext
 from hlcore.engine.clock import Clock
 from hlcore.engine.decision import Decision, Effect
 from hlcore.errors import BadInput
-from hlcore.jobs.monitor import RunStatuses, report_storage_failure
+from hlcore.jobs.monitor import RunStatuses, observe, report_storage_failure
 from hlcore.jobs.monitor import formulas as f
 from hlcore.jobs.monitor.alerts import ALERT_SUPPRESSED, ALERT_SURFACED, AlertWriter
 from hlcore.policy.model import Policy
@@ -298,6 +298,7 @@ class SignalJob:
             log.error("signal cycle %s stopped: %s", slot_ts, exc)
             result.error = str(exc)
             result.decisions.append(report_storage_failure(self.runtime, "signals"))
+            self._lock_without_storage(result)
             return result
         try:
             SystemState(self.ctx.db).set(HEARTBEAT_KEY, str(self.clock.now_ms()), self.clock.now_ms())
@@ -467,6 +468,16 @@ class SignalJob:
             result.alerts += self.alerts.write([decision], conn=conn)
         result.decisions.append(decision)
         if not self.engine.may(COMPUTE_GATE) or not self.engine.may(COMMIT_GATE):
+            _log_effects(decision)
+
+    def _lock_without_storage(self, result: SignalRun) -> None:
+        """G0 for a cycle storage stopped: the outage made health STALE (H6), so the lock closes
+        with its reason and logs the blocked line like any locked cycle (§3.2); the decision is
+        persisted with the next good write."""
+        decision, _ = observe(self.runtime, LOCK_CHECK, {"phase": PHASE_START, "asset": None, "age_ref_ms": None})
+        result.decisions.append(decision)
+        if not self.engine.may(COMPUTE_GATE):
+            result.blocked_reason = self._blocked_reason(decision)
             _log_effects(decision)
 
     def _lock_open(self, result: SignalRun, phase: str, asset: str | None) -> bool:

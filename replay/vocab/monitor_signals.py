@@ -1,0 +1,133 @@
+"""Monitor drill vocabulary for the health / signal / alert drills (monitor §9 drills 8-14).
+
+Steps act on the running monitor's own jobs (live each runs as its own process, §5 `monitor run
+--job J`): `job_dies` stops some of them (the others keep their cadence), `job_runs` makes one run
+at the step's exact instant (how a drill pins an evaluation on a boundary age such as 600.001 s;
+`signals` computes the latest slot, as a restarted signal job does, §5), and `slow_computation`
+makes one asset's measurement take time, so the lock can close between two assets (drill 9).
+The `stored` check reads any table with ISO instants for time columns."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import and_, select
+
+from hlcore.storage.schema import metadata
+from replay.drill import Expectation, iso_ms
+from replay.registry import check, step
+
+APP = "monitor"
+JOB_NAMES = ["universe", "snapshots", "health", "signals", "dashboard"]
+_ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,3})?Z$")
+_SCALARS = {"type": "dict", "keysrules": {"type": "string"},
+            "valuesrules": {"type": ["string", "integer", "number", "boolean"], "nullable": True}}
+
+
+def _jobs(player: Any) -> Any:
+    """The running monitor's `MonitorJobs` (the owner of the scheduler's bound job methods)."""
+    from hlcore.jobs.monitor.service import MonitorJobs
+
+    for job in (player.scheduler.jobs if player.scheduler is not None else ()):
+        owner = getattr(job.run, "__self__", None)
+        if isinstance(owner, MonitorJobs):
+            return owner
+    raise RuntimeError("no running monitor process (boot first)")
+
+
+@step("job_dies", {"jobs": {"type": "list", "required": True, "empty": False,
+                            "schema": {"type": "string", "allowed": JOB_NAMES}}},
+      "These monitor jobs die (live each is its own process): they stop running; the others keep their "
+      "cadence. A boot/restart brings them back.", apps=(APP,))
+def _job_dies(player: Any, args: Mapping[str, Any]) -> None:
+    if player.scheduler is None:
+        raise RuntimeError("job_dies: no running process")
+    dead = set(args["jobs"])
+    player.scheduler.jobs = [j for j in player.scheduler.jobs if j.name not in dead]
+
+
+@step("job_runs", {"job": {"type": "string", "required": True, "allowed": ["health", "signals", "dashboard"]}},
+      "The running monitor's job runs once at exactly this instant: `health` evaluates, `dashboard` "
+      "re-derives its view, `signals` computes the latest 5-minute slot (skipped if it has rows, §5).",
+      apps=(APP,))
+def _job_runs(player: Any, args: Mapping[str, Any]) -> None:
+    jobs = _jobs(player)
+    now = player.now()
+    if args["job"] == "health":
+        jobs.health_cycle(now)
+    elif args["job"] == "dashboard":
+        jobs.dashboard_cycle(now)
+    else:
+        interval = int(player.ws.settings.get("monitor.signals.interval_sec")) * 1000
+        jobs.signal_cycle(now - now % interval)
+
+
+@step("slow_computation", {"asset": {"type": "string", "required": True, "allowed": ["HYPE", "BTC", "ETH"]},
+                           "takes": {"type": ["string", "integer"], "required": True}},
+      "The next signal cycle's computation of `asset` is slow (a stalled query): the clock moves on by "
+      "`takes` while it runs, once.", apps=(APP,))
+def _slow_computation(player: Any, args: Mapping[str, Any]) -> None:
+    from replay.drill import duration_ms
+
+    signals = _jobs(player).signals
+    measure = signals.measure
+    delay = duration_ms(args["takes"]) or 0
+    armed = [True]
+
+    def slow(asset: str, slot_ts: int) -> Any:
+        result = measure(asset, slot_ts)
+        if asset == args["asset"] and armed[0]:
+            armed[0] = False
+            player.clock.advance(delay)
+        return result
+
+    signals.measure = slow
+
+
+def _value(v: Any) -> Any:
+    return iso_ms(v) if isinstance(v, str) and _ISO.match(v) else v
+
+
+def _same(got: Any, want: Any) -> bool:
+    if want is None or got is None:
+        return got is None and want is None
+    if isinstance(want, bool) or isinstance(got, bool):
+        return bool(got) == bool(want)
+    if isinstance(want, int | float) and isinstance(got, int | float):
+        return math.isclose(float(got), float(want), rel_tol=0, abs_tol=1e-6)
+    return got == want
+
+
+@check("stored", {"stored": {"type": "string", "required": True, "allowed": sorted(metadata.tables)},
+                  "where": _SCALARS, "count": {"type": "integer", "min": 0}, "is": _SCALARS},
+       "TABLE holds exactly `count` (default 1) rows matching `where`, and each of them has the `is` column "
+       "values (ISO UTC instants stand for epoch-ms time columns; numbers compare to 1e-6).", apps=(APP,))
+def _stored(player: Any, exp: Expectation) -> list[str]:
+    spec = exp.spec
+    table = metadata.tables[spec["stored"]]
+    conds = []
+    for col, want in sorted((spec.get("where") or {}).items()):
+        if col not in table.c:
+            return [f"table {table.name} has no column {col}"]
+        value = _value(want)
+        conds.append(table.c[col].is_(None) if value is None else table.c[col] == value)
+    for col in spec.get("is") or {}:
+        if col not in table.c:
+            return [f"table {table.name} has no column {col}"]
+    query = select(table)
+    if conds:
+        query = query.where(and_(*conds))
+    with player.db.transaction() as conn:
+        rows = [dict(r) for r in conn.execute(query).mappings().all()]
+    out = []
+    want_n = spec.get("count", 1)
+    if len(rows) != want_n:
+        out.append(f"{len(rows)} matching row(s), expected {want_n}")
+    for row in rows:
+        for col, want in sorted((spec.get("is") or {}).items()):
+            if not _same(row[col], _value(want)):
+                out.append(f"{col} is {row[col]!r}" + (f" (row {row.get('asset')})" if "asset" in row else ""))
+    return sorted(set(out))
