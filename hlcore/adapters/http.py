@@ -132,6 +132,7 @@ class VenueHttp:
         self.default_cooldown_ms = default_cooldown_ms
         self.max_wait_ms = max_wait_ms
         self.session = session or requests.Session()
+        self._env_settings: dict[str, dict[str, Any]] = {}  # proxies/verify/cert per origin (read once)
         self.cooldown_until_ms = 0
         self.used_weight_header: int | None = None
         self.last_success_ms: int | None = None
@@ -160,6 +161,21 @@ class VenueHttp:
         )
         return retrying(self._once, method, url or f"{self.base_url}{path}", params, json_body, headers, weight)
 
+    def _send(self, method: str, url: str, params: Mapping[str, Any] | None, json_body: Any,
+              headers: Mapping[str, str] | None) -> requests.Response:
+        """`session.request` without its per-call merging (cookies, hooks, environment): prepare
+        the request alone, with the session's headers, and send it with the environment's proxy
+        and TLS settings read once per origin. Neither venue uses cookies or redirects."""
+        merged = dict(self.session.headers)
+        merged.update(headers or {})
+        prepared = requests.Request(method, url, params=params, json=json_body, headers=merged).prepare()
+        origin = url.split("/", 3)[:3]
+        key = "/".join(origin)
+        env = self._env_settings.get(key)
+        if env is None:
+            env = self._env_settings[key] = self.session.merge_environment_settings(key, {}, None, None, None)
+        return self.session.send(prepared, timeout=self.timeout_s, allow_redirects=False, **env)
+
     # ------------------------------------------------------------------ one attempt
     def _once(self, method: str, url: str, params: Mapping[str, Any] | None, json_body: Any,
               headers: Mapping[str, str] | None, weight: int) -> HttpResult | VenueError:
@@ -179,8 +195,7 @@ class VenueHttp:
         sent = self.clock.now_ms()
         self.requests_sent += 1
         try:
-            response = self.session.request(method, url, params=params, json=json_body, headers=headers,
-                                            timeout=self.timeout_s)
+            response = self._send(method, url, params, json_body, headers)
         except requests.Timeout:
             return self._fail(VenueError(TIMEOUT, f"{self.name} request timed out"))
         except requests.RequestException as exc:
