@@ -32,7 +32,6 @@ from hlcore.engine.scheduler import Scheduler
 from hlcore.errors import BadInput
 from hlcore.jobs.copytrade.service import Wiring
 from hlcore.policy.loader import load_policy
-from hlcore.policy.model import Policy
 from hlcore.resources import resolve_policy_dir
 from hlcore.storage.db import Database, open_database
 from hlcore.storage.repos import load_json
@@ -137,17 +136,9 @@ class Outcome:
         return "".join(canonical(e) + "\n" for e in [*self.entries, self.summary()])
 
 
-_POLICIES: dict[tuple[str, str, str], Policy] = {}
 # A run's scratch folder: memory-backed when the machine has /dev/shm (a drill's database needs no
 # durability across a power cut; the process-crash steps it does test are unaffected).
 _SCRATCH = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-
-
-def _policy_stamp(directory: Path) -> str:
-    """Names, sizes and mtimes of the policy files: an edited file is loaded afresh."""
-    parts = [f"{p.relative_to(directory)}:{p.stat().st_size}:{p.stat().st_mtime_ns}"
-             for sub in ("machines", "rules") for p in sorted((directory / sub).glob("*.yaml"))]
-    return "|".join(parts)
 
 
 def _public(step: Step) -> dict[str, Any]:
@@ -220,18 +211,11 @@ class Player:
         self.settings_file.write_text(yaml.safe_dump(self.config, sort_keys=True), encoding="utf-8")
 
     def open_workspace(self) -> Workspace:
-        """What `open_workspace` gives live; the parsed policy is shared between runs of the same
-        policy folder and settings (loading it is most of a short drill's time)."""
+        """What `open_workspace` gives live (the loader keeps parsed policies between runs)."""
         mode = self.run.mode if self.run.app == "copytrader" else None
         settings = load_settings(self.settings_file, mode=mode)
         assert self.policy is not None
-        key = (str(self.policy), _policy_stamp(self.policy), canonical(settings.data))
-        policy = _POLICIES.get(key)
-        if policy is None:
-            policy = _POLICIES[key] = load_policy(self.policy, settings)
-            while len(_POLICIES) > 8:
-                _POLICIES.pop(next(iter(_POLICIES)))
-        return Workspace(self.policy, self.settings_file, settings, policy)
+        return Workspace(self.policy, self.settings_file, settings, load_policy(self.policy, settings))
 
     def now(self) -> int:
         return self.clock.now_ms()

@@ -68,9 +68,30 @@ def read_sources(policy_dir: Path) -> dict[str, Source]:
     return sources
 
 
+_LOADED: dict[tuple[str, str, str], Policy] = {}
+
+
+def _stamp(policy_dir: Path) -> str:
+    """Names, sizes and mtimes of the policy files: an edited file is loaded afresh."""
+    return "|".join(f"{p.relative_to(policy_dir)}:{p.stat().st_size}:{p.stat().st_mtime_ns}"
+                    for sub in ("machines", "rules") for p in sorted((policy_dir / sub).glob("*.y*ml")))
+
+
 def load_policy(policy_dir: Path, config: ConfigView) -> Policy:
-    """Load and check a policy directory against a config (for `config:` references)."""
-    return build_policy(read_sources(policy_dir), config)
+    """Load and check a policy directory against a config (for `config:` references).
+
+    A process keeps the last few loaded policies (they are immutable): a drill boots the app and
+    runs operator commands many times over the same files, and parsing is most of their cost."""
+    data = getattr(config, "data", None)
+    if data is None:
+        return build_policy(read_sources(policy_dir), config)
+    key = (str(policy_dir.resolve()), _stamp(policy_dir), json.dumps(data, sort_keys=True, default=str))
+    policy = _LOADED.get(key)
+    if policy is None:
+        policy = _LOADED[key] = build_policy(read_sources(policy_dir), config)
+        while len(_LOADED) > 8:
+            _LOADED.pop(next(iter(_LOADED)))
+    return policy
 
 
 def build_policy(sources: Mapping[str, Source], config: ConfigView) -> Policy:

@@ -12,7 +12,9 @@ drill's `positions`, 100% coverage, each followed by a HEALTHY `ingest_health` r
 machines of that state (health HEALTHY/OK, signal_lock OPEN/OK, dashboard_view NORMAL/OK) and,
 with `signals: true`, one flat signal slot 5 minutes before the start so the dashboard is not
 halted for want of a signal before the first live slot. Without a `leaderboard` given it also
-serves the same wallets from the stats-data world."""
+serves the same wallets from the stats-data world. `earlier` replays trades made during the
+history: a seeded run before `until` holds that item's sizes instead of the drill's `positions`
+(which stay what the world, and the runs from `until` on, hold)."""
 
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ from replay.drill import duration_ms
 from replay.givens import _machines
 from replay.registry import given, step
 from replay.wallets import address
-from replay.worlds.monitor import MonitorWorld, apply_positions, leaderboard_body
+from replay.worlds.monitor import _POSITIONS, MonitorWorld, apply_positions, leaderboard_body
 
 APP = "monitor"
 MINUTE_MS = 60_000
@@ -63,8 +65,11 @@ def _szi(value: Any) -> tuple[float, float | None, float | None, float | None, f
     "history": {"type": "string", "regex": r"^(\d+h)?(\d+m)?$"},  # clean runs before the start (10m)
     "healthy": {"type": "boolean"},                      # persist HEALTHY machines (default true)
     "signals": {"type": "boolean"},                      # one flat slot 5 min before the start (true)
+    "earlier": {"type": "list", "schema": {"type": "dict", "schema": {   # sizes held before `until`
+        "until": {**_OFFSET, "required": True}, **_POSITIONS["schema"]["schema"]}}},
 }}, "The §9 default state before boot: universe of N wallets joined `joined` ago (-15m), `history` "
-    "minutes of clean runs (10m), HEALTHY, a recent signal slot.", apps=(APP,))
+    "minutes of clean runs (10m), HEALTHY, a recent signal slot; `earlier: [{until, wallets, set}]`: sizes "
+    "the runs before `until` held.", apps=(APP,))
 def _default_universe(player: Any, value: Mapping[str, Any]) -> None:
     n = int(value.get("wallets", 200))
     start = player.now()
@@ -91,12 +96,23 @@ def _default_universe(player: Any, value: Mapping[str, Any]) -> None:
                             "universe_fail_streak": 0, "job_heartbeat_universe": joined}
 
     # 2. `history` clean minutes up to the minute before the start, sizes from the drill's positions
-    scratch = MonitorWorld(player.clock)
-    apply_positions(scratch, copy.deepcopy(player.run.given.get("positions") or []), len(pnl) or n)
+    earlier = [(start + _offset_ms(str(item["until"])), item) for item in value.get("earlier") or []]
+    books: dict[tuple[int, ...], MonitorWorld] = {}
+
+    def world_at(ts: int) -> MonitorWorld:
+        """The sizes of the run at `ts`: the drill's positions, then each `earlier` item still in force."""
+        key = tuple(i for i, (until, _) in enumerate(earlier) if ts < until)
+        if key not in books:
+            books[key] = MonitorWorld(player.clock)
+            items = list(player.run.given.get("positions") or []) + [earlier[i][1] for i in key]
+            apply_positions(books[key], copy.deepcopy(items), len(pnl) or n)
+        return books[key]
+
     last = (start - 1) - (start - 1) % MINUTE_MS  # the latest minute before the start (its run is done)
     slots = [last - k * MINUTE_MS for k in range(minutes - 1, -1, -1)]
     run_rows, snap_rows, health_rows = [], [], []
     for k, ts in enumerate(slots):
+        scratch = world_at(ts)
         run_id = f"snapshots-{ts}"
         run_rows.append({"run_id": run_id, "snapshot_ts": ts, "status": "success", "wallets_expected": n,
                          "wallets_succeeded": n, "wallets_failed": 0, "rows_expected": 3 * n,
