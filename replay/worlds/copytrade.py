@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,7 @@ class Account:
     orders: dict[str, dict[str, Any]] = field(default_factory=dict)  # by client order id
     position_side: str = "BOTH"
     marks: dict[str, Decimal] = field(default_factory=lambda: dict(MARKS))
-    order_status: str = "FILLED"  # what a new MARKET order ends as (FILLED, EXPIRED, NEW)
+    order_status: str = "FILLED"  # what a new MARKET order ends as (FILLED, PARTIALLY_FILLED: half, EXPIRED, NEW)
     # the parameters of every order the venue took (POST /fapi/v1/order past the duplicate check),
     # without signing fields: what the app asked for, in order
     posts: list[dict[str, str]] = field(default_factory=list)
@@ -137,10 +137,12 @@ class CopytradeWorld:
             acct.posts.append({k: v for k, v in params.items() if k not in SIGNING_FIELDS})
             acct.next_order_id += 1
             qty = Decimal(params.get("quantity", "0"))
-            filled = acct.order_status == "FILLED"
+            if acct.order_status == "PARTIALLY_FILLED":  # half of it executed (down to the quantity's precision)
+                qty = (qty / 2).quantize(qty, rounding=ROUND_DOWN)
+            filled = acct.order_status in ("FILLED", "PARTIALLY_FILLED")
             order = {"orderId": acct.next_order_id, "symbol": params.get("symbol", ""), "status": acct.order_status,
                      "clientOrderId": cid, "qty": params.get("quantity", "0"),
-                     "executed": params.get("quantity", "0") if filled else "0",
+                     "executed": str(qty) if filled else "0",
                      "tif": params.get("timeInForce", "GTC"),
                      "reduceOnly": params.get("reduceOnly", "false"), "side": params.get("side", ""), "updated": now}
             acct.orders[cid] = order
@@ -210,7 +212,8 @@ _FILL = {"type": "dict", "schema": {
     "feeToken": {"type": "string"}, "twapId": {"type": "integer", "nullable": True}}}
 _FILLS = {"type": "list", "schema": _FILL}
 _EXCHANGE = {"positions": _QTYS, "position_side": {"type": "string", "allowed": ["BOTH", "LONG", "SHORT"]},
-             "order_status": {"type": "string", "allowed": ["FILLED", "NEW", "EXPIRED"]}, "marks": _QTYS}
+             "order_status": {"type": "string", "allowed": ["FILLED", "PARTIALLY_FILLED", "NEW", "EXPIRED"]},
+             "marks": _QTYS}
 
 
 @given("baseline", _QTYS, "Active baseline positions {SYMBOL: qty} (the local positions).", apps=(APP,))

@@ -47,6 +47,7 @@ CONTRACT_VERSION = "1.0"  # the intent/result contract this code writes (copytra
 SAFETY, EVENT, ORDER, RECONCILE = "safety", "event", "order", "reconcile"  # machine contract names
 GATE_CLOSED = "GATE_CLOSED"  # order_answered.answer when the pre-hook's gate is shut (no request sent)
 NO_ADAPTER = "NO_ADAPTER"  # order_answered.answer in dry-run / backfill-only (no request sent)
+POLL_GATE = "order.poll"  # order states allowing it are open on the venue: polled, paced (§3.3)
 
 
 def _f(value: Decimal | None) -> float | None:
@@ -277,14 +278,24 @@ class CopytradeJobs:
 
     def _query_due_ms(self, result: Any) -> int | None:
         """§4.6: an UNKNOWN's queries are min(unknown_poll_interval_sec, remaining window) apart, and
-        none is sent before a rate-limit cooldown ends (§4.5: no Binance request of any kind)."""
-        if not self.statuses.is_unresolved(result) or result.updated_at_ms is None:
+        none is sent before a rate-limit cooldown ends (§4.5: no Binance request of any kind). An open
+        order (a state allowing `order.poll`: venue NEW / partially filled) is polled every
+        order_poll_interval_sec, and once more at tif_seconds after it was sent (§3.3 POLL_TIMEOUT)."""
+        if result is None or result.updated_at_ms is None:
+            return None
+        cooldown = self.venues.binance.http.cooldown_until_ms if self.venues.binance is not None else 0
+        state = self.statuses.machine.states.get(self.statuses.state_of(result) or "")
+        if state is not None and POLL_GATE in state.allows:
+            due = result.updated_at_ms + int(float(self.settings.get("execution.order_poll_interval_sec")) * 1000)
+            if result.created_at_ms is not None:
+                due = min(due, result.created_at_ms + int(float(self.settings.get("execution.tif_seconds")) * 1000))
+            return max(due, cooldown)
+        if not self.statuses.is_unresolved(result):
             return None
         interval = int(float(self.settings.get("execution.unknown_poll_interval_sec")) * 1000)
         if result.first_unknown_ms is not None:
             window = int(float(self.settings.get("execution.retry_budget_window_sec")) * 1000)
             interval = min(interval, max(0, result.first_unknown_ms + window - result.updated_at_ms))
-        cooldown = self.venues.binance.http.cooldown_until_ms if self.venues.binance is not None else 0
         return max(result.updated_at_ms + interval, cooldown)
 
     def _answer(self, cid: str, answer: str, error_code: str | None = None, message: str | None = None,
