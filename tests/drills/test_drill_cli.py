@@ -47,8 +47,8 @@ def test_an_edited_threshold_fails_the_drill_and_names_the_expectation(tmp_path:
 def test_a_bad_drill_file_exits_2_with_its_location(tmp_path: Path) -> None:
     fixtures = _fixtures(tmp_path, "gap_exceeded")
     path = fixtures / "gap_exceeded" / "drill.yaml"
-    path.write_text(path.read_text().replace("  - {at: 250s, do: advance}", "  - {at: 250s, do: advance}\n"
-                                             "  - {at: 1s, do: advance}"), encoding="utf-8")
+    path.write_text(path.read_text().replace("\n  - {at: 250s, do: advance}\n", "\n  - {at: 250s, do: advance}\n"
+                                             "  - {at: 1s, do: advance}\n", 1), encoding="utf-8")
     result = CliRunner().invoke(app, ["drill", "--fixtures", str(fixtures)])
     assert result.exit_code == 2
     assert "drill.yaml:" in result.stderr and "time goes backwards" in result.stderr

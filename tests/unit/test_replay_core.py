@@ -87,7 +87,7 @@ def test_unknown_given_and_table_are_located(tmp_path: Path) -> None:
 
 
 def test_missing_cassette_is_an_error(tmp_path: Path) -> None:
-    d = _drill(tmp_path, "mode: live\n", "mode: live\ncassettes: [nowhere.yaml]\n")
+    d = _drill(tmp_path, "cassettes: [binance_position_risk.yaml]", "cassettes: [nowhere.yaml]")
     assert "no such cassette: cassettes/nowhere.yaml" in _problems(d)
 
 
