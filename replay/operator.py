@@ -27,7 +27,7 @@ def run_command(player: Any, argv: list[str]) -> dict[str, Any]:
     player.flush()
     env = {k: player.env.get(k) for k in sorted(set(player.env) | set(player.driver.env))}
     original = ops_wiring.new_session
-    ops_wiring.new_session = lambda _venue: player.transport.session()
+    ops_wiring.new_session = lambda _venue: player.transport.drill_session()
     try:
         result = CliRunner().invoke(app, full, env=env, catch_exceptions=True)
     finally:

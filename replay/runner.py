@@ -188,8 +188,8 @@ class Player:
         deck = CassetteDeck([drill.directory / CASSETTE_DIR / name for name in run.cassettes])
         self.transport = DrillTransport(self.clock, self.world, deck,
                                         on_call=None if self.driver.threaded else self.flush)
-        self.wiring = Wiring(self.clock, self.clock.sleep, ScriptedChance(), lambda _venue: self.transport.session(),
-                             self.env)
+        self.wiring = Wiring(self.clock, self.clock.sleep, ScriptedChance(),
+                             lambda _venue: self.transport.drill_session(), self.env)  # type: ignore[arg-type,return-value]
         self.ws: Any = None
         self.db: Database | None = None
         self.db_id: tuple[int, int] | None = None

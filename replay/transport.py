@@ -123,6 +123,10 @@ class DrillTransport(BaseAdapter):
     def close(self) -> None:
         pass
 
+    def drill_session(self) -> DrillSession:
+        """What the app's HTTP layer gets in a drill (see `DrillSession`)."""
+        return DrillSession(self)
+
     # ------------------------------------------------------------------ one request
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         url = urlsplit(request.url or "")
@@ -195,3 +199,25 @@ class DrillTransport(BaseAdapter):
         response.url = request.url or ""
         response.reason = "OK" if reply.status < 400 else "Error"
         return response
+
+
+class DrillSession:
+    """The drill's `requests.Session`: the three members `VenueHttp` uses (`headers`,
+    `merge_environment_settings`, `send`), handing each prepared request straight to the drill
+    transport. A real session would add nothing a drill can observe here (no cookies, no
+    redirects, no proxies) and costs a third of a simulated venue call."""
+
+    def __init__(self, adapter: DrillTransport):
+        self.adapter = adapter
+        self.headers = requests.utils.default_headers()
+
+    @staticmethod
+    def merge_environment_settings(url: str, proxies: Any, stream: Any, verify: Any, cert: Any) -> dict[str, Any]:
+        return {"proxies": {}, "stream": False, "verify": True, "cert": None}
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        kwargs.pop("allow_redirects", None)
+        return self.adapter.send(request, **kwargs)
+
+    def close(self) -> None:
+        pass
