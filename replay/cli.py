@@ -3,6 +3,7 @@
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -73,6 +74,7 @@ def register(app: typer.Typer) -> None:
                       TextColumn("{task.description}"), console=err, transient=True,
                       disable=not err.is_terminal) as bar:
             task = bar.add_task("", total=len(dirs))
+            started = time.perf_counter()
             suite = run_suite(dirs, policy=policy, config=config, coverage=coverage,
                               jobs=jobs if jobs > 0 else (os.cpu_count() or 1),
                               on_done=lambda r: bar.update(task, advance=1, description=f"{r.name}: {r.verdict}"))
@@ -80,6 +82,7 @@ def register(app: typer.Typer) -> None:
             journals.mkdir(parents=True, exist_ok=True)
             for outcome in suite.outcomes():
                 (journals / f"{outcome.drill}.jsonl").write_text(outcome.journal(), encoding="utf-8")
+        wall_s = time.perf_counter() - started
         rows = summary_rows(suite)
         cov = measure(open_workspace(policy, config).policy, suite.outcomes(), suite.hits) if coverage else None
         if format == "json":
@@ -93,7 +96,7 @@ def register(app: typer.Typer) -> None:
         elif format == "md":
             sys.stdout.write(_markdown(rows, suite, cov))
         else:
-            _text(out, rows, suite, cov)
+            _text(out, rows, suite, cov, wall_s)
         if suite.errors:
             for r in suite.errors:
                 for problem in r.problems or ():
@@ -119,7 +122,7 @@ def register(app: typer.Typer) -> None:
         out.print(f"recorded {path} (secrets scrubbed); edit {path.parent.parent / 'drill.yaml'}", markup=False)
 
 
-def _text(out: object, rows: list[dict[str, object]], suite: object, cov: object) -> None:
+def _text(out: object, rows: list[dict[str, object]], suite: object, cov: object, wall_s: float) -> None:
     from replay.suite import Coverage, SuiteResult
 
     assert isinstance(suite, SuiteResult)
@@ -137,8 +140,9 @@ def _text(out: object, rows: list[dict[str, object]], suite: object, cov: object
         for more in r.outcome.failures[1:3]:
             out.print(f"     {more}", markup=False)  # type: ignore[attr-defined]
     total = len(suite.results)
-    out.print(f"{suite.passed}/{total} drills passed, {len(suite.failed)} failed, {len(suite.errors)} bad "  # type: ignore[attr-defined]
-              f"input, in {suite.seconds:.1f} s", markup=False)
+    runs = sum(int(str(row["runs"])) for row in rows)
+    out.print(f"{suite.passed}/{total} drills passed ({runs} runs), {len(suite.failed)} failed, "  # type: ignore[attr-defined]
+              f"{len(suite.errors)} bad input, in {wall_s:.1f} s ({suite.seconds:.1f} s of drill time)", markup=False)
     if isinstance(cov, Coverage):
         done = sum(1 for *_, hit in cov.transitions if hit)
         hit_rows = sum(1 for _, n in cov.rows if n)

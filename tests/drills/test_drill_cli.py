@@ -41,7 +41,7 @@ def test_an_edited_threshold_fails_the_drill_and_names_the_expectation(tmp_path:
     lines = drill_file.read_text().splitlines()
     line = next(i for i, text in enumerate(lines, 1) if "transition: {safety: HALT}" in text)
     assert f"FAIL gap_exceeded: base: {drill_file}:{line} at +0.000s" in result.stdout
-    assert "0/1 drills passed, 1 failed" in result.stdout
+    assert "0/1 drills passed (" in result.stdout and "), 1 failed" in result.stdout
 
 
 def test_a_bad_drill_file_exits_2_with_its_location(tmp_path: Path) -> None:
