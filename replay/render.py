@@ -8,8 +8,15 @@ from typing import Any
 from replay.runner import Outcome
 
 
-def _line(e: dict[str, Any]) -> str | None:
+def _line(e: dict[str, Any], last: dict[str, tuple[Any, Any]] | None = None) -> str | None:
+    """One readable line, or None. `last` (instance -> (state, reason)) lets a reason-only change
+    (an audit row whose state did not move) show, while repeated identical rows stay hidden."""
     kind = e["kind"]
+    if kind in ("transition", "audit") and last is not None and e.get("instance"):
+        before = last.get(e["instance"])
+        last[e["instance"]] = (e["to"], e["reason"])
+        if kind == "audit" and before != (e["to"], e["reason"]) and e["event"] != "seeded":
+            kind = "transition"
     if kind == "transition" and e["event"] != "seeded":
         inst = e["instance"] or e["machine"] or e.get("category") or "-"  # an ops row may name no machine
         return f"{inst:<22} {e['from'] or '-'} -> {e['to']}  {e['reason'] or ''}".rstrip()
@@ -51,8 +58,9 @@ def timeline_text(outcome: Outcome) -> str:
     lines = [f"drill {outcome.drill} ({outcome.runbook})"]
     for run in runs(outcome):
         lines.append(f"-- run {run}")
+        last: dict[str, tuple[Any, Any]] = {}
         for e in outcome.entries:
-            if e["run"] == run and (text := _line(e)) is not None:
+            if e["run"] == run and (text := _line(e, last)) is not None:
                 lines.append(f"  {e['t']:>10}  {text}")
         lines.append(f"  venue calls: {_calls(outcome, run)}")
     lines += [f"FAIL {failure}" for failure in outcome.failures]
@@ -65,8 +73,9 @@ def timeline_md(outcome: Outcome) -> str:
     out = [f"### {icon} drill `{outcome.drill}`", "", f"_{outcome.runbook}_", ""]
     for run in runs(outcome):
         out += [f"**run `{run}`**", "", "| time | what | change |", "|---:|---|---|"]
+        last: dict[str, tuple[Any, Any]] = {}
         for e in outcome.entries:
-            if e["run"] == run and (text := _line(e)) is not None:
+            if e["run"] == run and (text := _line(e, last)) is not None:
                 head, _, rest = text.partition(" ")
                 out.append(f"| {e['t']} | {head} | {rest.strip().replace('|', '/')} |")
         out += ["", f"venue calls: {_calls(outcome, run)}", ""]
