@@ -80,6 +80,8 @@ class Runtime:
         self._revision = revision
         self.engine.start(rows, ())
         self.engine.drain_changed()  # adopted from storage: nothing to write back
+        for row in rows:  # the operator acted on what storage showed: a state this process could not
+            self._unsaved_rows.pop(row["instance"], None)  # save earlier must not overwrite it now
         return True
 
     def announce(self, conn: Connection) -> None:

@@ -182,3 +182,28 @@ def test_a_rolled_back_joined_transaction_keeps_its_changes_for_the_next_write(
                                "maintenance_skip_applied_ms": None})
     unhalts = [r for r in AuditLog(rt.db).rows() if r["reason_code"] == "MANUAL_UNHALT"]
     assert len(unhalts) == 1
+
+
+def test_a_running_service_adopts_an_operator_write_from_another_process(tmp_path: Path, default_policy: Any,
+                                                                        default_settings: Any) -> None:
+    """The CLI and the service are two processes on one database: the service adopts what an
+    operator command wrote (ops_revision) at its next cycle, and only then."""
+    service, clock = runtime(tmp_path / "h.db", default_policy, default_settings)
+    assert service.sync() is False  # nothing new: one read, nothing adopted
+    operator, _ = runtime(tmp_path / "h.db", default_policy, default_settings)
+    decision = operator.observe("operator_command", {
+        "command": "reset", "target_mode": "HALT", "reason_code": None, "force": False,
+        "allow_non_halt": True, "last_reconcile_result": None, "last_reconcile_ms": None, "unknown_count": 0,
+        "open_event_count": 0}, persist=False)
+    assert [t.to_state for t in decision.transitions if t.machine == "safety"] == ["HALT"]
+    with operator.db.transaction() as conn:
+        operator.persist(decision, conn=conn)
+        operator.announce(conn)
+    assert service.engine.state("safety") == "ARMED_SAFE"  # not yet: the service has not looked
+    assert service.sync() is True
+    assert (service.engine.state("safety"), service.engine.reason("safety")) == ("HALT", "MANUAL_OVERRIDE")
+    assert service.sync() is False
+    clock.advance(1_000)
+    service.observe("boot", {"schema_status": "ok", "contract_status": "ok", "config_hash_changed": False,
+                             "mode": "live"})
+    assert SystemState(service.db).all()["safety_mode"] == "HALT"  # the service never writes the old mode back
