@@ -182,6 +182,10 @@ def behaviour_diff(base: Side, head: Side, fixtures: Path, jobs: int | None = No
                    progress: Callable[[str], None] | None = None) -> BehaviourReport:
     """Replay every drill under `fixtures` under both sides; report the drills whose journal changed."""
     report = BehaviourReport()
+    if (base.policy.hash, base.config_hash) == (head.policy.hash, head.config_hash):
+        report.notes.append("policy and settings hash the same on both sides: every drill replays identically, "
+                            "none was run")
+        return report
     drills = find_drills(fixtures.resolve())
     if not drills:
         report.notes.append(f"no drills found under {fixtures}/*/drill.yaml")

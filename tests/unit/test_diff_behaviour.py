@@ -59,3 +59,17 @@ def test_a_longer_journal_points_past_the_shorter_end() -> None:
     assert change.first_difference["line"] == 2
     assert change.first_difference["base"].startswith('{"summary"')
     assert change.states == [{"run": "base", "instance": "m", "base": ["A", "X"], "head": ["B", None]}]
+
+
+def test_identical_policy_and_settings_replay_nothing(tmp_path: Path) -> None:
+    """Same hashes on both sides: the drills would replay identically, so none is run."""
+    from contextlib import ExitStack
+
+    from hlcore.diff.behaviour import behaviour_diff
+    from hlcore.diff.sides import load_side
+
+    root = Path(__file__).resolve().parents[2]
+    with ExitStack() as stack:
+        side = load_side(str(root), stack, cwd=root)
+        report = behaviour_diff(side, side, root / "fixtures")
+    assert report.replayed == 0 and report.changed == [] and "none was run" in report.notes[0]
