@@ -117,6 +117,12 @@ def _alert_counts(entries: Iterable[dict[str, Any]]) -> Counter[str]:
     counts: Counter[str] = Counter()
     for e in entries:
         kind = str(e.get("kind", ""))
+        row = e.get("row")
+        if kind == "row" and e.get("table") == "alerts" and isinstance(row, dict):
+            reason = row.get("suppressed_reason") or "?"
+            outcome = f"suppressed/{reason}" if row.get("suppressed") else "delivered"
+            counts[f"{row.get('alert_type', 'alert')} {outcome}"] += 1
+            continue
         if "alert" in kind:
             outcome = e.get("status") or e.get("outcome") or e.get("result") or e.get("event")
             counts[f"{kind}:{outcome}" if outcome else kind] += 1

@@ -73,3 +73,17 @@ def test_identical_policy_and_settings_replay_nothing(tmp_path: Path) -> None:
         side = load_side(str(root), stack, cwd=root)
         report = behaviour_diff(side, side, root / "fixtures")
     assert report.replayed == 0 and report.changed == [] and "none was run" in report.notes[0]
+
+
+def test_alert_rows_count_as_delivered_or_suppressed_with_reason() -> None:
+    """The monitor journals each `alerts` row; the diff counts them per type and outcome."""
+    def alert(suppressed: bool, reason: str | None) -> dict[str, Any]:
+        return {"kind": "row", "run": "base", "table": "alerts",
+                "row": {"alert_type": "exit_cluster", "suppressed": suppressed, "suppressed_reason": reason}}
+
+    base = replayed([move("base", "A", "X"), alert(False, None), alert(True, "cooldown")])
+    head = replayed([move("base", "A", "X"), alert(True, "daily_cap"), alert(True, "cooldown")])
+    change = compare(Path("fixtures/d"), base, head)
+    assert change is not None
+    assert change.alerts == {"exit_cluster delivered": (1, 0), "exit_cluster suppressed/cooldown": (1, 1),
+                             "exit_cluster suppressed/daily_cap": (0, 1)}
