@@ -13,23 +13,13 @@ from typer.testing import CliRunner
 
 from hlcore.cli import app
 from hlcore.yamlsource import parse_yaml
+from tests.support.policy_copies import copy_repo_policy, edit
 
 ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
 WIDEN = ("    RECONCILE_CRITICAL: {always: true}\n",
          "    RECONCILE_CRITICAL: {always: true}\n    SCHEMA_VERSION_MISMATCH: {always: true}\n")
 
-
-def copy_repo_policy(dest: Path) -> Path:
-    for sub in ("machines", "rules", "config"):
-        shutil.copytree(ROOT / sub, dest / sub)
-    return dest
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text(encoding="utf-8")
-    assert old in text
-    path.write_text(text.replace(old, new, 1), encoding="utf-8")
 
 
 def diff(*args: str) -> tuple[int, str, str]:

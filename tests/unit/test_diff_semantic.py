@@ -7,7 +7,6 @@ edits one, and reads the labelled changes back.
 from __future__ import annotations
 
 import re
-import shutil
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -32,20 +31,10 @@ from hlcore.diff.sides import load_side
 from hlcore.errors import BadInput
 from hlcore.policy.loader import load_policy
 from hlcore.yamlsource import parse_yaml
+from tests.support.policy_copies import copy_repo_policy, edit
 
 ROOT = Path(__file__).resolve().parents[2]
 
-
-def copy_repo_policy(dest: Path) -> Path:
-    for sub in ("machines", "rules", "config"):
-        shutil.copytree(ROOT / sub, dest / sub)
-    return dest
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text(encoding="utf-8")
-    assert old in text, f"{old!r} not in {path}"
-    path.write_text(text.replace(old, new, 1), encoding="utf-8")
 
 
 @pytest.fixture
