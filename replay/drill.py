@@ -24,9 +24,9 @@ CASSETTE_DIR = "cassettes"
 APPS = ("copytrader", "monitor")
 
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$")
-_ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,3})?Z$")
+ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,3})?Z$")  # an ISO UTC instant
 
-_CLOCK = {"type": "dict", "schema": {"start": {"type": "string", "required": True, "regex": _ISO.pattern}}}
+_CLOCK = {"type": "dict", "schema": {"start": {"type": "string", "required": True, "regex": ISO.pattern}}}
 _ENV = {"type": "dict", "keysrules": {"type": "string", "regex": r"^[A-Z][A-Z0-9_]*$"},
         "valuesrules": {"type": "string", "nullable": True}}
 _LIST_OF_DICTS = {"type": "list", "schema": {"type": "dict"}}
@@ -200,7 +200,7 @@ def _run(src: Source, name: str, app: str, data: dict[str, Any], paths: dict[str
             continue
         problems += _validate(src, {key: value}, {key: kind.schema}, gpath)
     if isinstance(given.get("system_state"), dict):
-        given["system_state"] = {k: str(iso_ms(v)) if isinstance(v, str) and _ISO.match(v) else str(v)
+        given["system_state"] = {k: str(iso_ms(v)) if isinstance(v, str) and ISO.match(v) else str(v)
                                  for k, v in given["system_state"].items()}
 
     timeline: list[Step] = []

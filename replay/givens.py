@@ -6,10 +6,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import BigInteger, insert
 
+from hlcore.errors import BadInput
 from hlcore.storage.repos import MachineStateStore, SystemState, dump_json
 from hlcore.storage.schema import metadata
+from replay.drill import ISO, iso_ms
 from replay.registry import given
 
 
@@ -51,11 +53,20 @@ _TABLE = {"type": "string", "allowed": sorted(metadata.tables)}
 
 
 @given("rows", {"type": "dict", "keysrules": _TABLE, "valuesrules": {"type": "list", "schema": {"type": "dict"}}},
-       "Prior rows {TABLE: [{column: value}]} inserted as they are (dicts/lists stored as JSON).")
+       "Prior rows {TABLE: [{column: value}]}: an ISO UTC instant in an epoch-ms column becomes ms, dicts and "
+       "lists are stored as JSON.")
 def _rows(player: Any, value: Mapping[str, list[Mapping[str, Any]]]) -> None:
     with player.db.transaction() as conn:
-        for name, rows in value.items():
+        for name, rows in sorted(value.items()):
             table = metadata.tables[name]
             for row in rows:
-                conn.execute(insert(table).values({k: dump_json(v) if isinstance(v, (dict, list)) else v
-                                                   for k, v in row.items()}))
+                unknown = sorted(set(row) - set(table.c.keys()))
+                if unknown:
+                    raise BadInput(f"given rows: table {name} has no column(s) {unknown}")
+                conn.execute(insert(table).values({k: _cell(table.c[k], v) for k, v in row.items()}))
+
+
+def _cell(column: Any, value: Any) -> Any:
+    if isinstance(value, str) and ISO.match(value) and isinstance(column.type, BigInteger):
+        return iso_ms(value)
+    return dump_json(value) if isinstance(value, dict | list) else value

@@ -7,7 +7,6 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
-from hlcore.config.settings import _flatten  # noqa: F401 - keeps the settings module loaded for the CLI
 from replay.drill import deep_merge, duration_ms
 from replay.registry import step
 from replay.storage_faults import Kill

@@ -168,34 +168,39 @@ def _default_universe(player: Any, value: Mapping[str, Any]) -> None:
         _machines(player, machines)
 
 
-# ---------------------------------------------------------------------- one job dies / comes back
-def _job_schema() -> dict[str, Any]:
+# ---------------------------------------------------------------------- jobs die / come back
+def _jobs_schema() -> dict[str, Any]:
     from hlcore.jobs.monitor.service import JOBS
 
-    return {"job": {"type": "string", "required": True, "allowed": list(JOBS)}}
+    return {"jobs": {"type": "list", "required": True, "empty": False,
+                     "schema": {"type": "string", "allowed": list(JOBS)}}}
 
 
-@step("stop_job", _job_schema(), "One monitor job dies while the others run on (runbook: `pkill -f "
-      "src.ingest.fetch` stops ingestion only); the next boot starts every job again.", apps=(APP,))
-def _stop_job(player: Any, args: Mapping[str, Any]) -> None:
+@step("stop_jobs", _jobs_schema(), "These monitor jobs die while the others keep their cadence (live each "
+      "runs as its own process; runbook: `pkill -f src.ingest.fetch` stops ingestion only). `start_jobs` or "
+      "the next boot brings them back.", apps=(APP,))
+def _stop_jobs(player: Any, args: Mapping[str, Any]) -> None:
     scheduler = player.scheduler
     if scheduler is None:
-        return
+        raise RuntimeError("stop_jobs: no running process (boot first)")
     stopped = getattr(player, "stopped_jobs", {})
-    for job in [j for j in scheduler.jobs if j.name == args["job"]]:
+    for job in [j for j in scheduler.jobs if j.name in set(args["jobs"])]:
         scheduler.jobs.remove(job)
         stopped[job.name] = (job, job.next_at % job.every_ms)  # its slot phase (e.g. second 0)
     player.stopped_jobs = stopped
 
 
-@step("start_job", _job_schema(), "A job stopped by `stop_job` is started again (runbook: restart "
-      "ingestion); it runs at its next slot, never backfilling the ones it missed.", apps=(APP,))
-def _start_job(player: Any, args: Mapping[str, Any]) -> None:
+@step("start_jobs", _jobs_schema(), "Jobs stopped by `stop_jobs` start again (runbook: restart ingestion); "
+      "each runs at its next slot, never backfilling the ones it missed.", apps=(APP,))
+def _start_jobs(player: Any, args: Mapping[str, Any]) -> None:
     stopped = getattr(player, "stopped_jobs", {})
-    if player.scheduler is None or args["job"] not in stopped:
-        return
-    job, phase = stopped.pop(args["job"])
+    if player.scheduler is None:
+        raise RuntimeError("start_jobs: no running process (boot first)")
     now = player.now()
-    first = now - now % job.every_ms + phase
-    job.next_at = first if first >= now else first + job.every_ms
-    player.scheduler.jobs.append(job)
+    for name in args["jobs"]:
+        if name not in stopped:
+            continue
+        job, phase = stopped.pop(name)
+        first = now - now % job.every_ms + phase
+        job.next_at = first if first >= now else first + job.every_ms
+        player.scheduler.jobs.append(job)

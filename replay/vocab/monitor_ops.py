@@ -3,7 +3,6 @@ drills 15-20).
 
 - `prior_alerts` seeds alerts an earlier run surfaced (or suppressed), with what that run left
   beside them: the daily-cap tally and the delivery state (cooldown, last trigger) (§4.6 A4/A5).
-- `seed_rows` seeds rows of any table, ISO UTC instants standing for epoch-ms time columns.
 - The `dashboard` check reads what the dashboard would show (§3.5, §4.7 D1-D5; the HTML is not
   built yet): the view the policy's `dashboard_view` machine selected and the data that view
   renders from storage alone (header, halt box figures, panels, alert lines). Check it at a
@@ -14,26 +13,24 @@ drills 15-20).
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, insert, select
+from sqlalchemy import insert, select
 
 from hlcore.jobs.monitor import RunStatuses
 from hlcore.jobs.monitor.alerts import DELIVERY
 from hlcore.storage.monitor import IngestRuns
 from hlcore.storage.repos import MachineStateStore, dump_json
-from hlcore.storage.schema import alerts, engine_tallies, metadata, signals
+from hlcore.storage.schema import alerts, engine_tallies, signals
 from replay.checks import machine_state
-from replay.drill import Expectation, duration_ms, iso_ms
+from replay.drill import ISO, Expectation, duration_ms, iso_ms
 from replay.registry import check, given
 
 APP = "monitor"
 MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS
-_ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,3})?Z$")
 _OFFSET = {"type": "string", "regex": r"^-(\d+h)?(\d+m)?(\d+s)?$"}
 _VIEW_ICON = {"HALT": "🚨", "DEGRADED": "⚠️", "NORMAL": "✅"}  # D1 header icon per view
 _SEVERITY_ICON = {"medium": "⚠️", "high": "🔴", "critical": "🚨"}  # D4 alert line icons
@@ -42,7 +39,7 @@ _TREND_ARROW = {"rising": "↑", "flat": "→", "falling": "↓"}
 
 def _before(player: Any, when: str) -> int:
     """An ISO UTC instant, or `-23h`: the clock start minus 23 hours; in ms."""
-    if _ISO.match(when):
+    if ISO.match(when):
         return iso_ms(when)
     return player.start_ms - (duration_ms(when.lstrip("-")) or 0)
 
@@ -52,7 +49,7 @@ def _before(player: Any, when: str) -> int:
 
 @given("prior_alerts", {"type": "list", "schema": {"type": "dict", "schema": {
     "at": {"type": "string", "required": True,               # alert_ts: ISO, or before the clock start (-23h)
-           "regex": f"{_OFFSET['regex']}|{_ISO.pattern}"},
+           "regex": f"{_OFFSET['regex']}|{ISO.pattern}"},
     "asset": {"type": "string", "nullable": True, "allowed": ["HYPE", "BTC", "ETH"]},  # null: system
     "alert_type": {"type": "string", "required": True},
     "severity": {"type": "string", "required": True, "allowed": ["medium", "high", "critical"]},
@@ -92,26 +89,6 @@ def _prior_alerts(player: Any, value: list[Mapping[str, Any]]) -> None:
          "reason": "ALERT_SURFACED", "since_ms": d["since"],
          "vars": {"cooldown_until": d["cooldown_until"], "last_triggered_ts": d["last_triggered_ts"]}}
         for (asset, alert_type), d in sorted(delivery.items())], player.now())
-
-
-def _cell(column: Any, value: Any) -> Any:
-    if isinstance(value, str) and _ISO.match(value) and isinstance(column.type, BigInteger):
-        return iso_ms(value)
-    return dump_json(value) if isinstance(value, dict | list) else value
-
-
-@given("seed_rows", {"type": "dict", "keysrules": {"type": "string", "allowed": sorted(metadata.tables)},
-                     "valuesrules": {"type": "list", "schema": {"type": "dict"}}},
-       "Prior rows {TABLE: [{column: value}]}; an ISO UTC instant in an epoch-ms column becomes ms.", apps=(APP,))
-def _seed_rows(player: Any, value: Mapping[str, list[Mapping[str, Any]]]) -> None:
-    with player.db.transaction() as conn:
-        for name, items in sorted(value.items()):
-            table = metadata.tables[name]
-            for item in items:
-                unknown = sorted(set(item) - set(table.c.keys()))
-                if unknown:
-                    raise ValueError(f"seed_rows: table {name} has no column(s) {unknown}")
-                conn.execute(insert(table).values({k: _cell(table.c[k], v) for k, v in item.items()}))
 
 
 # ---------------------------------------------------------------------------------------------- dashboard

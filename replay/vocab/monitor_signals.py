@@ -1,7 +1,7 @@
 """Monitor drill vocabulary for the health / signal / alert drills (monitor §9 drills 8-14).
 
 Steps act on the running monitor's own jobs (live each runs as its own process, §5 `monitor run
---job J`): `job_dies` stops some of them (the others keep their cadence), `job_runs` makes one run
+--job J`; `stop_jobs` in monitor_base stops some of them): `job_runs` makes one run
 at the step's exact instant (how a drill pins an evaluation on a boundary age such as 600.001 s;
 `signals` computes the latest slot, as a restarted signal job does, §5), and `slow_computation`
 makes one asset's measurement take time, so the lock can close between two assets (drill 9).
@@ -10,19 +10,16 @@ The `stored` check reads any table with ISO instants for time columns."""
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import and_, select
 
 from hlcore.storage.schema import metadata
-from replay.drill import Expectation, iso_ms
+from replay.drill import ISO, Expectation, iso_ms
 from replay.registry import check, step
 
 APP = "monitor"
-JOB_NAMES = ["universe", "snapshots", "health", "signals", "dashboard"]
-_ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,3})?Z$")
 _SCALARS = {"type": "dict", "keysrules": {"type": "string"},
             "valuesrules": {"type": ["string", "integer", "number", "boolean"], "nullable": True}}
 
@@ -36,17 +33,6 @@ def _jobs(player: Any) -> Any:
         if isinstance(owner, MonitorJobs):
             return owner
     raise RuntimeError("no running monitor process (boot first)")
-
-
-@step("job_dies", {"jobs": {"type": "list", "required": True, "empty": False,
-                            "schema": {"type": "string", "allowed": JOB_NAMES}}},
-      "These monitor jobs die (live each is its own process): they stop running; the others keep their "
-      "cadence. A boot/restart brings them back.", apps=(APP,))
-def _job_dies(player: Any, args: Mapping[str, Any]) -> None:
-    if player.scheduler is None:
-        raise RuntimeError("job_dies: no running process")
-    dead = set(args["jobs"])
-    player.scheduler.jobs = [j for j in player.scheduler.jobs if j.name not in dead]
 
 
 @step("job_runs", {"job": {"type": "string", "required": True, "allowed": ["health", "signals", "dashboard"]}},
@@ -88,7 +74,7 @@ def _slow_computation(player: Any, args: Mapping[str, Any]) -> None:
 
 
 def _value(v: Any) -> Any:
-    return iso_ms(v) if isinstance(v, str) and _ISO.match(v) else v
+    return iso_ms(v) if isinstance(v, str) and ISO.match(v) else v
 
 
 def _same(got: Any, want: Any) -> bool:
