@@ -70,10 +70,6 @@ class BehaviourReport:
                 "notes": self.notes}
 
 
-def find_drills(fixtures: Path) -> list[Path]:
-    return sorted(p.parent for p in fixtures.glob("*/drill.yaml"))
-
-
 def _mask(node: Any, secrets: frozenset[str]) -> Any:
     """Hide the sides' hashes, and any SHA-256 printed inside a line (`config_hash=…` of a drill's own
     merged settings): they differ whenever anything differs, and the change itself is shown elsewhere."""
@@ -192,7 +188,9 @@ def behaviour_diff(base: Side, head: Side, fixtures: Path, jobs: int | None = No
         report.notes.append("policy and settings hash the same on both sides: every drill replays identically, "
                             "none was run")
         return report
-    drills = find_drills(fixtures.resolve())
+    from replay.suite import discover
+
+    drills = discover(fixtures.resolve())
     if not drills:
         report.notes.append(f"no drills found under {fixtures}/*/drill.yaml")
         return report
