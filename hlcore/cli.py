@@ -421,10 +421,7 @@ def ops_backup(policy: PolicyOpt = None, config: ConfigOpt = None) -> None:
     from hlcore.ops.database import backup
 
     result = backup(open_workspace(policy, config), SystemClock())
-    for line in result.lines:
-        out.print(line, markup=False)
-    if result.refused:
-        raise typer.Exit(code=1)
+    _print_outcome(result)
 
 
 @ops_app.command("rebuild-db")
@@ -441,10 +438,7 @@ def ops_rebuild_db(backup: Annotated[bool, typer.Option("--backup", help="Copy t
 
     result = rebuild(open_workspace(policy, config), SystemClock(), force=force, backup_first=backup,
                      operator=operator, reason_message=reason_message, dry_run=dry_run)
-    for line in result.lines:
-        out.print(line, markup=False)
-    if result.refused:
-        raise typer.Exit(code=1)
+    _print_outcome(result)
 
 
 @ops_app.command("recover-orders")
@@ -529,10 +523,7 @@ def _run_monitor(policy: Path | None, config: Path | None, action: Callable[[Any
         result = action(ctx)
     finally:
         ctx.close()
-    for line in result.lines:
-        out.print(line, markup=False)
-    if result.refused:
-        raise typer.Exit(code=1)
+    _print_outcome(result)
 
 
 @ops_app.command("halt")
@@ -626,10 +617,7 @@ def ops_db_check(policy: PolicyOpt = None, config: ConfigOpt = None) -> None:
     from hlcore.ops.monitor import db_check
 
     result = db_check(open_workspace(policy, config), SystemClock())
-    for line in result.lines:
-        out.print(line, markup=False)
-    if result.refused:
-        raise typer.Exit(code=1)
+    _print_outcome(result)
 
 
 # --------------------------------------------------------------------------- hlcore diff (docs/diff.md)
