@@ -5,13 +5,17 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from hlcore.errors import BadInput
+
+if TYPE_CHECKING:  # replay.suite loads the whole runner: only the drill commands import it
+    from replay.suite import Coverage, SuiteResult
 
 FORMATS = ("text", "json", "md")
 
@@ -122,10 +126,8 @@ def register(app: typer.Typer) -> None:
         out.print(f"recorded {path} (secrets scrubbed); edit {path.parent.parent / 'drill.yaml'}", markup=False)
 
 
-def _text(out: object, rows: list[dict[str, object]], suite: object, cov: object, wall_s: float) -> None:
-    from replay.suite import Coverage, SuiteResult
-
-    assert isinstance(suite, SuiteResult)
+def _text(out: Console, rows: list[dict[str, object]], suite: "SuiteResult", cov: "Coverage | None",
+          wall_s: float) -> None:
     table = Table(title=None, show_edge=False, pad_edge=False)
     for col, justify in (("drill", "left"), ("runs", "right"), ("verdict", "left"), ("seconds", "right")):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
@@ -133,31 +135,28 @@ def _text(out: object, rows: list[dict[str, object]], suite: object, cov: object
         verdict = str(row["verdict"])
         style = {"pass": "green", "fail": "red"}.get(verdict, "magenta")
         table.add_row(str(row["drill"]), str(row["runs"]), f"[{style}]{verdict}[/{style}]", f"{row['seconds']:.2f}")
-    out.print(table)  # type: ignore[attr-defined]
+    out.print(table)
     for r in suite.failed:
         assert r.outcome is not None
-        out.print(f"FAIL {r.name}: {r.outcome.failures[0]}", markup=False)  # type: ignore[attr-defined]
+        out.print(f"FAIL {r.name}: {r.outcome.failures[0]}", markup=False)
         for more in r.outcome.failures[1:3]:
-            out.print(f"     {more}", markup=False)  # type: ignore[attr-defined]
+            out.print(f"     {more}", markup=False)
     total = len(suite.results)
     runs = sum(int(str(row["runs"])) for row in rows)
-    out.print(f"{suite.passed}/{total} drills passed ({runs} runs), {len(suite.failed)} failed, "  # type: ignore[attr-defined]
+    out.print(f"{suite.passed}/{total} drills passed ({runs} runs), {len(suite.failed)} failed, "
               f"{len(suite.errors)} bad input, in {wall_s:.1f} s ({suite.seconds:.1f} s of drill time)", markup=False)
-    if isinstance(cov, Coverage):
+    if cov is not None:
         done = sum(1 for *_, hit in cov.transitions if hit)
         hit_rows = sum(1 for _, n in cov.rows if n)
-        out.print(f"coverage: transitions {done}/{len(cov.transitions)} exercised; rule rows "  # type: ignore[attr-defined]
+        out.print(f"coverage: transitions {done}/{len(cov.transitions)} exercised; rule rows "
                   f"{hit_rows}/{len(cov.rows)} matched", markup=False)
         for machine, transition, event in cov.missing_transitions:
-            out.print(f"  not exercised: {machine}: {transition} on {event}", markup=False)  # type: ignore[attr-defined]
+            out.print(f"  not exercised: {machine}: {transition} on {event}", markup=False)
         if cov.missing_rows:
-            out.print("  rule rows never matched: " + ", ".join(cov.missing_rows), markup=False)  # type: ignore[attr-defined]
+            out.print("  rule rows never matched: " + ", ".join(cov.missing_rows), markup=False)
 
 
-def _markdown(rows: list[dict[str, object]], suite: object, cov: object) -> str:
-    from replay.suite import Coverage, SuiteResult
-
-    assert isinstance(suite, SuiteResult)
+def _markdown(rows: list[dict[str, object]], suite: "SuiteResult", cov: "Coverage | None") -> str:
     lines = ["| drill | runs | verdict | seconds |", "|---|---:|---|---:|"]
     for row in rows:
         icon = {"pass": "✅", "fail": "❌"}.get(str(row["verdict"]), "⚠️")
@@ -165,7 +164,7 @@ def _markdown(rows: list[dict[str, object]], suite: object, cov: object) -> str:
     lines.append("")
     lines += [f"- ❌ `{r.name}`: {r.outcome.failures[0]}" for r in suite.failed if r.outcome]
     lines.append(f"**{suite.passed}/{len(suite.results)} drills passed** in {suite.seconds:.1f} s")
-    if isinstance(cov, Coverage):
+    if cov is not None:
         done = sum(1 for *_, hit in cov.transitions if hit)
         lines.append(f"\nCoverage: transitions {done}/{len(cov.transitions)}, rule rows "
                      f"{sum(1 for _, n in cov.rows if n)}/{len(cov.rows)}")
