@@ -74,10 +74,11 @@ def _fault(player: Any, args: Mapping[str, Any]) -> None:
     if "for" in args:
         until, times = player.now() + (duration_ms(args["for"]) or 0), None
     player.transport.faults.append(Fault(
-        args["kind"], match=args.get("match"), op=args.get("op"), user=args.get("user"), times=times,
+        args["kind"], match=args.get("match"), op=args.get("op"), times=times,
         until_ms=until, status=args.get("status"), retry_after=args.get("retry_after"), code=args.get("code"),
         msg=args.get("msg"), drop=tuple(args.get("drop") or ()), venue=args.get("venue"),
-        users=frozenset(address(i) for i in select(args.get("wallets") or [], 100_000))))
+        users=frozenset({address(i) for i in select(args.get("wallets") or [], 100_000)}
+                        | ({args["user"].lower()} if args.get("user") else set()))))
 
 
 @step("storage", {"down": {"type": "boolean", "required": True}},

@@ -44,14 +44,13 @@ class Call:
 
 @dataclass
 class Fault:
-    """`kind` on requests matching `match` ("METHOD /path" or "/path"), `op` and `user`: for the
+    """`kind` on requests matching `match` ("METHOD /path" or "/path"), `op` and `users`: for the
     next `times` calls, or every call until `until_ms`."""
 
     kind: str
     match: str | None = None
     op: str | None = None
-    user: str | None = None
-    users: frozenset[str] = frozenset()
+    users: frozenset[str] = frozenset()  # lowercase Hyperliquid `user` addresses; empty: any
     times: int | None = 1
     until_ms: int | None = None
     status: int | None = None
@@ -72,9 +71,7 @@ class Fault:
             return False
         if self.op and self.op != call.op:
             return False
-        if self.users and (call.user or "").lower() not in self.users:
-            return False
-        return not (self.user and self.user.lower() != (call.user or "").lower())
+        return not (self.users and (call.user or "").lower() not in self.users)
 
 
 @dataclass
