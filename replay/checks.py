@@ -10,8 +10,8 @@ from sqlalchemy import and_, func, select
 
 from hlcore.storage.repos import MachineStateStore, SystemState
 from hlcore.storage.schema import metadata
-from replay.drill import Expectation, duration_ms
-from replay.registry import check
+from replay.drill import DURATION, Expectation, duration_ms
+from replay.registry import check, modifier
 
 _NAMES = {"type": "dict", "keysrules": {"type": "string"}, "valuesrules": {"type": "string"}}
 _SCALARS = {"type": "dict", "keysrules": {"type": "string"},
@@ -69,14 +69,18 @@ def _transition(player: Any, exp: Expectation) -> list[str]:
     return out
 
 
-@check("never_state", {"never_state": {**_NAMES, "required": True}, "reason": _REASON},
-       "Over the whole run (or up to `at`) MACHINE never entered STATE (with `reason`).")
+@check("never_state", {"never_state": {**_NAMES, "required": True}, "reason": _REASON,
+                       "instance": {"type": "string"}},
+       "Over the whole run (or up to `at`) MACHINE never entered STATE (with `reason`; of `instance` only, "
+       "e.g. one asset's machine).",
+       example="{never_state: {regime_change: ACTIVE}, instance: regime_change/BTC}")
 def _never_state(player: Any, exp: Expectation) -> list[str]:
     out = []
     end = None if exp.at_ms is None else player.start_ms + exp.at_ms
     for name, want in sorted(exp.spec["never_state"].items()):
         hits = [e for e in transitions(player, name) if e["to"] == want and (end is None or e["ts_ms"] <= end)
-                and ("reason" not in exp.spec or e["reason"] == exp.spec["reason"])]
+                and ("reason" not in exp.spec or e["reason"] == exp.spec["reason"])
+                and ("instance" not in exp.spec or e["instance"] == exp.spec["instance"])]
         if hits:
             out.append(f"{name} entered {want}/{hits[0]['reason']} at {hits[0]['t']}")
     return out
@@ -205,3 +209,23 @@ def _log(player: Any, exp: Expectation) -> list[str]:
     if want is None:
         return [] if hits else ["no such log line"]
     return [] if len(hits) == want else [f"{len(hits)} such log line(s)"]
+
+
+@modifier("each", {"each": {"type": "dict", "required": True, "schema": {
+    "every": {**DURATION, "required": True},
+    "times": {"type": "integer", "min": 1, "required": True}}}},
+    "On a timed expectation: check it `times` times, `every` apart, from its `at` (a `since` moves along "
+    "with it, so `calls` counts each period's own calls); a failure names the occurrence's time.",
+    example="{at: 12m30s, each: {every: 5m, times: 12}, state: {playbook: No-trade}, instance: playbook/BTC}")
+def _each(exp: Expectation, value: Mapping[str, Any]) -> list[Expectation]:
+    every = duration_ms(value["every"])
+    if not every:
+        raise ValueError(f"every: expected a positive duration like 5m, got {value['every']!r}")
+    out = []
+    for k in range(int(value["times"])):
+        spec = dict(exp.spec)
+        if "since" in spec:
+            spec["since"] = (duration_ms(spec["since"]) or 0) + k * every
+        spec["at"] = (exp.at_ms or 0) + k * every
+        out.append(Expectation((exp.at_ms or 0) + k * every, exp.kind, spec, exp.line))
+    return out

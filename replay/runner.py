@@ -123,6 +123,7 @@ class Outcome:
     entries: list[dict[str, Any]] = field(default_factory=list)  # journal lines, sorted, no summary
     failures: list[str] = field(default_factory=list)
     hits: Counter[str] = field(default_factory=Counter)  # rule rows matched (coverage)
+    words: list[str] = field(default_factory=list)  # the drill vocabulary it uses (coverage; not journaled)
 
     @property
     def verdict(self) -> str:
@@ -399,7 +400,8 @@ class Player:
                 self.until(exp.at_ms or 0)
                 self.check(exp)
             self.until(step.at_ms)
-            self.add(self.now(), {"kind": "step", "do": step.do, **({"args": _public(step)} if step.args else {})})
+            self.add(self.now(), {"kind": "step", "do": step.do, **({"args": _public(step)} if step.args else {}),
+                                  **({"repeat": step.repeat} if step.repeat else {})})
             STEPS[step.do].handler(self, step.args)
             self.flush()
         for exp in timed:
@@ -436,7 +438,7 @@ def replay(directory: Path, policy: Path | None = None, config: Path | None = No
                     player = Player(drill, run, policy, config, Path(tmp))
                     if outcome is None:
                         outcome = Outcome(drill.name, drill.runbook, player.open_workspace().policy.hash,
-                                          drill.fixture_hash)
+                                          drill.fixture_hash, words=drill.words)
                     player.play()
             finally:
                 os.chdir(cwd)

@@ -7,7 +7,7 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
-from replay.drill import deep_merge, duration_ms
+from replay.drill import DURATION, deep_merge, duration_ms
 from replay.registry import step
 from replay.storage_faults import Kill
 from replay.transport import FAULT_KINDS, Fault
@@ -64,10 +64,12 @@ def _crash(player: Any, args: Mapping[str, Any]) -> None:
     "times": {"type": "integer", "min": 1, "excludes": "for"}, "for": {**_DURATION, "excludes": "times"},
     "status": {"type": "integer", "min": 100, "max": 599}, "retry_after": {"type": "integer", "min": 0},
     "code": {"type": "integer"}, "msg": {"type": "string"},
-    "drop": {"type": "list", "schema": {"type": "string"}},
+    "drop": {"type": "list", "schema": {"type": "string"}}, "takes": DURATION,
 }, "A venue misbehaves on matching requests (`wallets: 1-30` limits it to those wallets' requests): for "
-   "the next `times` calls (default 1) or every call for a duration (`for: 40s`). Kinds: "
-   + ", ".join(FAULT_KINDS) + ".")
+   "the next `times` calls (default 1) or every call for a duration (`for: 40s`); `takes: 10s` makes each "
+   "such call take that long on the scripted clock before it fails (a read timeout). Kinds: "
+   + ", ".join(FAULT_KINDS) + ".",
+   example="{at: 1m, do: fault, kind: timeout, match: GET /fapi/v1/order, takes: 10s}")
 def _fault(player: Any, args: Mapping[str, Any]) -> None:
     until = None
     times: int | None = args.get("times", 1)
@@ -77,8 +79,26 @@ def _fault(player: Any, args: Mapping[str, Any]) -> None:
         args["kind"], match=args.get("match"), op=args.get("op"), times=times,
         until_ms=until, status=args.get("status"), retry_after=args.get("retry_after"), code=args.get("code"),
         msg=args.get("msg"), drop=tuple(args.get("drop") or ()), venue=args.get("venue"),
+        takes_ms=duration_ms(args.get("takes", 0)) or 0,
         users=frozenset({address(i) for i in select(args.get("wallets") or [], 100_000)}
                         | ({args["user"].lower()} if args.get("user") else set()))))
+
+
+@step("latency", {
+    "ms": {"type": "integer", "min": 0, "required": True},
+    "venue": {"type": "string"}, "match": {"type": "string"}, "op": {"type": "string"},
+}, "From now on every answered venue call matching `venue`/`match`/`op` (all calls when none is given) takes "
+   "`ms` on the scripted clock (`ms: 0` ends it); a later latency step with the same filters replaces it. "
+   "The monitor's snapshot workers share one clock: drill it with `max_concurrency: 1`.",
+   example="{at: 30s, do: latency, ms: 300, op: clearinghouseState}")
+def _latency(player: Any, args: Mapping[str, Any]) -> None:
+    same = (args.get("venue"), args.get("match"), args.get("op"))
+    with player.transport.lock:
+        kept = [d for d in player.transport.delays if (d.venue, d.match, d.op) != same]
+        if args["ms"]:
+            kept.append(Fault("latency", match=same[1], op=same[2], venue=same[0], times=None,
+                              takes_ms=int(args["ms"])))
+        player.transport.delays = kept
 
 
 @step("storage", {"down": {"type": "boolean", "required": True}},
@@ -115,3 +135,15 @@ def _operator(player: Any, args: Mapping[str, Any]) -> None:
     player.operator_results.append({"at_ms": player.now(), "command": args["command"], **result})
     player.add(player.now(), {"kind": "operator", "command": args["command"], **result})
     player.storage_touched()
+
+
+@step("repeat", {
+    "every": {**DURATION, "required": True}, "times": {"type": "integer", "min": 1, "required": True},
+    "steps": {"type": "list", "required": True, "empty": False, "schema": {"type": "dict"}},
+}, "Periodic behaviour: the inner `steps` (each `{at?: offset inside the period, do: VERB, ...}`) happen "
+   "`times` times, `every` apart, from this step's `at`; the loader expands them (the journal marks each "
+   "occurrence `repeat: k/N`).",
+   example="{at: 10m, do: repeat, every: 5m, times: 12, steps: [{do: positions, set: [{wallets: 1-60, "
+           "set: {BTC: 2}}]}, {at: 2m30s, do: positions, set: [{wallets: 1-60, set: {BTC: 1}}]}]}")
+def _repeat(player: Any, args: Mapping[str, Any]) -> None:
+    raise AssertionError("repeat steps are expanded when the drill is loaded")

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from replay.drill import DURATION
 from replay.registry import given, step
 from replay.steps import _fault
 
@@ -15,7 +16,7 @@ _FAULT = {"type": "dict", "schema": {
     "kind": {"type": "string", "required": True}, "match": {"type": "string"}, "op": {"type": "string"},
     "times": {"type": "integer", "min": 1}, "for": {"type": ["string", "integer"]},
     "status": {"type": "integer"}, "retry_after": {"type": "integer"}, "code": {"type": "integer"},
-    "msg": {"type": "string"}}}
+    "msg": {"type": "string"}, "takes": DURATION}}
 
 
 @given("faults", {"type": "list", "schema": _FAULT},

@@ -46,7 +46,6 @@ class MonitorWorld:
         self.clock = clock
         self.leaderboard: Any = {"leaderboardRows": []}
         self.positions: dict[str, dict[str, Any]] = {}  # wallet -> coin -> szi or a full position entry
-        self.latency_ms = 0
 
     def universe_hint(self) -> int:
         """How many wallets "all" means: the leaderboard's size."""
@@ -64,8 +63,6 @@ class MonitorWorld:
         if venue == "hyperliquid-stats":
             return Reply(200, self.leaderboard)
         if venue == "hyperliquid" and isinstance(payload, dict) and payload.get("type") == "clearinghouseState":
-            if self.latency_ms:
-                self.clock.advance(self.latency_ms)
             return Reply(200, self.state(str(payload.get("user", "")).lower()))
         return Reply(422, raw=b"Failed to deserialize the JSON body into the target type")
 
@@ -135,12 +132,6 @@ def _step_positions(player: Any, args: Mapping[str, Any]) -> None:
     apply_positions(player.world, args["set"], player.world.universe_hint())
 
 
-@step("latency", {"ms": {"type": "integer", "min": 0, "required": True}},
-      "Every clearinghouseState answer takes this long (moves the scripted clock).", apps=(APP,))
-def _step_latency(player: Any, args: Mapping[str, Any]) -> None:
-    player.world.latency_ms = int(args["ms"])
-
-
 class MonitorDriver:
     """Boots the monitor's jobs exactly as `hlcore live --app monitor` does, on the drill's wiring."""
 
@@ -156,4 +147,9 @@ class MonitorDriver:
     @staticmethod
     def start(player: Any) -> tuple[Any, Any, int]:
         ctx, _jobs, scheduler = start_monitor(player.ws, player.wiring)
+        if getattr(player, "signal_pins", None):  # `set_signal_inputs` pins outlive a restart
+            from replay.vocab.monitor_signals import pin_signal_inputs
+
+            player.scheduler = scheduler
+            pin_signal_inputs(player)
         return ctx, scheduler, 0
