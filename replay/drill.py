@@ -301,7 +301,10 @@ def _run(src: Source, name: str, app: str, data: dict[str, Any], paths: dict[str
             continue
         kind = CHECKS[found[0]]
         mods = {k: MODIFIERS[k].schema[k] for k in item if k in MODIFIERS}
-        problems += _validate(src, item, {"at": _AT, **mods, **kind.schema}, where)
+        own = _validate(src, item, {"at": _AT, **mods, **kind.schema}, where)
+        problems += own
+        if own:
+            continue
         if "at" not in item:
             if mods:
                 problems.append(src.problem(where, f"{sorted(mods)[0]} needs an `at` (the first time)"))
@@ -313,11 +316,11 @@ def _run(src: Source, name: str, app: str, data: dict[str, Any], paths: dict[str
             continue
         one = Expectation(at, kind.name, {k: v for k, v in item.items() if k not in MODIFIERS}, src.line(where))
         items = [one]
-        for name in sorted(mods):
+        for mod in sorted(mods):
             try:
-                items = [e for it in items for e in MODIFIERS[name].handler(it, item[name])]
+                items = [e for it in items for e in MODIFIERS[mod].handler(it, item[mod])]
             except ValueError as exc:
-                problems.append(src.problem((*where, name), str(exc)))
+                problems.append(src.problem((*where, mod), str(exc)))
         expect += items
     if problems:
         raise BadInput(problems)
