@@ -25,19 +25,22 @@ def _set_mode(player: Any, args: Mapping[str, Any]) -> None:
 
 
 @step("boot", _RUN_MODE, "Start the process (a running one is crashed first), in `mode` when given (this and "
-      "later starts). Missing env or bad config: exit 2.")
+      "later starts). Missing env or bad config: exit 2.",
+    example="{at: 0s, do: boot, mode: dry-run}")
 def _boot(player: Any, args: Mapping[str, Any]) -> None:
     _set_mode(player, args)
     player.boot()
 
 
-@step("restart", _RUN_MODE, "Crash the running process and start it again (in `mode` when given).")
+@step("restart", _RUN_MODE, "Crash the running process and start it again (in `mode` when given).",
+    example="{at: 20s, do: restart}")
 def _restart(player: Any, args: Mapping[str, Any]) -> None:
     _set_mode(player, args)
     player.boot()
 
 
-@step("advance", {}, "Run the scheduler up to this time (a no-op marker: every step and check does it).")
+@step("advance", {}, "Run the scheduler up to this time (a no-op marker: every step and check does it).",
+    example="{at: 70s, do: advance}")
 def _advance(player: Any, args: Mapping[str, Any]) -> None:
     del player, args
 
@@ -47,7 +50,8 @@ def _advance(player: Any, args: Mapping[str, Any]) -> None:
     "commit": {"type": "string", "regex": r"^[a-z_]+$", "excludes": "on"},
     "when": {"type": "string", "allowed": ["before", "after"], "dependencies": "commit"},
 }, "The process dies: now; or armed, while sending `on` (\"METHOD /path\": the venue acts, the answer is "
-   "lost); or at the commit that writes table `commit` (`when: before` it lands, or just `after`).")
+   "lost); or at the commit that writes table `commit` (`when: before` it lands, or just `after`).",
+    example="{at: 1s, do: crash, commit: processed_txs, when: after}")
 def _crash(player: Any, args: Mapping[str, Any]) -> None:
     if "on" in args:
         player.transport.faults.append(Fault("crash", match=args["on"]))
@@ -102,13 +106,15 @@ def _latency(player: Any, args: Mapping[str, Any]) -> None:
 
 
 @step("storage", {"down": {"type": "boolean", "required": True}},
-      "The database becomes unavailable (`down: true`) or comes back (`down: false`).")
+      "The database becomes unavailable (`down: true`) or comes back (`down: false`).",
+    example="{at: 40s, do: storage, down: true}")
 def _storage(player: Any, args: Mapping[str, Any]) -> None:
     player.storage.down = bool(args["down"])
 
 
 @step("config", {"set": {"type": "dict", "required": True}},
-      "Edit the settings file (deep-merged); like a real edit it takes effect at the next boot.")
+      "Edit the settings file (deep-merged); like a real edit it takes effect at the next boot.",
+    example="{at: 1m, do: config, set: {ingest: {maintenance_skip_gap: true}}}")
 def _config(player: Any, args: Mapping[str, Any]) -> None:
     player.config = deep_merge(player.config, args["set"])
     player.write_settings()
@@ -117,7 +123,8 @@ def _config(player: Any, args: Mapping[str, Any]) -> None:
 
 @step("env", {"set": {"type": "dict", "valuesrules": {"type": "string"}},
               "unset": {"type": "list", "schema": {"type": "string"}}},
-      "Change the process environment (takes effect at the next boot).")
+      "Change the process environment (takes effect at the next boot).",
+    example="{at: 5s, do: env, unset: [BINANCE_API_SECRET]}")
 def _env(player: Any, args: Mapping[str, Any]) -> None:
     for key in args.get("unset") or ():
         player.env.pop(key, None)
@@ -126,7 +133,8 @@ def _env(player: Any, args: Mapping[str, Any]) -> None:
 
 @step("operator", {"command": {"type": "string", "required": True, "empty": False}},
       "Run an `hlcore` command (e.g. `ops unhalt --operator alice`) through the real CLI, at drill time, "
-      "against the drill's database and venues; its exit code and output go to the journal.")
+      "against the drill's database and venues; its exit code and output go to the journal.",
+    example="{at: 1s, do: operator, command: \"ops unhalt --dry-run\"}")
 def _operator(player: Any, args: Mapping[str, Any]) -> None:
     from replay.operator import run_command
 
@@ -143,7 +151,7 @@ def _operator(player: Any, args: Mapping[str, Any]) -> None:
 }, "Periodic behaviour: the inner `steps` (each `{at?: offset inside the period, do: VERB, ...}`) happen "
    "`times` times, `every` apart, from this step's `at`; the loader expands them (the journal marks each "
    "occurrence `repeat: k/N`).",
-   example="{at: 10m, do: repeat, every: 5m, times: 12, steps: [{do: positions, set: [{wallets: 1-60, "
-           "set: {BTC: 2}}]}, {at: 2m30s, do: positions, set: [{wallets: 1-60, set: {BTC: 1}}]}]}")
+   example="{at: 10m, do: repeat, every: 5m, times: 12, steps: [{do: storage, down: true}, "
+           "{at: 30s, do: storage, down: false}]}")
 def _repeat(player: Any, args: Mapping[str, Any]) -> None:
     raise AssertionError("repeat steps are expanded when the drill is loaded")

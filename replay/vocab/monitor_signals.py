@@ -40,7 +40,8 @@ def _jobs(player: Any) -> Any:
 @step("job_runs", {"job": {"type": "string", "required": True, "allowed": ["health", "signals", "dashboard"]}},
       "The running monitor's job runs once at exactly this instant: `health` evaluates, `dashboard` "
       "re-derives its view, `signals` computes the latest 5-minute slot (skipped if it has rows, §5).",
-      apps=(APP,))
+      apps=(APP,),
+    example="{at: 2m30s, do: job_runs, job: health}")
 def _job_runs(player: Any, args: Mapping[str, Any]) -> None:
     jobs = _jobs(player)
     now = player.now()
@@ -56,7 +57,8 @@ def _job_runs(player: Any, args: Mapping[str, Any]) -> None:
 @step("slow_computation", {"asset": {"type": "string", "required": True, "allowed": ["HYPE", "BTC", "ETH"]},
                            "takes": {"type": ["string", "integer"], "required": True}},
       "The next signal cycle's computation of `asset` is slow (a stalled query): the clock moves on by "
-      "`takes` while it runs, once.", apps=(APP,))
+      "`takes` while it runs, once.", apps=(APP,),
+    example="{at: 10m10s, do: slow_computation, asset: HYPE, takes: 20s}")
 def _slow_computation(player: Any, args: Mapping[str, Any]) -> None:
     from replay.drill import duration_ms
 
@@ -140,7 +142,8 @@ def _same(got: Any, want: Any) -> bool:
 @check("stored", {"stored": {"type": "string", "required": True, "allowed": sorted(metadata.tables)},
                   "where": _SCALARS, "count": {"type": "integer", "min": 0}, "is": _SCALARS},
        "TABLE holds exactly `count` (default 1) rows matching `where`, and each of them has the `is` column "
-       "values (ISO UTC instants stand for epoch-ms time columns; numbers compare to 1e-6).", apps=(APP,))
+       "values (ISO UTC instants stand for epoch-ms time columns; numbers compare to 1e-6).", apps=(APP,),
+    example="{at: 1m15s, stored: signals, where: {asset: BTC}, is: {exit_cluster_score: 25.0}}")
 def _stored(player: Any, exp: Expectation) -> list[str]:
     spec = exp.spec
     table = metadata.tables[spec["stored"]]

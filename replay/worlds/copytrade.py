@@ -230,30 +230,35 @@ _EXCHANGE = {"positions": _QTYS, "position_side": {"type": "string", "allowed": 
              "marks": _QTYS}
 
 
-@given("baseline", _QTYS, "Active baseline positions {SYMBOL: qty} (the local positions).", apps=(APP,))
+@given("baseline", _QTYS, "Active baseline positions {SYMBOL: qty} (the local positions).", apps=(APP,),
+    example="baseline: {BTCUSDT: \"0.5\"}")
 def _given_baseline(player: Any, value: Mapping[str, Any]) -> None:
     Baselines(player.db).sync({k: Decimal(str(v)) for k, v in value.items()}, "drill", "drill given", player.now())
 
 
 @given("exchange", {"type": "dict", "schema": _EXCHANGE},
-       "The Binance account: positions {SYMBOL: qty}, position_side, order_status, marks.", apps=(APP,))
+       "The Binance account: positions {SYMBOL: qty}, position_side, order_status, marks.", apps=(APP,),
+    example="exchange: {positions: {BTCUSDT: \"0.5\"}, order_status: NEW}")
 def _given_exchange(player: Any, value: Mapping[str, Any]) -> None:
     player.world.set_exchange(value)
 
 
-@given("fills", _FILLS, "Hyperliquid fills of the target wallet (time absolute, or offset like -3s).", apps=(APP,))
+@given("fills", _FILLS, "Hyperliquid fills of the target wallet (time absolute, or offset like -3s).", apps=(APP,),
+    example="fills: [{tid: 7, sz: \"1.0\", side: B, startPosition: \"0.0\", offset: \"-3s\"}]")
 def _given_fills(player: Any, value: list[Mapping[str, Any]]) -> None:
     player.world.add_fills(value, player.now())
 
 
 @step("fills", {"fills": {**_FILLS, "required": True}},
-      "The target wallet trades: these fills appear on Hyperliquid (offset relative to the step).", apps=(APP,))
+      "The target wallet trades: these fills appear on Hyperliquid (offset relative to the step).", apps=(APP,),
+    example="{at: 5s, do: fills, fills: [{tid: 7, sz: \"2.0\", side: B, startPosition: \"0.0\", offset: \"-1s\"}]}")
 def _step_fills(player: Any, args: Mapping[str, Any]) -> None:
     player.world.add_fills(args["fills"], player.now())
 
 
 @step("exchange", _EXCHANGE, "The Binance account changes (positions, position side, order outcome, marks).",
-      apps=(APP,))
+      apps=(APP,),
+    example="{at: 80s, do: exchange, positions: {BTCUSDT: \"0.9\"}}")
 def _step_exchange(player: Any, args: Mapping[str, Any]) -> None:
     player.world.set_exchange(args)
 

@@ -111,23 +111,27 @@ def apply_positions(world: MonitorWorld, items: list[Mapping[str, Any]], univers
 
 @given("leaderboard", {"type": "dict", "schema": _LEADERBOARD},
        "The stats-data leaderboard: `wallets: N` rows (wallets 1..N by falling month pnl), extra `rows`, or a "
-       "whole `body`.", apps=(APP,))
+       "whole `body`.", apps=(APP,),
+    example="leaderboard: {wallets: 205}")
 def _given_leaderboard(player: Any, value: Mapping[str, Any]) -> None:
     player.world.leaderboard = leaderboard_body(value)
 
 
-@step("leaderboard", _LEADERBOARD, "The leaderboard changes (same keys as the given).", apps=(APP,))
+@step("leaderboard", _LEADERBOARD, "The leaderboard changes (same keys as the given).", apps=(APP,),
+    example="{at: 1m, do: leaderboard, wallets: 205}")
 def _step_leaderboard(player: Any, args: Mapping[str, Any]) -> None:
     player.world.leaderboard = leaderboard_body(args)
 
 
-@given("positions", _POSITIONS, "Open positions: [{wallets: 1-50 | [..] | all, set: {COIN: szi}}].", apps=(APP,))
+@given("positions", _POSITIONS, "Open positions: [{wallets: 1-50 | [..] | all, set: {COIN: szi}}].", apps=(APP,),
+    example="positions: [{wallets: \"1-200\", set: {HYPE: \"1.0\", BTC: \"10.0\"}}]")
 def _given_positions(player: Any, value: list[Mapping[str, Any]]) -> None:
     apply_positions(player.world, value, player.world.universe_hint())
 
 
 @step("positions", {"set": {**_POSITIONS, "required": True}}, "Wallets trade: [{wallets, set: {COIN: szi}}].",
-      apps=(APP,))
+      apps=(APP,),
+    example="{at: 1m, do: positions, set: [{wallets: \"21-72\", set: {BTC: \"8\"}}]}")
 def _step_positions(player: Any, args: Mapping[str, Any]) -> None:
     apply_positions(player.world, args["set"], player.world.universe_hint())
 

@@ -15,6 +15,7 @@ from hlcore.engine.clock import ManualClock
 from hlcore.errors import BadInput
 from replay.cassettes import CassetteDeck
 from replay.drill import Drill, load_drill
+from replay.registry import Kind, vocabulary
 from replay.runner import Outcome
 from replay.suite import words_used
 from replay.transport import DrillTransport, Fault, Reply
@@ -198,3 +199,28 @@ def test_coverage_lists_every_word_and_the_drills_using_it() -> None:
                             Outcome("b", "r", "p", "f", words=["step:boot"])]))
     assert used["step:boot"] == ["a", "b"] and used["check:position"] == ["a"]
     assert used["step:set_signal_inputs"] == [] and used["modifier:each"] == []
+
+
+# ---------------------------------------------------------------------- the documented examples
+def _example_drill(table: str, kind: Kind) -> str:
+    app = kind.apps[0] if kind.apps else "copytrader"
+    given, steps, expect = "", "", "  - {at: 0s, process: running}\n"
+    if table == "given":
+        given = f"given:\n  {kind.example}\n"
+    elif table == "step":
+        steps = f"  - {kind.example}\n"
+    else:
+        expect = f"  - {kind.example}\n"
+    return HEAD.format(app=app) + steps + given + "expect:\n" + expect
+
+
+@pytest.mark.parametrize(("table", "name"), [(t, n) for t, kinds in vocabulary().items() for n in sorted(kinds)])
+def test_every_word_has_an_example_the_loader_accepts(tmp_path: Path, table: str, name: str) -> None:
+    """docs/drills.md shows each word with a one-line example: it must be a valid drill line."""
+    kind = vocabulary()[table][name]
+    assert kind.example, f"{table} {name} has no example"
+    target = tmp_path / "d"
+    target.mkdir()
+    (target / "drill.yaml").write_text(_example_drill(table, kind), encoding="utf-8")
+    drill = load_drill(target)
+    assert f"{table}:{name}" in drill.words
