@@ -29,7 +29,7 @@ from hlcore.config.settings import load_settings
 from hlcore.engine import trace
 from hlcore.engine.clock import ManualClock
 from hlcore.engine.scheduler import Scheduler
-from hlcore.errors import BadInput
+from hlcore.errors import BadInput, Problem
 from hlcore.jobs.copytrade.service import Wiring
 from hlcore.policy.loader import load_policy
 from hlcore.resources import resolve_policy_dir
@@ -402,7 +402,11 @@ class Player:
             self.until(step.at_ms)
             self.add(self.now(), {"kind": "step", "do": step.do, **({"args": _public(step)} if step.args else {}),
                                   **({"repeat": step.repeat} if step.repeat else {})})
-            STEPS[step.do].handler(self, step.args)
+            try:
+                STEPS[step.do].handler(self, step.args)
+            except BadInput as exc:  # a step's argument bad for this run (e.g. a slot off the grid): locate it
+                raise BadInput([Problem(self.drill.file, f"timeline ({step.do})", p.message, step.line)
+                                if not p.file else p for p in exc.problems]) from None
             self.flush()
         for exp in timed:
             self.until(exp.at_ms or 0)

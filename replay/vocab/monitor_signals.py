@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import and_, select
 
+from hlcore.errors import BadInput
 from hlcore.jobs.monitor.formulas import Trend
 from hlcore.storage.schema import metadata
 from replay.drill import DURATION, ISO, Expectation, iso_ms
@@ -99,6 +100,10 @@ def _set_signal_inputs(player: Any, args: Mapping[str, Any]) -> None:
     from replay.drill import duration_ms
 
     slot = None if "slot" not in args else player.start_ms + (duration_ms(args["slot"]) or 0)
+    interval = int(player.ws.settings.get("monitor.signals.interval_sec")) * 1000
+    if slot is not None and slot % interval:
+        raise BadInput(f"set_signal_inputs slot {args['slot']}: the clock start plus it is not a signal slot "
+                       f"(every {interval // 1000} s on the clock)")
     pins = [p for p in getattr(player, "signal_pins", []) if slot is not None or p[:2] != (args["asset"], None)]
     player.signal_pins = [*pins, (args["asset"], slot, dict(args["set"]))]
     if player.scheduler is not None:

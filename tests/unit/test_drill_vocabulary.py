@@ -224,3 +224,19 @@ def test_every_word_has_an_example_the_loader_accepts(tmp_path: Path, table: str
     (target / "drill.yaml").write_text(_example_drill(table, kind), encoding="utf-8")
     drill = load_drill(target)
     assert f"{table}:{name}" in drill.words
+
+
+def test_a_pin_off_the_slot_grid_is_bad_input_located_at_its_step(tmp_path: Path) -> None:
+    """The clock starts 09:59:30: `slot: 1m` is 10:00:30, no 5-minute slot; exit 2 at the step's line."""
+    from replay.runner import replay
+
+    body = ("  - {at: 1s, do: set_signal_inputs, asset: BTC, slot: 1m, set: {exit_cluster_score: 25.01}}\n"
+            "expect:\n  - {at: 0s, process: running}\n")
+    target = _write(tmp_path, body, app="monitor")
+    text = (target / "drill.yaml").read_text(encoding="utf-8").replace("10:00:00Z", "09:59:30Z")
+    (target / "drill.yaml").write_text(text, encoding="utf-8")
+    with pytest.raises(BadInput) as info:
+        replay(target)
+    (problem,) = info.value.problems
+    assert problem.line == _line(tmp_path, "set_signal_inputs") and problem.file.endswith("drill.yaml")
+    assert "slot 1m" in problem.message and "not a signal slot" in problem.message
