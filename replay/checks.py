@@ -10,8 +10,8 @@ from sqlalchemy import and_, func, select
 
 from hlcore.storage.repos import MachineStateStore, SystemState
 from hlcore.storage.schema import metadata
-from replay.drill import Expectation, duration_ms
-from replay.registry import check
+from replay.drill import DURATION, Expectation, duration_ms
+from replay.registry import check, modifier
 
 _NAMES = {"type": "dict", "keysrules": {"type": "string"}, "valuesrules": {"type": "string"}}
 _SCALARS = {"type": "dict", "keysrules": {"type": "string"},
@@ -36,7 +36,8 @@ def machine_state(player: Any, name: str, instance: str | None = None) -> tuple[
 
 
 @check("state", {"state": {**_NAMES, "required": True}, "reason": _REASON, "instance": {"type": "string"}},
-       "MACHINE is in STATE (and `reason`), read from the running engine or, with no process, from storage.")
+       "MACHINE is in STATE (and `reason`), read from the running engine or, with no process, from storage.",
+    example="{at: 0s, state: {safety: ARMED_LIVE}, reason: OK}")
 def _state(player: Any, exp: Expectation) -> list[str]:
     spec, out = exp.spec, []
     for name, want in sorted(spec["state"].items()):
@@ -52,7 +53,8 @@ def transitions(player: Any, machine: str) -> list[dict[str, Any]]:
 
 @check("transition", {"transition": {**_NAMES, "required": True}, "reason": _REASON, "from": {"type": "string"},
                       "within": {"type": ["string", "integer"]}, "instance": {"type": "string"}},
-       "An audit row moved MACHINE to STATE at exactly `at` (or within `within` after it).")
+       "An audit row moved MACHINE to STATE at exactly `at` (or within `within` after it).",
+    example="{at: 6s, transition: {order: FILLED}, from: PARTIALLY_FILLED, within: 1s}")
 def _transition(player: Any, exp: Expectation) -> list[str]:
     spec, out = exp.spec, []
     lo = player.start_ms + (exp.at_ms or 0)
@@ -69,21 +71,26 @@ def _transition(player: Any, exp: Expectation) -> list[str]:
     return out
 
 
-@check("never_state", {"never_state": {**_NAMES, "required": True}, "reason": _REASON},
-       "Over the whole run (or up to `at`) MACHINE never entered STATE (with `reason`).")
+@check("never_state", {"never_state": {**_NAMES, "required": True}, "reason": _REASON,
+                       "instance": {"type": "string"}},
+       "Over the whole run (or up to `at`) MACHINE never entered STATE (with `reason`; of `instance` only, "
+       "e.g. one asset's machine).",
+       example="{never_state: {regime_change: ACTIVE}, instance: regime_change/BTC}")
 def _never_state(player: Any, exp: Expectation) -> list[str]:
     out = []
     end = None if exp.at_ms is None else player.start_ms + exp.at_ms
     for name, want in sorted(exp.spec["never_state"].items()):
         hits = [e for e in transitions(player, name) if e["to"] == want and (end is None or e["ts_ms"] <= end)
-                and ("reason" not in exp.spec or e["reason"] == exp.spec["reason"])]
+                and ("reason" not in exp.spec or e["reason"] == exp.spec["reason"])
+                and ("instance" not in exp.spec or e["instance"] == exp.spec["instance"])]
         if hits:
             out.append(f"{name} entered {want}/{hits[0]['reason']} at {hits[0]['t']}")
     return out
 
 
 @check("system_state", {"system_state": {**_SCALARS, "required": True}},
-       "Each `system_state` key holds VALUE (null: the key is absent).")
+       "Each `system_state` key holds VALUE (null: the key is absent).",
+    example="{at: 0s, system_state: {last_processed_timestamp_ms: 1769248801000}}")
 def _system_state(player: Any, exp: Expectation) -> list[str]:
     have = SystemState(player.db).all()
     out = []
@@ -112,7 +119,8 @@ def count_rows(player: Any, table_name: str, where: Mapping[str, Any] | None) ->
 
 @check("rows", {"rows": {"type": "dict", "required": True, "keysrules": {"type": "string"},
                          "valuesrules": {"type": "integer", "min": 0}}, "where": _SCALARS},
-       "TABLE holds exactly N rows (matching `where`, column = value).")
+       "TABLE holds exactly N rows (matching `where`, column = value).",
+    example="{at: 6s, rows: {processed_txs: 1}, where: {state: DONE}}")
 def _rows(player: Any, exp: Expectation) -> list[str]:
     out = []
     for name, want in sorted(exp.spec["rows"].items()):
@@ -132,7 +140,8 @@ def calls_matching(player: Any, what: str, end_ms: int | None = None, start_ms: 
 
 @check("never", {"never": {"type": "string", "required": True, "empty": False}},
        "Over the whole run (or up to `at`): `order_submitted` (no `POST /fapi/v1/order`), `intent` (no "
-       "`order_intents` row), or no venue call matching a Hyperliquid type, `METHOD /path`, `/path` or venue.")
+       "`order_intents` row), or no venue call matching a Hyperliquid type, `METHOD /path`, `/path` or venue.",
+    example="{never: order_submitted}")
 def _never(player: Any, exp: Expectation) -> list[str]:
     what = exp.spec["never"]
     if what == "intent":
@@ -148,7 +157,8 @@ def _never(player: Any, exp: Expectation) -> list[str]:
 @check("calls", {"calls": {"type": "dict", "required": True, "keysrules": {"type": "string"},
                            "valuesrules": {"type": "integer", "min": 0}},
                  "since": {"type": ["string", "integer"]}},
-       "Venue calls matching each key (as for `never`) number exactly N, up to `at` (from `since`).")
+       "Venue calls matching each key (as for `never`) number exactly N, up to `at` (from `since`).",
+    example="{at: 70s, calls: {\"POST /fapi/v1/order\": 1, \"GET /fapi/v1/order\": 2}}")
 def _calls(player: Any, exp: Expectation) -> list[str]:
     end = None if exp.at_ms is None else player.start_ms + exp.at_ms
     start = None if "since" not in exp.spec else player.start_ms + (duration_ms(exp.spec["since"]) or 0)
@@ -163,7 +173,8 @@ def _calls(player: Any, exp: Expectation) -> list[str]:
 @check("operator", {"operator": {"type": "dict", "required": True, "schema": {
     "exit": {"type": "integer"}, "says": {"type": "list", "schema": {"type": "string"}},
     "not_says": {"type": "list", "schema": {"type": "string"}}}}},
-       "The last operator command up to `at` exited with `exit` and its output contains each `says` text.")
+       "The last operator command up to `at` exited with `exit` and its output contains each `says` text.",
+    example="{at: 5s, operator: {exit: 0, says: [\"config_hash=\"]}}")
 def _operator(player: Any, exp: Expectation) -> list[str]:
     end = None if exp.at_ms is None else player.start_ms + exp.at_ms
     ran = [r for r in player.operator_results if end is None or r["at_ms"] <= end]
@@ -180,7 +191,8 @@ def _operator(player: Any, exp: Expectation) -> list[str]:
 
 @check("process", {"process": {"type": "string", "required": True, "regex": r"^(running|stopped|exit \d+)$"}},
        "The process is `running`, `stopped` (crashed or killed) or ended with `exit N` (e.g. exit 2 on "
-       "missing environment).")
+       "missing environment).",
+    example="{at: 0s, process: exit 2}")
 def _process(player: Any, exp: Expectation) -> list[str]:
     want = exp.spec["process"]
     if player.ctx is not None:
@@ -194,7 +206,8 @@ def _process(player: Any, exp: Expectation) -> list[str]:
 
 @check("log", {"log": {"type": "string", "required": True, "empty": False}, "count": {"type": "integer", "min": 0},
                "since": {"type": ["string", "integer"]}},
-       "A WARNING+ log line containing the text was written (exactly `count` times when given), up to `at`.")
+       "A WARNING+ log line containing the text was written (exactly `count` times when given), up to `at`.",
+    example="{at: 42s, log: \"slow tick\", count: 1}")
 def _log(player: Any, exp: Expectation) -> list[str]:
     end = None if exp.at_ms is None else player.start_ms + exp.at_ms
     start = None if "since" not in exp.spec else player.start_ms + (duration_ms(exp.spec["since"]) or 0)
@@ -205,3 +218,23 @@ def _log(player: Any, exp: Expectation) -> list[str]:
     if want is None:
         return [] if hits else ["no such log line"]
     return [] if len(hits) == want else [f"{len(hits)} such log line(s)"]
+
+
+@modifier("each", {"each": {"type": "dict", "required": True, "schema": {
+    "every": {**DURATION, "required": True},
+    "times": {"type": "integer", "min": 1, "required": True}}}},
+    "On a timed expectation: check it `times` times, `every` apart, from its `at` (a `since` moves along "
+    "with it, so `calls` counts each period's own calls); a failure names the occurrence's time.",
+    example="{at: 12m30s, each: {every: 5m, times: 12}, state: {playbook: No-trade}, instance: playbook/BTC}")
+def _each(exp: Expectation, value: Mapping[str, Any]) -> list[Expectation]:
+    every = duration_ms(value["every"])
+    if not every:
+        raise ValueError(f"every: expected a positive duration like 5m, got {value['every']!r}")
+    out = []
+    for k in range(int(value["times"])):
+        spec = dict(exp.spec)
+        if "since" in spec:
+            spec["since"] = (duration_ms(spec["since"]) or 0) + k * every
+        spec["at"] = (exp.at_ms or 0) + k * every
+        out.append(Expectation((exp.at_ms or 0) + k * every, exp.kind, spec, exp.line))
+    return out

@@ -95,7 +95,9 @@ def register(app: typer.Typer) -> None:
             if cov is not None:
                 doc["coverage"] = {"transitions": [{"machine": m, "transition": t, "event": e, "exercised": h}
                                                    for m, t, e, h in cov.transitions],
-                                   "rows": [{"row": r, "hits": n} for r, n in cov.rows]}
+                                   "rows": [{"row": r, "hits": n} for r, n in cov.rows],
+                                   "words": [{"word": w, "drills": d} for w, d in cov.words],
+                                   "vocabulary": {o.drill: o.words for o in suite.outcomes()}}
             sys.stdout.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")
         elif format == "md":
             sys.stdout.write(_markdown(rows, suite, cov))
@@ -106,7 +108,7 @@ def register(app: typer.Typer) -> None:
                 for problem in r.problems or ():
                     err.print(f"error: {problem}", markup=False)
             raise typer.Exit(code=2)
-        if suite.failed or (cov is not None and cov.missing_transitions):
+        if suite.failed or (cov is not None and (cov.missing_transitions or cov.unused_words)):
             raise typer.Exit(code=1)
 
     @app.command()
@@ -154,6 +156,12 @@ def _text(out: Console, rows: list[dict[str, object]], suite: "SuiteResult", cov
             out.print(f"  not exercised: {machine}: {transition} on {event}", markup=False)
         if cov.missing_rows:
             out.print("  rule rows never matched: " + ", ".join(cov.missing_rows), markup=False)
+        used = len(cov.words) - len(cov.unused_words)
+        out.print(f"vocabulary: {used}/{len(cov.words)} words used", markup=False)
+        for outcome in suite.outcomes():
+            out.print(f"  {outcome.drill}: {', '.join(outcome.words)}", markup=False)
+        for word in cov.unused_words:
+            out.print(f"  unused word: {word}", markup=False)
 
 
 def _markdown(rows: list[dict[str, object]], suite: "SuiteResult", cov: "Coverage | None") -> str:
@@ -169,4 +177,7 @@ def _markdown(rows: list[dict[str, object]], suite: "SuiteResult", cov: "Coverag
         lines.append(f"\nCoverage: transitions {done}/{len(cov.transitions)}, rule rows "
                      f"{sum(1 for _, n in cov.rows if n)}/{len(cov.rows)}")
         lines += [f"- not exercised: `{m}`: {t} on `{e}`" for m, t, e in cov.missing_transitions]
+        lines.append(f"\nVocabulary: {len(cov.words) - len(cov.unused_words)}/{len(cov.words)} words used")
+        lines += [f"- `{o.drill}`: " + ", ".join(f"`{w}`" for w in o.words) for o in suite.outcomes()]
+        lines += [f"- unused: `{w}`" for w in cov.unused_words]
     return "\n".join(lines) + "\n"

@@ -17,13 +17,15 @@ from cerberus import Validator
 from hlcore.config.settings import _flatten, _message
 from hlcore.errors import BadInput, Problem
 from hlcore.yamlsource import Source, load_yaml
-from replay.registry import CHECKS, GIVENS, STEPS, Kind, load_all
+from replay.registry import CHECKS, GIVENS, MODIFIERS, STEPS, Kind, load_all
 
 DRILL_FILE = "drill.yaml"
 CASSETTE_DIR = "cassettes"
 APPS = ("copytrader", "monitor")
 
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$")
+# a duration argument (`takes: 10s`, `every: 5m`): checked when the drill loads, located by file:line
+DURATION: dict[str, Any] = {"type": ["string", "integer"], "regex": r"^(?=\d)" + _DURATION.pattern[1:]}
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,3})?Z$")  # an ISO UTC instant
 
 _CLOCK = {"type": "dict", "schema": {"start": {"type": "string", "required": True, "regex": ISO.pattern}}}
@@ -50,6 +52,7 @@ SCHEMA: dict[str, Any] = {
         "expect": {**_LIST_OF_DICTS, "required": True, "empty": False}}}},
 }
 _AT = {"type": ["string", "integer"]}
+REPEAT = "repeat"  # the verb the loader expands into its inner steps
 
 
 @dataclass
@@ -58,6 +61,7 @@ class Step:
     do: str
     args: dict[str, Any]
     line: int | None
+    repeat: str | None = None  # "k/N": the k-th occurrence of a `repeat` step's inner step
 
 
 @dataclass
@@ -95,6 +99,7 @@ class Drill:
     directory: Path
     fixture_hash: str
     runs: list[Run] = field(default_factory=list)
+    words: list[str] = field(default_factory=list)  # the vocabulary it uses ("step:boot", "check:state", ...)
 
 
 def iso_ms(text: str) -> int:
@@ -183,7 +188,71 @@ def load_drill(directory: Path) -> Drill:
             problems.append(src.problem(("cassettes",), f"no such cassette: {CASSETTE_DIR}/{name}"))
     if problems:
         raise BadInput(sorted(set(problems), key=lambda p: (p.line or 0, p.path, p.message)))
+    drill.words = words_of(data)
     return drill
+
+
+def words_of(data: dict[str, Any]) -> list[str]:
+    """The registered words a (valid) drill file uses, as "table:name", sorted."""
+    runs = [data, *(data.get("variants") or [])]
+    words: set[str] = set()
+    for run in runs:
+        words |= {f"given:{k}" for k in run.get("given") or {} if k in GIVENS}
+        items = list(run.get("timeline") or [])
+        while items:
+            item = items.pop()
+            words.add(f"step:{item.get('do')}")
+            items += item.get("steps") or [] if item.get("do") == REPEAT else []
+        for item in run.get("expect") or []:
+            words |= {f"check:{k}" for k in item if k in CHECKS} | {f"modifier:{k}" for k in item if k in MODIFIERS}
+    return sorted(words)
+
+
+def _timed_step(src: Source, item: Any, where: tuple[Any, ...], app: str, problems: list[Problem], *,
+                required: bool) -> int | None:
+    """Validate one timeline item (its verb and keys); its `at` in ms, None when unusable."""
+    kind = STEPS.get(item.get("do")) if isinstance(item.get("do"), str) else None
+    if kind is None or not _usable(kind, app) or (not required and kind.name == REPEAT):
+        allowed = sorted(k for k, v in STEPS.items() if _usable(v, app) and (required or k != REPEAT))
+        problems.append(src.problem((*where, "do"), f"expected one of {allowed}, got {item.get('do')!r}"))
+        return None
+    problems += _validate(src, item, {"at": {**_AT, "required": required}, "do": {"type": "string"},
+                                      **kind.schema}, where)
+    at = duration_ms(item.get("at", 0))
+    if at is None:
+        problems.append(src.problem((*where, "at"), f"expected a duration like 30s, 4m, 250ms, got "
+                                                    f"{item.get('at')!r}"))
+    return at
+
+
+def _expand_step(src: Source, item: dict[str, Any], where: tuple[Any, ...], at: int, app: str,
+                 problems: list[Problem]) -> list[Step]:
+    """One timeline item as steps: itself, or a `repeat`'s inner steps at each period."""
+    if item["do"] != REPEAT:
+        return [Step(at, item["do"], {k: v for k, v in item.items() if k not in ("at", "do")}, src.line(where))]
+    every, times = duration_ms(item.get("every")), item.get("times")
+    if not every or not isinstance(times, int) or times < 1:
+        problems.append(src.problem((*where, "every"), f"expected a positive duration like 5m, got "
+                                                       f"{item.get('every')!r}"))
+        return []
+    inner: list[tuple[int, dict[str, Any], int | None]] = []
+    for j, sub in enumerate(item.get("steps") or []):
+        sub_where = (*where, "steps", j)
+        if not isinstance(sub, dict):
+            continue  # the schema reported it
+        offset = _timed_step(src, sub, sub_where, app, problems, required=False)
+        if offset is None:
+            continue
+        if offset >= every:
+            problems.append(src.problem((*sub_where, "at"), f"an offset inside the period must be under "
+                                                            f"{item['every']}, got {sub.get('at')!r}"))
+        inner.append((offset, sub, src.line(sub_where)))
+    out = []
+    for k in range(times):
+        for offset, sub, line in inner:
+            args = {key: v for key, v in sub.items() if key not in ("at", "do")}
+            out.append(Step(at + k * every + offset, sub["do"], args, line, f"{k + 1}/{times}"))
+    return out
 
 
 def _run(src: Source, name: str, app: str, data: dict[str, Any], paths: dict[str, tuple[Any, ...]]) -> Run:
@@ -208,25 +277,17 @@ def _run(src: Source, name: str, app: str, data: dict[str, Any], paths: dict[str
     tpath = (*paths.get("timeline", ()), "timeline")
     for i, item in enumerate(data["timeline"]):
         where = (*tpath, i)
-        kind = STEPS.get(item.get("do")) if isinstance(item.get("do"), str) else None
-        if kind is None or not _usable(kind, app):
-            allowed = sorted(k for k, v in STEPS.items() if _usable(v, app))
-            problems.append(src.problem((*where, "do"), f"expected one of {allowed}, got {item.get('do')!r}"))
-            continue
-        problems += _validate(src, item, {"at": {**_AT, "required": True}, "do": {"type": "string"}, **kind.schema},
-                              where)
-        at = duration_ms(item.get("at"))
+        at = _timed_step(src, item, where, app, problems, required=True)
         if at is None:
-            problems.append(src.problem((*where, "at"), f"expected a duration like 30s, 4m, 250ms, got "
-                                                        f"{item.get('at')!r}"))
             continue
         if at < last:
             problems.append(src.problem((*where, "at"), f"time goes backwards ({item['at']} after {last} ms)"))
         last = max(last, at)
-        args = {k: v for k, v in item.items() if k not in ("at", "do")}
-        timeline.append(Step(at, item["do"], args, src.line(where)))
+        timeline += _expand_step(src, item, where, at, app, problems)
     if timeline and timeline[0].do != "boot":
         problems.append(src.problem((*tpath, 0, "do"), "the first step must be boot"))
+    # a repeat's later occurrences interleave with the steps after it: by time, then file order
+    timeline.sort(key=lambda s: s.at_ms)
 
     expect: list[Expectation] = []
     epath = (*paths.get("expect", ()), "expect")
@@ -239,15 +300,28 @@ def _run(src: Source, name: str, app: str, data: dict[str, Any], paths: dict[str
                                                f"{sorted(item)}"))
             continue
         kind = CHECKS[found[0]]
-        problems += _validate(src, item, {"at": _AT, **kind.schema}, where)
+        mods = {k: MODIFIERS[k].schema[k] for k in item if k in MODIFIERS}
+        own = _validate(src, item, {"at": _AT, **mods, **kind.schema}, where)
+        problems += own
+        if own:
+            continue
         if "at" not in item:
+            if mods:
+                problems.append(src.problem(where, f"{sorted(mods)[0]} needs an `at` (the first time)"))
             expect.append(Expectation(None, kind.name, item, src.line(where)))
             continue
         at = duration_ms(item["at"])
         if at is None:
             problems.append(src.problem((*where, "at"), f"expected a duration like 30s, got {item['at']!r}"))
             continue
-        expect.append(Expectation(at, kind.name, item, src.line(where)))
+        one = Expectation(at, kind.name, {k: v for k, v in item.items() if k not in MODIFIERS}, src.line(where))
+        items = [one]
+        for mod in sorted(mods):
+            try:
+                items = [e for it in items for e in MODIFIERS[mod].handler(it, item[mod])]
+            except ValueError as exc:
+                problems.append(src.problem((*where, mod), str(exc)))
+        expect += items
     if problems:
         raise BadInput(problems)
     mode = data.get("mode") or "live"

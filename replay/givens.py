@@ -17,7 +17,8 @@ from replay.registry import given
 
 @given("system_state", {"type": "dict", "keysrules": {"type": "string"},
                         "valuesrules": {"type": ["string", "integer", "number", "boolean"]}},
-       "`system_state` rows seeded before boot; an ISO UTC value becomes epoch ms.")
+       "`system_state` rows seeded before boot; an ISO UTC value becomes epoch ms.",
+    example="system_state: {last_processed_timestamp_ms: 1769248800000}")
 def _system_state(player: Any, value: Mapping[str, str]) -> None:
     SystemState(player.db).set_many({k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in value.items()},
                                     player.now())
@@ -27,7 +28,8 @@ def _system_state(player: Any, value: Mapping[str, str]) -> None:
     "state": {"type": "string", "required": True}, "reason": {"type": "string", "nullable": True},
     "instance": {"type": "string"}, "since": {"type": "integer"}, "vars": {"type": "dict"}}}},
        "Persisted machine states {MACHINE: {state, reason, instance?, since?, vars?}} (plus the machine's "
-       "`system_state` mirror keys).")
+       "`system_state` mirror keys).",
+    example="machines: {safety: {state: ARMED_SAFE, reason: BOOTSTRAP}}")
 def _machines(player: Any, value: Mapping[str, Mapping[str, Any]]) -> None:
     now = player.now()
     policy = player.ws.policy
@@ -54,7 +56,8 @@ _TABLE = {"type": "string", "allowed": sorted(metadata.tables)}
 
 @given("rows", {"type": "dict", "keysrules": _TABLE, "valuesrules": {"type": "list", "schema": {"type": "dict"}}},
        "Prior rows {TABLE: [{column: value}]}: an ISO UTC instant in an epoch-ms column becomes ms, dicts and "
-       "lists are stored as JSON.")
+       "lists are stored as JSON.",
+    example="rows: {processed_txs: [{event_key: \"k\", state: DONE}]}")
 def _rows(player: Any, value: Mapping[str, list[Mapping[str, Any]]]) -> None:
     with player.db.transaction() as conn:
         for name, rows in sorted(value.items()):

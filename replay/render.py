@@ -26,7 +26,8 @@ def _line(e: dict[str, Any], last: dict[str, tuple[Any, Any]] | None = None) -> 
         return f"{'operator':<22} $ hlcore {e['command']}  -> exit {e['exit']}"
     if kind == "step" and e["do"] not in ("boot", "advance", "restart", "operator"):
         args = " ".join(f"{k}={v}" for k, v in sorted((e.get("args") or {}).items()))
-        return f"{'world':<22} {e['do']} {args}".rstrip()
+        repeat = f" (repeat {e['repeat']})" if e.get("repeat") else ""
+        return f"{'world':<22} {e['do']} {args}".rstrip() + repeat
     if kind == "row" and e["table"] == "alerts":
         row = e["row"]
         what = row.get("alert_type") or row.get("type") or "alert"

@@ -29,7 +29,7 @@ from hlcore.config.settings import load_settings
 from hlcore.engine import trace
 from hlcore.engine.clock import ManualClock
 from hlcore.engine.scheduler import Scheduler
-from hlcore.errors import BadInput
+from hlcore.errors import BadInput, Problem
 from hlcore.jobs.copytrade.service import Wiring
 from hlcore.policy.loader import load_policy
 from hlcore.resources import resolve_policy_dir
@@ -123,6 +123,7 @@ class Outcome:
     entries: list[dict[str, Any]] = field(default_factory=list)  # journal lines, sorted, no summary
     failures: list[str] = field(default_factory=list)
     hits: Counter[str] = field(default_factory=Counter)  # rule rows matched (coverage)
+    words: list[str] = field(default_factory=list)  # the drill vocabulary it uses (coverage; not journaled)
 
     @property
     def verdict(self) -> str:
@@ -399,8 +400,13 @@ class Player:
                 self.until(exp.at_ms or 0)
                 self.check(exp)
             self.until(step.at_ms)
-            self.add(self.now(), {"kind": "step", "do": step.do, **({"args": _public(step)} if step.args else {})})
-            STEPS[step.do].handler(self, step.args)
+            self.add(self.now(), {"kind": "step", "do": step.do, **({"args": _public(step)} if step.args else {}),
+                                  **({"repeat": step.repeat} if step.repeat else {})})
+            try:
+                STEPS[step.do].handler(self, step.args)
+            except BadInput as exc:  # a step's argument bad for this run (e.g. a slot off the grid): locate it
+                raise BadInput([Problem(self.drill.file, f"timeline ({step.do})", p.message, step.line)
+                                if not p.file else p for p in exc.problems]) from None
             self.flush()
         for exp in timed:
             self.until(exp.at_ms or 0)
@@ -436,7 +442,7 @@ def replay(directory: Path, policy: Path | None = None, config: Path | None = No
                     player = Player(drill, run, policy, config, Path(tmp))
                     if outcome is None:
                         outcome = Outcome(drill.name, drill.runbook, player.open_workspace().policy.hash,
-                                          drill.fixture_hash)
+                                          drill.fixture_hash, words=drill.words)
                     player.play()
             finally:
                 os.chdir(cwd)

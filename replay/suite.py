@@ -17,6 +17,7 @@ from typing import Any
 from hlcore.errors import BadInput
 from hlcore.policy.model import ANY_STATE, Policy
 from replay.drill import DRILL_FILE
+from replay.registry import vocabulary
 from replay.runner import Outcome, replay
 
 
@@ -108,6 +109,11 @@ def run_suite(dirs: Iterable[Path], *, policy: Path | None = None, config: Path 
 class Coverage:
     transitions: list[tuple[str, str, str, bool]]  # (machine, "sources -> dest", event, exercised)
     rows: list[tuple[str, int]]  # (table.row, hits)
+    words: list[tuple[str, list[str]]] = field(default_factory=list)  # (table:word, drills using it)
+
+    @property
+    def unused_words(self) -> list[str]:
+        return [w for w, drills in self.words if not drills]
 
     @property
     def missing_transitions(self) -> list[tuple[str, str, str]]:
@@ -121,6 +127,7 @@ class Coverage:
 def coverage(policy: Policy, outcomes: Iterable[Outcome], hits: Counter[str]) -> Coverage:
     """A declared transition is exercised when some journal moved its machine by its event from
     one of its sources to its destination (a reason-only change counts: its audit row)."""
+    outcomes = list(outcomes)
     seen: set[tuple[str, str, str | None, str]] = set()
     for outcome in outcomes:
         for e in outcome.entries:
@@ -135,7 +142,16 @@ def coverage(policy: Policy, outcomes: Iterable[Outcome], hits: Counter[str]) ->
             rows.append((name, f"{','.join(t.sources)} -> {t.dest}", t.event, hit))
     table_rows = [(f"{table.name}.{row.id}", hits.get(f"{table.name}.{row.id}", 0))
                   for table in policy.tables for row in table.rows]
-    return Coverage(rows, sorted(table_rows))
+    return Coverage(rows, sorted(table_rows), words_used(outcomes))
+
+
+def words_used(outcomes: Iterable[Outcome]) -> list[tuple[str, list[str]]]:
+    """Every registered drill word ("step:fault", "check:state", ...) with the drills that use it."""
+    users: dict[str, list[str]] = {f"{table}:{name}": [] for table, kinds in vocabulary().items() for name in kinds}
+    for outcome in outcomes:
+        for word in outcome.words:
+            users.setdefault(word, []).append(outcome.drill)
+    return sorted((word, sorted(drills)) for word, drills in users.items())
 
 
 def summary_rows(suite: SuiteResult) -> list[dict[str, Any]]:

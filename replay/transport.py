@@ -59,6 +59,7 @@ class Fault:
     msg: str | None = None
     drop: tuple[str, ...] = ()
     venue: str | None = None
+    takes_ms: int = 0  # scripted-clock time the call takes before it fails (or, for latency, is answered)
 
     def matches(self, call: Call, now_ms: int) -> bool:
         if self.until_ms is not None and now_ms >= self.until_ms:
@@ -106,6 +107,7 @@ class DrillTransport(BaseAdapter):
         self.world = world
         self.deck = deck
         self.faults: list[Fault] = []
+        self.delays: list[Fault] = []  # latency: answered calls matching one take its `takes_ms`
         self.calls: list[Call] = []
         self.on_call = on_call  # the runner flushes audit rows before each call (single-threaded apps)
         self.lock = threading.RLock()
@@ -149,6 +151,9 @@ class DrillTransport(BaseAdapter):
                 fault.times -= 1
             if fault is not None:
                 call.served = f"fault:{fault.kind}"
+            delay = fault or next((d for d in self.delays if d.matches(call, call.ts_ms)), None)
+        if delay is not None and delay.takes_ms:
+            self.clock.advance(delay.takes_ms)  # type: ignore[attr-defined]  # the call takes this long
         if fault is not None and fault.kind not in ("schema", "crash", "lost"):
             return self._fault(request, fault)
         with self.lock:

@@ -8,7 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from replay.registry import CHECKS, GIVENS, STEPS, Kind, load_all
+from replay.registry import CHECKS, GIVENS, MODIFIERS, STEPS, Kind, load_all
 
 BEGIN, END = "<!-- vocabulary:begin -->", "<!-- vocabulary:end -->"
 
@@ -19,12 +19,13 @@ def _args(kind: Kind, skip: str = "") -> str:
 
 
 def _table(title: str, kinds: dict[str, Kind], skip_self: bool) -> list[str]:
-    lines = [f"### {title}", "", "| Name | Apps | Keys | Meaning |", "|---|---|---|---|"]
+    lines = [f"### {title}", "", "| Name | Apps | Keys | Meaning | Example |", "|---|---|---|---|---|"]
     for name in sorted(kinds):
         kind = kinds[name]
         apps = ", ".join(kind.apps) or "all"
         doc = kind.doc.replace("|", "\\|").replace("\n", " ")
-        lines.append(f"| `{name}` | {apps} | {_args(kind, name if skip_self else '')} | {doc} |")
+        example = f"`{kind.example}`".replace("|", "\\|") if kind.example else "—"
+        lines.append(f"| `{name}` | {apps} | {_args(kind, name if skip_self else '')} | {doc} | {example} |")
     return [*lines, ""]
 
 
@@ -35,6 +36,7 @@ def markdown() -> str:
     lines += _table("Timeline verbs (`{at, do: VERB, ...keys}`)", STEPS, False)
     lines += _table("Expectations (`{at?, CHECK: value, ...keys}`)", CHECKS, True)
     lines += _table("Given (`given: {NAME: value}`)", GIVENS, False)
+    lines += _table("Expectation modifiers (`{at, MODIFIER: value, CHECK: value, ...}`)", MODIFIERS, True)
     return "\n".join([*lines, END]) + "\n"
 
 

@@ -18,7 +18,8 @@ _SCALARS = {"type": "dict", "keysrules": {"type": "string"}, "valuesrules": {"ty
 
 @check("config_hash", {"config_hash": {"type": "string", "required": True, "allowed": ["current", "not_current"]}},
        "`system_state.config_hash` is (`current`) or is not (`not_current`) the hash of the drill's settings "
-       "as they are now (what `hlcore hash` prints).", apps=(APP,))
+       "as they are now (what `hlcore hash` prints).", apps=(APP,),
+    example="{at: 0s, config_hash: current}")
 def _config_hash(player: Any, exp: Expectation) -> list[str]:
     stored = SystemState(player.db).all().get("config_hash")
     current = player.open_workspace().config_hash
@@ -41,7 +42,8 @@ def _matches(player: Any, pattern: str) -> list[Path]:
        "Files matching the glob (relative to the run's working folder, where `data/` and evidence land) "
        "exist (exactly `count` when given); in the newest, a line starts with each `says` text (`key=value`) "
        "and no `not_says` text appears anywhere; `sqlite_system_state` opens it as SQLite and compares "
-       "`system_state` keys.", apps=(APP,))
+       "`system_state` keys.", apps=(APP,),
+    example="{at: 3m, file: \"ops_validation_run.txt\", count: 1, says: [\"result=PASS\"]}")
 def _file(player: Any, exp: Expectation) -> list[str]:
     spec = exp.spec
     found = _matches(player, spec["file"])
@@ -73,7 +75,8 @@ def _file(player: Any, exp: Expectation) -> list[str]:
 @check("boot_problem", {"boot_problem": {"type": "string", "required": True, "empty": False},
                         "not_says": {"type": "list", "schema": {"type": "string"}}},
        "The last failed boot (exit 2, bad input) up to `at` printed a problem containing the text (e.g. the "
-       "missing variable's name), and none of `not_says` (e.g. a secret's value).", apps=(APP,))
+       "missing variable's name), and none of `not_says` (e.g. a secret's value).", apps=(APP,),
+    example="{at: 0s, boot_problem: BINANCE_API_SECRET, not_says: [KKKKKKKK]}")
 def _boot_problem(player: Any, exp: Expectation) -> list[str]:
     end = None if exp.at_ms is None else player.start_ms + exp.at_ms
     exits = [e for _, _, e in player.entries if e["kind"] == "process" and e.get("event") == "exit 2"
@@ -89,7 +92,8 @@ def _boot_problem(player: Any, exp: Expectation) -> list[str]:
 @given("config_hash", {"type": "dict", "schema": {"settings": {"type": "dict"}}},
        "`system_state.config_hash` as the last start recorded it: the hash of the drill's settings with "
        "`settings` deep-merged over them (`{}`: the drill's own settings), as `hlcore hash` prints it.",
-       apps=(APP,))
+       apps=(APP,),
+    example="config_hash: {settings: {safety: {warn_threshold: 0.001}}}")
 def _given_config_hash(player: Any, value: dict[str, Any]) -> None:
     current = player.config
     player.config = deep_merge(current, value.get("settings") or {})

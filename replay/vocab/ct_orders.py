@@ -48,7 +48,8 @@ def _client_id_problems(cid: str | None, spec: dict[str, Any]) -> list[str]:
 
 @check("venue_orders", {"venue_orders": {"type": "list", "required": True, "schema": _ORDER}},
        "Binance received exactly these new orders (POST /fapi/v1/order that reached the account), in order: "
-       "symbol, side, qty, reduce_only, client_id (or client_id_like regex), status.", apps=APP)
+       "symbol, side, qty, reduce_only, client_id (or client_id_like regex), status.", apps=APP,
+    example="{at: 20s, venue_orders: [{symbol: BTCUSDT, side: BUY, qty: \"0.002\", status: FILLED}]}")
 def _venue_orders(player: Any, exp: Expectation) -> list[str]:
     got = list(player.world.account.orders.values())
     want = exp.spec["venue_orders"]
@@ -81,7 +82,8 @@ _INTENT = {
 @check("intent", _INTENT,
        "The order intent with this correlation id (`hl-{tx_hash}-{event_index}-{symbol}[-close|-open]`) holds "
        "these payload fields / client id, and its `result` these order_results columns (`absent: true`: no such "
-       "intent).", apps=APP)
+       "intent).", apps=APP,
+    example="{at: 6s, intent: \"hl-0xabc-7-BTCUSDT\", side: BUY, qty: \"0.002\", result: {status: FILLED}}")
 def _intent(player: Any, exp: Expectation) -> list[str]:
     spec = exp.spec
     with player.db.transaction() as conn:
@@ -113,7 +115,8 @@ def _intent(player: Any, exp: Expectation) -> list[str]:
 
 @check("metric", {"metric": {"type": "string", "required": True, "empty": False},
                   "value": {**_VALUE, "required": True}},
-       "The last `[METRICS]` line named so (up to `at`) carries this value.", apps=APP)
+       "The last `[METRICS]` line named so (up to `at`) carries this value.", apps=APP,
+    example="{at: 0s, metric: dedup_drop_count, value: 1}")
 def _metric(player: Any, exp: Expectation) -> list[str]:
     path = Path(player.tmp) / str(player.ws.settings.get("metrics_log_path"))
     end = None if exp.at_ms is None else player.start_ms + exp.at_ms

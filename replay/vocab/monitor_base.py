@@ -69,7 +69,8 @@ def _szi(value: Any) -> tuple[float, float | None, float | None, float | None, f
         "until": {**_OFFSET, "required": True}, **_POSITIONS["schema"]["schema"]}}},
 }}, "The §9 default state before boot: universe of N wallets joined `joined` ago (-15m), `history` "
     "minutes of clean runs (10m), HEALTHY, a recent signal slot; `earlier: [{until, wallets, set}]`: sizes "
-    "the runs before `until` held.", apps=(APP,))
+    "the runs before `until` held.", apps=(APP,),
+    example="default_universe: {wallets: 200, joined: \"-10m30s\", history: 11m}")
 def _default_universe(player: Any, value: Mapping[str, Any]) -> None:
     n = int(value.get("wallets", 200))
     start = player.now()
@@ -178,7 +179,8 @@ def _jobs_schema() -> dict[str, Any]:
 
 @step("stop_jobs", _jobs_schema(), "These monitor jobs die while the others keep their cadence (live each "
       "runs as its own process; runbook: `pkill -f src.ingest.fetch` stops ingestion only). `start_jobs` or "
-      "the next boot brings them back.", apps=(APP,))
+      "the next boot brings them back.", apps=(APP,),
+    example="{at: 0s, do: stop_jobs, jobs: [snapshots]}")
 def _stop_jobs(player: Any, args: Mapping[str, Any]) -> None:
     scheduler = player.scheduler
     if scheduler is None:
@@ -191,7 +193,8 @@ def _stop_jobs(player: Any, args: Mapping[str, Any]) -> None:
 
 
 @step("start_jobs", _jobs_schema(), "Jobs stopped by `stop_jobs` start again (runbook: restart ingestion); "
-      "each runs at its next slot, never backfilling the ones it missed.", apps=(APP,))
+      "each runs at its next slot, never backfilling the ones it missed.", apps=(APP,),
+    example="{at: 11m40s, do: start_jobs, jobs: [snapshots]}")
 def _start_jobs(player: Any, args: Mapping[str, Any]) -> None:
     stopped = getattr(player, "stopped_jobs", {})
     if player.scheduler is None:

@@ -59,7 +59,8 @@ def _before(player: Any, when: str) -> int:
 }}}, "Alerts an earlier run stored at `at` (ISO, or `-23h` before the clock start): `alerts` rows "
     "(signal_ts = the 5-minute slot of `at`; NULL for a system alert) plus what that run left beside a "
     "surfaced behavioural one: the daily-cap tally and the delivery state (last trigger, cooldown_until = "
-    "at + `cooldown`).", apps=(APP,))
+    "at + `cooldown`).", apps=(APP,),
+    example="prior_alerts: [{at: \"-23h\", asset: BTC, alert_type: exit_cluster, severity: high, message: \"x\"}]")
 def _prior_alerts(player: Any, value: list[Mapping[str, Any]]) -> None:
     policy = player.ws.policy
     slot_ms = int(player.ws.settings.get("monitor.signals.interval_sec")) * 1000
@@ -186,7 +187,8 @@ _DASHBOARD_KEYS = {
        "`icon`, `last_success`/`last_signal` (\"HH:MM UTC (N min ago)\"), `coverage` (truncated), `halt_box` and "
        "`gap_min` (HALT), `banner`/`borders` (DEGRADED), `panels`/`charts`/`positioning` (none in HALT), "
        "`alerts` lines (icon + text cut to alert_text_chars; system first) and `behavioural_alerts` shown.",
-       apps=(APP,))
+       apps=(APP,),
+    example="{at: 1m30s, dashboard: {view: NORMAL, reason: OK, banner: false}}")
 def _dashboard(player: Any, exp: Expectation) -> list[str]:
     model = dashboard_model(player)
     player.add(player.now(), {"kind": "dashboard", **model})

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import and_, select
 
+from hlcore.errors import BadInput
+from hlcore.jobs.monitor.formulas import Trend
 from hlcore.storage.schema import metadata
-from replay.drill import ISO, Expectation, iso_ms
+from replay.drill import DURATION, ISO, Expectation, iso_ms
 from replay.registry import check, step
 
 APP = "monitor"
@@ -38,7 +41,8 @@ def _jobs(player: Any) -> Any:
 @step("job_runs", {"job": {"type": "string", "required": True, "allowed": ["health", "signals", "dashboard"]}},
       "The running monitor's job runs once at exactly this instant: `health` evaluates, `dashboard` "
       "re-derives its view, `signals` computes the latest 5-minute slot (skipped if it has rows, §5).",
-      apps=(APP,))
+      apps=(APP,),
+    example="{at: 2m30s, do: job_runs, job: health}")
 def _job_runs(player: Any, args: Mapping[str, Any]) -> None:
     jobs = _jobs(player)
     now = player.now()
@@ -54,7 +58,8 @@ def _job_runs(player: Any, args: Mapping[str, Any]) -> None:
 @step("slow_computation", {"asset": {"type": "string", "required": True, "allowed": ["HYPE", "BTC", "ETH"]},
                            "takes": {"type": ["string", "integer"], "required": True}},
       "The next signal cycle's computation of `asset` is slow (a stalled query): the clock moves on by "
-      "`takes` while it runs, once.", apps=(APP,))
+      "`takes` while it runs, once.", apps=(APP,),
+    example="{at: 10m10s, do: slow_computation, asset: HYPE, takes: 20s}")
 def _slow_computation(player: Any, args: Mapping[str, Any]) -> None:
     from replay.drill import duration_ms
 
@@ -71,6 +76,58 @@ def _slow_computation(player: Any, args: Mapping[str, Any]) -> None:
         return result
 
     signals.measure = slow
+
+
+# the signals columns a drill may pin -> the measured field behind each (monitor §4.5)
+_PINNABLE = {"alignment_score": "cas", "exit_cluster_score": "ec", "dispersion_index": "di",
+             "alignment_trend": "trend"}
+
+
+@step("set_signal_inputs", {
+    "asset": {"type": "string", "required": True, "allowed": ["HYPE", "BTC", "ETH"]},
+    "slot": {**DURATION},
+    "set": {"type": "dict", "required": True, "schema": {
+        "alignment_score": {"type": "number", "min": 0, "max": 100},
+        "exit_cluster_score": {"type": "number", "min": 0, "max": 100},
+        "dispersion_index": {"type": "number", "min": 0},
+        "alignment_trend": {"type": "string", "allowed": [t.value for t in Trend]}}},
+}, "Pin what the signal job measures for `asset` (the scores the policy then judges: `alignment_score`, "
+   "`exit_cluster_score`, `dispersion_index`, `alignment_trend`) at the 5-minute slot `slot` (offset from "
+   "the clock start), or, without `slot`, at every slot from now on (`set: {}` ends that); it survives "
+   "restarts. A boundary row (EC exactly 25.01) without 10,000 wallets.", apps=(APP,),
+   example="{at: 0s, do: set_signal_inputs, asset: BTC, slot: 15m, set: {exit_cluster_score: 25.01}}")
+def _set_signal_inputs(player: Any, args: Mapping[str, Any]) -> None:
+    from replay.drill import duration_ms
+
+    slot = None if "slot" not in args else player.start_ms + (duration_ms(args["slot"]) or 0)
+    interval = int(player.ws.settings.get("monitor.signals.interval_sec")) * 1000
+    if slot is not None and slot % interval:
+        raise BadInput(f"set_signal_inputs slot {args['slot']}: the clock start plus it is not a signal slot "
+                       f"(every {interval // 1000} s on the clock)")
+    pins = [p for p in getattr(player, "signal_pins", []) if slot is not None or p[:2] != (args["asset"], None)]
+    player.signal_pins = [*pins, (args["asset"], slot, dict(args["set"]))]
+    if player.scheduler is not None:
+        pin_signal_inputs(player)
+
+
+def pin_signal_inputs(player: Any) -> None:
+    """Wrap the running signal job's `measure` so the drill's pins replace what it measured (once
+    per process: the driver calls it again after each boot)."""
+    signals = _jobs(player).signals
+    if getattr(signals.measure, "pinned", False):
+        return
+    measure = signals.measure
+
+    def pinned(asset: str, slot_ts: int) -> Any:
+        m = measure(asset, slot_ts)
+        for pin_asset, slot, values in getattr(player, "signal_pins", []):
+            if pin_asset == asset and slot in (None, slot_ts):
+                m = replace(m, **{_PINNABLE[k]: Trend(v) if k == "alignment_trend" else float(v)
+                                  for k, v in values.items()})
+        return m
+
+    pinned.pinned = True  # type: ignore[attr-defined]
+    signals.measure = pinned
 
 
 def _value(v: Any) -> Any:
@@ -90,7 +147,8 @@ def _same(got: Any, want: Any) -> bool:
 @check("stored", {"stored": {"type": "string", "required": True, "allowed": sorted(metadata.tables)},
                   "where": _SCALARS, "count": {"type": "integer", "min": 0}, "is": _SCALARS},
        "TABLE holds exactly `count` (default 1) rows matching `where`, and each of them has the `is` column "
-       "values (ISO UTC instants stand for epoch-ms time columns; numbers compare to 1e-6).", apps=(APP,))
+       "values (ISO UTC instants stand for epoch-ms time columns; numbers compare to 1e-6).", apps=(APP,),
+    example="{at: 1m15s, stored: signals, where: {asset: BTC}, is: {exit_cluster_score: 25.0}}")
 def _stored(player: Any, exp: Expectation) -> list[str]:
     spec = exp.spec
     table = metadata.tables[spec["stored"]]

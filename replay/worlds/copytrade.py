@@ -59,6 +59,8 @@ class Account:
     # without signing fields: what the app asked for, in order
     posts: list[dict[str, str]] = field(default_factory=list)
     next_order_id: int = 8_389_765_000_000_000
+    # scripted lifecycles: the next new orders each walk one list of statuses, one per answer
+    lifecycles: list[list[str]] = field(default_factory=list)
 
 
 class CopytradeWorld:
@@ -136,26 +138,38 @@ class CopytradeWorld:
                 return Reply(400, {"code": -4116, "msg": "ClientOrderId is duplicated."})
             acct.posts.append({k: v for k, v in params.items() if k not in SIGNING_FIELDS})
             acct.next_order_id += 1
-            qty = Decimal(params.get("quantity", "0"))
-            if acct.order_status == "PARTIALLY_FILLED":  # half of it executed (down to the quantity's precision)
-                qty = (qty / 2).quantize(qty, rounding=ROUND_DOWN)
-            filled = acct.order_status in ("FILLED", "PARTIALLY_FILLED")
-            order = {"orderId": acct.next_order_id, "symbol": params.get("symbol", ""), "status": acct.order_status,
-                     "clientOrderId": cid, "qty": params.get("quantity", "0"),
-                     "executed": str(qty) if filled else "0",
+            script = acct.lifecycles.pop(0) if acct.lifecycles else [acct.order_status]
+            order = {"orderId": acct.next_order_id, "symbol": params.get("symbol", ""), "status": "NEW",
+                     "clientOrderId": cid, "qty": params.get("quantity", "0"), "executed": "0",
                      "tif": params.get("timeInForce", "GTC"),
-                     "reduceOnly": params.get("reduceOnly", "false"), "side": params.get("side", ""), "updated": now}
+                     "reduceOnly": params.get("reduceOnly", "false"), "side": params.get("side", ""), "updated": now,
+                     "script": script[1:]}
             acct.orders[cid] = order
-            if filled:
-                sign = qty if order["side"] == "BUY" else -qty
-                acct.positions[order["symbol"]] = acct.positions.get(order["symbol"], Decimal(0)) + sign
+            self._move(order, script[0])
             return Reply(200, self._order_body(order))
         if path == "/fapi/v1/order" and method == "GET":
             order = acct.orders.get(params.get("origClientOrderId", ""))
             if order is None:
                 return Reply(400, {"code": -2013, "msg": "Order does not exist."})
+            if order["script"]:  # a scripted lifecycle: this query sees its next status
+                order["updated"] = now
+                self._move(order, order["script"].pop(0))
             return Reply(200, self._order_body(order))
         return Reply(404, {"code": -1, "msg": f"no route {method} {path}"})
+
+    def _move(self, order: dict[str, Any], status: str) -> None:
+        """The order reaches `status`: FILLED executes it all, PARTIALLY_FILLED half (down to the
+        quantity's precision); the others keep what executed. The position follows."""
+        qty = Decimal(order["qty"])
+        before = Decimal(order["executed"])
+        order["status"] = status
+        if status not in ("FILLED", "PARTIALLY_FILLED"):
+            return
+        executed = qty if status == "FILLED" else (qty / 2).quantize(qty, rounding=ROUND_DOWN)
+        order["executed"] = str(executed)
+        delta = executed - before
+        sign = delta if order["side"] == "BUY" else -delta
+        self.account.positions[order["symbol"]] = self.account.positions.get(order["symbol"], Decimal(0)) + sign
 
     # ------------------------------------------------------------------ timeline changes
     def add_fills(self, fills: list[Mapping[str, Any]], now_ms: int) -> None:
@@ -216,32 +230,50 @@ _EXCHANGE = {"positions": _QTYS, "position_side": {"type": "string", "allowed": 
              "marks": _QTYS}
 
 
-@given("baseline", _QTYS, "Active baseline positions {SYMBOL: qty} (the local positions).", apps=(APP,))
+@given("baseline", _QTYS, "Active baseline positions {SYMBOL: qty} (the local positions).", apps=(APP,),
+    example="baseline: {BTCUSDT: \"0.5\"}")
 def _given_baseline(player: Any, value: Mapping[str, Any]) -> None:
     Baselines(player.db).sync({k: Decimal(str(v)) for k, v in value.items()}, "drill", "drill given", player.now())
 
 
 @given("exchange", {"type": "dict", "schema": _EXCHANGE},
-       "The Binance account: positions {SYMBOL: qty}, position_side, order_status, marks.", apps=(APP,))
+       "The Binance account: positions {SYMBOL: qty}, position_side, order_status, marks.", apps=(APP,),
+    example="exchange: {positions: {BTCUSDT: \"0.5\"}, order_status: NEW}")
 def _given_exchange(player: Any, value: Mapping[str, Any]) -> None:
     player.world.set_exchange(value)
 
 
-@given("fills", _FILLS, "Hyperliquid fills of the target wallet (time absolute, or offset like -3s).", apps=(APP,))
+@given("fills", _FILLS, "Hyperliquid fills of the target wallet (time absolute, or offset like -3s).", apps=(APP,),
+    example="fills: [{tid: 7, sz: \"1.0\", side: B, startPosition: \"0.0\", offset: \"-3s\"}]")
 def _given_fills(player: Any, value: list[Mapping[str, Any]]) -> None:
     player.world.add_fills(value, player.now())
 
 
 @step("fills", {"fills": {**_FILLS, "required": True}},
-      "The target wallet trades: these fills appear on Hyperliquid (offset relative to the step).", apps=(APP,))
+      "The target wallet trades: these fills appear on Hyperliquid (offset relative to the step).", apps=(APP,),
+    example="{at: 5s, do: fills, fills: [{tid: 7, sz: \"2.0\", side: B, startPosition: \"0.0\", offset: \"-1s\"}]}")
 def _step_fills(player: Any, args: Mapping[str, Any]) -> None:
     player.world.add_fills(args["fills"], player.now())
 
 
 @step("exchange", _EXCHANGE, "The Binance account changes (positions, position side, order outcome, marks).",
-      apps=(APP,))
+      apps=(APP,),
+    example="{at: 80s, do: exchange, positions: {BTCUSDT: \"0.9\"}}")
 def _step_exchange(player: Any, args: Mapping[str, Any]) -> None:
     player.world.set_exchange(args)
+
+
+_STATUSES = ["FILLED", "PARTIALLY_FILLED", "NEW", "EXPIRED", "CANCELED"]
+
+
+@step("order_lifecycle", {"statuses": {"type": "list", "required": True, "empty": False,
+                                       "schema": {"type": "string", "allowed": _STATUSES}}},
+      "The next new order Binance takes walks these statuses, one per answer: the POST gets the first, each "
+      "later query of it the next, the last one stays (FILLED executes all of it, PARTIALLY_FILLED half, the "
+      "others keep what executed); a second step scripts the order after it.", apps=(APP,),
+      example="{at: 10s, do: order_lifecycle, statuses: [PARTIALLY_FILLED, PARTIALLY_FILLED, FILLED]}")
+def _step_order_lifecycle(player: Any, args: Mapping[str, Any]) -> None:
+    player.world.account.lifecycles.append(list(args["statuses"]))
 
 
 class CopytraderDriver:

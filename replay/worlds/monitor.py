@@ -46,7 +46,6 @@ class MonitorWorld:
         self.clock = clock
         self.leaderboard: Any = {"leaderboardRows": []}
         self.positions: dict[str, dict[str, Any]] = {}  # wallet -> coin -> szi or a full position entry
-        self.latency_ms = 0
 
     def universe_hint(self) -> int:
         """How many wallets "all" means: the leaderboard's size."""
@@ -64,8 +63,6 @@ class MonitorWorld:
         if venue == "hyperliquid-stats":
             return Reply(200, self.leaderboard)
         if venue == "hyperliquid" and isinstance(payload, dict) and payload.get("type") == "clearinghouseState":
-            if self.latency_ms:
-                self.clock.advance(self.latency_ms)
             return Reply(200, self.state(str(payload.get("user", "")).lower()))
         return Reply(422, raw=b"Failed to deserialize the JSON body into the target type")
 
@@ -114,31 +111,29 @@ def apply_positions(world: MonitorWorld, items: list[Mapping[str, Any]], univers
 
 @given("leaderboard", {"type": "dict", "schema": _LEADERBOARD},
        "The stats-data leaderboard: `wallets: N` rows (wallets 1..N by falling month pnl), extra `rows`, or a "
-       "whole `body`.", apps=(APP,))
+       "whole `body`.", apps=(APP,),
+    example="leaderboard: {wallets: 205}")
 def _given_leaderboard(player: Any, value: Mapping[str, Any]) -> None:
     player.world.leaderboard = leaderboard_body(value)
 
 
-@step("leaderboard", _LEADERBOARD, "The leaderboard changes (same keys as the given).", apps=(APP,))
+@step("leaderboard", _LEADERBOARD, "The leaderboard changes (same keys as the given).", apps=(APP,),
+    example="{at: 1m, do: leaderboard, wallets: 205}")
 def _step_leaderboard(player: Any, args: Mapping[str, Any]) -> None:
     player.world.leaderboard = leaderboard_body(args)
 
 
-@given("positions", _POSITIONS, "Open positions: [{wallets: 1-50 | [..] | all, set: {COIN: szi}}].", apps=(APP,))
+@given("positions", _POSITIONS, "Open positions: [{wallets: 1-50 | [..] | all, set: {COIN: szi}}].", apps=(APP,),
+    example="positions: [{wallets: \"1-200\", set: {HYPE: \"1.0\", BTC: \"10.0\"}}]")
 def _given_positions(player: Any, value: list[Mapping[str, Any]]) -> None:
     apply_positions(player.world, value, player.world.universe_hint())
 
 
 @step("positions", {"set": {**_POSITIONS, "required": True}}, "Wallets trade: [{wallets, set: {COIN: szi}}].",
-      apps=(APP,))
+      apps=(APP,),
+    example="{at: 1m, do: positions, set: [{wallets: \"21-72\", set: {BTC: \"8\"}}]}")
 def _step_positions(player: Any, args: Mapping[str, Any]) -> None:
     apply_positions(player.world, args["set"], player.world.universe_hint())
-
-
-@step("latency", {"ms": {"type": "integer", "min": 0, "required": True}},
-      "Every clearinghouseState answer takes this long (moves the scripted clock).", apps=(APP,))
-def _step_latency(player: Any, args: Mapping[str, Any]) -> None:
-    player.world.latency_ms = int(args["ms"])
 
 
 class MonitorDriver:
@@ -156,4 +151,9 @@ class MonitorDriver:
     @staticmethod
     def start(player: Any) -> tuple[Any, Any, int]:
         ctx, _jobs, scheduler = start_monitor(player.ws, player.wiring)
+        if getattr(player, "signal_pins", None):  # `set_signal_inputs` pins outlive a restart
+            from replay.vocab.monitor_signals import pin_signal_inputs
+
+            player.scheduler = scheduler
+            pin_signal_inputs(player)
         return ctx, scheduler, 0

@@ -68,3 +68,21 @@ def test_coverage_lists_unexercised_transitions_and_fails(tmp_path: Path) -> Non
     assert "coverage: transitions" in result.stdout
     assert "not exercised: order:" in result.stdout  # gap_exceeded never places an order
     assert "not exercised: safety: ARMED_LIVE,ARMED_SAFE -> HALT on gap_exceeded" not in result.stdout
+    # the vocabulary it uses, and the words no drill here uses (issue 18)
+    assert "vocabulary: " in result.stdout and "words used" in result.stdout
+    assert "  gap_exceeded: check:never, check:never_state," in result.stdout
+    assert "unused word: step:repeat" in result.stdout and "unused word: step:boot" not in result.stdout
+
+
+def test_a_flipped_position_fails_the_new_lifecycle_drill(tmp_path: Path) -> None:
+    """The partial fill really is 0.001 until +10 s: claiming 0.002 at +8 s fails, naming the line."""
+    fixtures = _fixtures(tmp_path, "order_partial_fill_lifecycle")
+    path = fixtures / "order_partial_fill_lifecycle" / "drill.yaml"
+    old = '  - {at: 8s, position: {BTCUSDT: "0.001"}}\n'
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, old.replace("0.001", "0.002"), 1), encoding="utf-8")
+    result = CliRunner().invoke(app, ["drill", "--fixtures", str(fixtures)])
+    assert result.exit_code == 1, result.output
+    line = next(i for i, t in enumerate(path.read_text().splitlines(), 1) if "{at: 8s, position" in t)
+    assert f"{path}:{line} at +8.000s" in result.stdout and "local BTCUSDT is 0.001" in result.stdout

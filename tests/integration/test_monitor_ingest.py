@@ -37,6 +37,7 @@ from hlcore.storage.monitor import (
 )
 from hlcore.storage.schema import ingest_runs, snapshot_anomalies, wallet_snapshots, wallet_universe_members
 from hlcore.workspace import open_workspace
+from replay.transport import Fault
 from replay.wallets import address
 from replay.worlds.monitor import lb_row, leaderboard, position
 from tests.support.fakes import fail_wallet, info_calls, monitor_venues, queue
@@ -395,7 +396,7 @@ def test_a_response_after_the_deadline_is_a_failed_wallet(rig: Rig) -> None:
     """300 ms per request, sequential: 183 answers land by T+54.9 s; the 184th ends at T+55.2 s
     (failed); the rest never start (§4.2 "unfinished at deadline = failed")."""
     rig.seed_universe(wallets(200))
-    rig.world.latency_ms = 300
+    rig.transport.delays.append(Fault("latency", op="clearinghouseState", times=None, takes_ms=300))
     out = rig.snapshot(0)
     assert out.run is not None
     assert (out.run.wallets_succeeded, out.run.coverage_pct, out.status) == (183, 91.5, "success")
