@@ -1,0 +1,70 @@
+"""What one dashboard server holds between refreshes: the workspace, a read-only monitor database,
+the compiled view selector and the clock. `hlcore dashboard` passes its options to the Streamlit
+script through the environment (the names below), so `streamlit run` and `AppTest` build the same
+session.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from hlcore.app import database_url
+from hlcore.dashboard.copytrader import CopytraderPage, copytrader_page, load_copytrader
+from hlcore.dashboard.state import load_state
+from hlcore.dashboard.view import View, ViewSelector, view
+from hlcore.engine.clock import Clock, ManualClock, SystemClock
+from hlcore.errors import BadInput
+from hlcore.storage.db import Database, open_read_only
+from hlcore.workspace import Workspace, open_workspace
+
+ENV_CONFIG = "HLCORE_DASHBOARD_CONFIG"
+ENV_POLICY = "HLCORE_DASHBOARD_POLICY"
+ENV_DB = "HLCORE_DASHBOARD_DB"    # the monitor database (a SQLite file or a URL); else DATABASE_URL / settings
+ENV_NOW = "HLCORE_DASHBOARD_NOW"  # a fixed instant (ISO UTC): review a drill's database as of then
+
+
+def parse_instant(text: str) -> int:
+    """`2026-01-24T10:12:00Z` as epoch ms (bad input names the variable and the format)."""
+    from datetime import datetime
+
+    try:
+        return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+    except ValueError as exc:
+        raise BadInput(f"{ENV_NOW} / --now: expected an ISO UTC instant like 2026-01-24T10:12:00Z, got {text!r}") \
+            from exc
+
+
+def db_url_of(value: str) -> str:
+    """A database option: a URL as given, a file path as its SQLite URL."""
+    return value if "://" in value else f"sqlite:///{Path(value).expanduser().resolve()}"
+
+
+@dataclass
+class Session:
+    workspace: Workspace
+    db: Database
+    selector: ViewSelector
+    clock: Clock
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Session:
+        env = dict(os.environ if env is None else env)
+        config, policy = env.get(ENV_CONFIG), env.get(ENV_POLICY)
+        ws = open_workspace(Path(policy) if policy else None, Path(config) if config else None)
+        url = db_url_of(env[ENV_DB]) if env.get(ENV_DB) else database_url(ws.settings, "monitor")
+        clock: Clock = ManualClock(parse_instant(env[ENV_NOW])) if env.get(ENV_NOW) else SystemClock()
+        return cls(ws, open_read_only(url), ViewSelector(ws.policy, ws.settings), clock)
+
+    def monitor(self) -> View:
+        now = self.clock.now_ms()
+        return view(load_state(self.db, self.workspace.policy, self.workspace.settings, now),
+                    self.workspace.policy, self.workspace.settings, self.selector)
+
+    def copytrader(self) -> CopytraderPage:
+        now = self.clock.now_ms()
+        return copytrader_page(load_copytrader(self.workspace, now), self.workspace, now)
+
+
+__all__ = ["ENV_CONFIG", "ENV_DB", "ENV_NOW", "ENV_POLICY", "Session", "db_url_of", "parse_instant"]
