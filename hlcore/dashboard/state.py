@@ -94,7 +94,8 @@ def load_state(db: Database, policy: Policy, settings: Any, now_ms: int) -> Stor
                                   .order_by(signals.c.signal_ts.desc()).limit(1)).scalar()
             slot, contributors, positioning = {}, {}, {}
             if sig_ts is not None:
-                slot = {r["asset"]: r for r in _dicts(conn.execute(select(signals).where(signals.c.signal_ts == sig_ts)))}
+                slot = {r["asset"]: r for r in _dicts(conn.execute(
+                    select(signals).where(signals.c.signal_ts == sig_ts)))}
                 contributors = {r["asset"]: r for r in _dicts(conn.execute(
                     select(signal_contributors).where(signal_contributors.c.signal_ts == sig_ts)))}
                 positioning = {r["asset"]: r for r in _dicts(conn.execute(

@@ -272,7 +272,8 @@ class ViewSelector:
         self.clock = ManualClock(0)
         self.engine = Engine(policy, settings, self.clock)
 
-    def select(self, health: Health, storage_ok: bool, signal_age_ms: int | None, now_ms: int) -> tuple[str, str | None]:
+    def select(self, health: Health, storage_ok: bool, signal_age_ms: int | None,
+               now_ms: int) -> tuple[str, str | None]:
         self.clock.set(now_ms)
         m = self.policy.machines[MACHINE]
         rows = [{"machine": MACHINE, "instance": MACHINE, "state": m.initial, "reason": m.initial_reason,
