@@ -30,9 +30,9 @@ def draw_header(h: Header) -> None:
     with st.container(key="hl-header"):
         st.markdown(f"### {h.icon} {h.view} · `{h.reason or ''}`")
         c1, c2, c3 = st.columns(3)
-        c1.metric("Last successful snapshot", h.last_success)
-        c2.metric("Last signal", h.last_signal)
-        c3.metric("Coverage", h.coverage or "N/A")
+        c1.markdown(f"Last successful snapshot  \n**{h.last_success}**")
+        c2.markdown(f"Last signal  \n**{h.last_signal}**")
+        c3.markdown(f"Coverage  \n**{h.coverage or 'N/A'}**")
 
 
 def draw_halt(box: HaltBox) -> None:

@@ -20,7 +20,8 @@ def streamlit_command(port: int, address: str) -> list[str]:
     """The `streamlit run` argv: headless, no telemetry, no file watcher (a served page, not a dev loop)."""
     return [sys.executable, "-m", "streamlit", "run", str(SCRIPT), "--server.port", str(port),
             "--server.address", address, "--server.headless", "true", "--browser.gatherUsageStats", "false",
-            "--server.fileWatcherType", "none", "--global.developmentMode", "false"]
+            "--server.fileWatcherType", "none", "--global.developmentMode", "false",
+            "--client.toolbarMode", "viewer"]
 
 
 def prepare(port: int, address: str, config: Path | None, policy: Path | None, db: str | None,

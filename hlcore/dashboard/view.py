@@ -20,7 +20,6 @@ from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 from hlcore.dashboard.state import Health, StoredState, current_health
-from hlcore.engine.clock import ManualClock
 from hlcore.engine.core import Engine
 from hlcore.policy.model import Policy
 
@@ -263,18 +262,29 @@ def cut(text: str | None, chars: int) -> str:
     return (text or "")[:chars]
 
 
+class _Instant:
+    """The instant a view is built for: set per refresh, in any order (a page may be asked for
+    an earlier instant than the last one; a ManualClock refuses to go back)."""
+
+    def __init__(self) -> None:
+        self.ms = 0
+
+    def now_ms(self) -> int:
+        return self.ms
+
+
 class ViewSelector:
     """The policy's `dashboard_view` machine run in memory (never persisted): one compiled engine
     per process, re-seeded with the health verdict at each refresh (no hysteresis of its own)."""
 
     def __init__(self, policy: Policy, settings: Any):
         self.policy = policy
-        self.clock = ManualClock(0)
+        self.clock = _Instant()
         self.engine = Engine(policy, settings, self.clock)
 
     def select(self, health: Health, storage_ok: bool, signal_age_ms: int | None,
                now_ms: int) -> tuple[str, str | None]:
-        self.clock.set(now_ms)
+        self.clock.ms = now_ms
         m = self.policy.machines[MACHINE]
         rows = [{"machine": MACHINE, "instance": MACHINE, "state": m.initial, "reason": m.initial_reason,
                  "since_ms": now_ms, "vars": {}}]
