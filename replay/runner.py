@@ -431,11 +431,11 @@ def keep_database(player: Player, keep_db: Path) -> Path | None:
 
 
 def replay(directory: Path, policy: Path | None = None, config: Path | None = None,
-           coverage: bool = False, keep_db: Path | None = None) -> Outcome:
+           coverage: bool = False, keep_db: Path | None = None, runs: set[str] | None = None) -> Outcome:
     """Load and play every run of the drill in `directory` (bad input raises BadInput).
     `policy` is a directory holding machines/ and rules/; `config` a settings file the drill's
     own `config` overrides are merged over (default: the packaged defaults); `keep_db` a folder
-    each run's final database is copied into."""
+    each run's final database is copied into; `runs` only these runs (by name: base, a variant)."""
     drill = load_drill(directory)
     policy = resolve_policy_dir(policy.resolve() if policy is not None else None)  # before the chdir below
     config = config.resolve() if config is not None else None
@@ -443,7 +443,7 @@ def replay(directory: Path, policy: Path | None = None, config: Path | None = No
     outcome: Outcome | None = None
     cwd = Path.cwd()
     hits: Counter[str] = Counter()
-    for run in drill.runs:
+    for run in (r for r in drill.runs if runs is None or r.name in runs):
         with tempfile.TemporaryDirectory(prefix="hlcore-drill-", dir=_SCRATCH) as tmp:
             os.chdir(tmp)  # relative data/ and logs/ paths land in the temporary folder
             try:

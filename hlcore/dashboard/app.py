@@ -69,24 +69,24 @@ def draw_panel(panel: Panel) -> None:
 
 
 def draw_chart(chart: Chart) -> None:
+    """One asset's window: CAS, dispersion and exit cluster side by side, y 0–100, dashed
+    threshold lines, no gridlines, the latest value labelled at the right edge."""
     with st.container(key=f"hl-chart-{chart.asset}-{chart.hours}h", border=True):
         st.caption(f"{chart.asset} · last {chart.hours} h")
-        layers = []
-        for series in chart.series:
+        for col, series in zip(st.columns(len(chart.series)), chart.series, strict=True):
             data = pd.DataFrame([{"t": pd.to_datetime(ts, unit="ms", utc=True), "value": v} for ts, v in series.points])
             if data.empty:
+                col.caption(f"{series.label}: no data")
                 continue
-            base = alt.Chart(data).encode(x=alt.X("t:T", title=None, axis=alt.Axis(grid=False)),
-                                          y=alt.Y("value:Q", title=None, scale=alt.Scale(domain=[0, 100]),
-                                                  axis=alt.Axis(grid=False)))
-            layers.append(base.mark_line(point=True).encode(tooltip=["t:T", "value:Q"]).properties(title=series.label))
-            layers += [alt.Chart(pd.DataFrame({"y": [line]})).mark_rule(strokeDash=[4, 4], color="grey")
-                       .encode(y="y:Q") for line in series.lines]
-            if series.last is not None:
-                layers.append(alt.Chart(data.tail(1)).mark_text(align="left", dx=6)
-                              .encode(x="t:T", y="value:Q", text=alt.Text("value:Q", format=".0f")))
-        if layers:
-            st.altair_chart(alt.layer(*layers).properties(height=160), width="stretch")
+            x = alt.X("t:T", title=None, axis=alt.Axis(grid=False, format="%H:%M", tickCount=4))
+            y = alt.Y("value:Q", title=None, scale=alt.Scale(domain=[0, 100]), axis=alt.Axis(grid=False))
+            line = alt.Chart(data).mark_line(point=True).encode(x=x, y=y, tooltip=["t:T", "value:Q"])
+            rules = [alt.Chart(pd.DataFrame({"y": [v]})).mark_rule(strokeDash=[4, 4], color="grey").encode(y="y:Q")
+                     for v in series.lines]
+            label = alt.Chart(data.tail(1)).mark_text(align="left", dx=6, fontWeight="bold").encode(
+                x="t:T", y="value:Q", text=alt.Text("value:Q", format=".0f"))
+            col.altair_chart(alt.layer(line, *rules, label).properties(title=series.label, height=150),
+                             width="stretch")
 
 
 def draw_positioning(p: Positioning, caption: str) -> None:
@@ -103,9 +103,12 @@ def draw_surface(surface: Surface) -> None:
             st.markdown(f"<style>[class*='st-key-hl-panel-']{{border:{PANEL_BORDER};border-radius:6px}}"
                         "[class*='st-key-hl-chart-']{border:2px solid yellow;border-radius:6px}</style>",
                         unsafe_allow_html=True)
+    positioning = {p.asset: p for p in surface.positioning}
     for col, panel in zip(st.columns(len(surface.panels)), surface.panels, strict=True):
         with col:
             draw_panel(panel)
+            if panel.asset in positioning:
+                draw_positioning(positioning[panel.asset], surface.positioning_caption)
     with st.container(key="hl-alerts"):
         st.markdown("**Recent alerts (24 h)**")
         for alert in surface.alerts:
@@ -114,8 +117,6 @@ def draw_surface(surface: Surface) -> None:
             st.caption("None")
     for chart in surface.charts:
         draw_chart(chart)
-    for p in surface.positioning:
-        draw_positioning(p, surface.positioning_caption)
 
 
 def draw_view(v: View) -> None:

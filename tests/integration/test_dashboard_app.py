@@ -78,7 +78,7 @@ def test_degraded_view_marks_everything(app_env: Any, mask_stale_monitor_db: Pat
         "Data quality degraded. Coverage or freshness below optimal. Signals may be less reliable."]
     assert all(f"#### {a} (degraded)" in page for a in ("HYPE", "BTC", "ETH"))
     assert "border:2px solid orange" in page and "border:2px solid yellow" in page
-    assert charts(at) == 6
+    assert charts(at) == 18  # 3 assets x 2 windows x (CAS, dispersion, exit cluster)
 
 
 def test_normal_view_draws_three_panels_charts_and_positioning(app_env: Any, mask_stale_monitor_db: Path) -> None:
@@ -88,7 +88,7 @@ def test_normal_view_draws_three_panels_charts_and_positioning(app_env: Any, mas
     headings = [m.value for m in at.markdown if str(m.value).startswith("#### ")]
     assert headings == ["#### HYPE", "#### BTC", "#### ETH"]
     assert page.count("<b>Long-only</b> / Reduced") == 3 and "**CAS 100 →**" in page
-    assert charts(at) == 6
+    assert charts(at) == 18  # 3 assets x 2 windows x (CAS, dispersion, exit cluster)
     assert page.count("positioning: long 100.0%") == 3
     assert "SYSTEM HALT" not in page and not at.warning
 
