@@ -21,10 +21,13 @@ from typing import Any
 
 from hlcore.dashboard.state import Health, StoredState, current_health
 from hlcore.engine.core import Engine
+from hlcore.jobs.monitor import MONITOR_APP
 from hlcore.policy.model import Policy
 
 MACHINE = "dashboard_view"
 FACT = "dashboard_refresh"
+HEALTH = "health"
+STORAGE_FACT = "storage_failed"  # the fact every monitor job observes when storage fails (H6)
 SURFACE_GATE = "dashboard.decision_surface"
 MARKINGS_GATE = "dashboard.degraded_markings"
 SYSTEM_STALE = "system_stale"  # the machine whose ACTIVE episode makes system alerts "active" (§3.4)
@@ -286,12 +289,15 @@ class ViewSelector:
                now_ms: int) -> tuple[str, str | None]:
         self.clock.ms = now_ms
         m = self.policy.machines[MACHINE]
-        rows = [{"machine": MACHINE, "instance": MACHINE, "state": m.initial, "reason": m.initial_reason,
-                 "since_ms": now_ms, "vars": {}}]
-        if health.state is not None:
-            rows.append({"machine": "health", "instance": "health", "state": health.state, "reason": health.reason,
-                         "since_ms": health.at_ms or now_ms, "vars": {}})
-        self.engine.start(rows)
+        h = self.policy.machines[HEALTH]
+        state, reason = (health.state, health.reason) if storage_ok and health.state else (h.initial, h.initial_reason)
+        self.engine.start([
+            {"machine": MACHINE, "instance": MACHINE, "state": m.initial, "reason": m.initial_reason,
+             "since_ms": now_ms, "vars": {}},
+            {"machine": HEALTH, "instance": HEALTH, "state": state, "reason": reason,
+             "since_ms": health.at_ms or now_ms, "vars": {}}])
+        if not storage_ok:  # H6: the policy's own verdict on an outage (what the jobs observe too)
+            self.engine.observe(STORAGE_FACT, {"app": MONITOR_APP, "operation": "read"})
         self.engine.drain_changed()
         self.engine.observe(FACT, {"signal_age_ms": signal_age_ms, "storage_ok": storage_ok})
         self.engine.drain_changed()
@@ -371,7 +377,7 @@ def view(stored: StoredState, policy: Policy, settings: Any, selector: ViewSelec
     state = policy.machines[MACHINE].states[name]
     surface_allowed = SURFACE_GATE in state.allows
     degraded = MARKINGS_GATE in state.allows
-    icon = ICONS["halt" if state.halt or not surface_allowed else "degraded" if degraded else "full"]
+    icon = ICONS["halt" if not surface_allowed else "degraded" if degraded else "full"]
     run = stored.latest_run
     header = Header(icon, name, reason, hhmm_age(stored.latest_usable_ts, now), hhmm_age(stored.signal_ts, now),
                     truncate_pct(None if run is None else run["coverage_pct"]))
