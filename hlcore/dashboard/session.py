@@ -10,7 +10,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from hlcore.app import database_url
 from hlcore.dashboard.copytrader import CopytraderPage, copytrader_page, load_copytrader
 from hlcore.dashboard.state import load_state
 from hlcore.dashboard.view import View, ViewSelector, view
@@ -22,6 +21,7 @@ from hlcore.workspace import Workspace, open_workspace
 ENV_CONFIG = "HLCORE_DASHBOARD_CONFIG"
 ENV_POLICY = "HLCORE_DASHBOARD_POLICY"
 ENV_DB = "HLCORE_DASHBOARD_DB"    # the monitor database (a SQLite file or a URL); else DATABASE_URL / settings
+# (resolved like hlcore.app.database_url, without creating the SQLite file's folder: a reader never writes)
 ENV_NOW = "HLCORE_DASHBOARD_NOW"  # a fixed instant (ISO UTC): review a drill's database as of then
 
 
@@ -53,7 +53,8 @@ class Session:
         env = dict(os.environ if env is None else env)
         config, policy = env.get(ENV_CONFIG), env.get(ENV_POLICY)
         ws = open_workspace(Path(policy) if policy else None, Path(config) if config else None)
-        url = db_url_of(env[ENV_DB]) if env.get(ENV_DB) else database_url(ws.settings, "monitor")
+        url = db_url_of(env[ENV_DB] if env.get(ENV_DB) else env.get("DATABASE_URL")
+                        or ws.settings.get("monitor.db_url") or str(ws.settings.get("monitor.db_path")))
         clock: Clock = ManualClock(parse_instant(env[ENV_NOW])) if env.get(ENV_NOW) else SystemClock()
         return cls(ws, open_read_only(url), ViewSelector(ws.policy, ws.settings), clock)
 
