@@ -3,6 +3,7 @@ dashboard script (the options travel in the environment; see hlcore/dashboard/se
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from hlcore.dashboard.session import ENV_CONFIG, ENV_DB, ENV_NOW, ENV_POLICY, db_url_of, parse_instant
 from hlcore.errors import BadInput
-from hlcore.storage.db import open_read_only
+from hlcore.storage.db import StorageUnavailable, open_read_only
 from hlcore.workspace import open_workspace
 
 SCRIPT = Path(__file__).with_name("app.py")
@@ -37,7 +38,8 @@ def prepare(port: int, address: str, config: Path | None, policy: Path | None, d
         if value is not None:
             env[key] = str(value.resolve())
     if db is not None:
-        open_read_only(db_url_of(db)).dispose()  # an unusable URL is bad input; an unreachable one is HALT
+        with contextlib.suppress(StorageUnavailable):  # a malformed URL is bad input; an unreachable one is HALT
+            open_read_only(db_url_of(db)).dispose()
         env[ENV_DB] = db
     if now is not None:
         parse_instant(now)

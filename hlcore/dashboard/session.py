@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hlcore.dashboard.copytrader import CopytraderPage, copytrader_page, load_copytrader
-from hlcore.dashboard.state import load_state
+from hlcore.dashboard.state import StoredState, load_state
 from hlcore.dashboard.view import View, ViewSelector, view
 from hlcore.engine.clock import Clock, ManualClock, SystemClock
 from hlcore.errors import BadInput
-from hlcore.storage.db import Database, open_read_only
+from hlcore.storage.db import Database, StorageUnavailable, open_read_only
 from hlcore.workspace import Workspace, open_workspace
 
 ENV_CONFIG = "HLCORE_DASHBOARD_CONFIG"
@@ -44,9 +44,10 @@ def db_url_of(value: str) -> str:
 @dataclass
 class Session:
     workspace: Workspace
-    db: Database
+    db: Database | None  # None: the database could not even be opened (`open_error`)
     selector: ViewSelector
     clock: Clock
+    open_error: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Session:
@@ -56,12 +57,19 @@ class Session:
         url = db_url_of(env[ENV_DB] if env.get(ENV_DB) else env.get("DATABASE_URL")
                         or ws.settings.get("monitor.db_url") or str(ws.settings.get("monitor.db_path")))
         clock: Clock = ManualClock(parse_instant(env[ENV_NOW])) if env.get(ENV_NOW) else SystemClock()
-        return cls(ws, open_read_only(url), ViewSelector(ws.policy, ws.settings), clock)
+        try:
+            db: Database | None = open_read_only(url)
+            error = None
+        except StorageUnavailable as exc:  # e.g. no driver for the URL: the halt view, like any outage
+            db, error = None, str(exc)
+        return cls(ws, db, ViewSelector(ws.policy, ws.settings), clock, error)
 
     def monitor(self) -> View:
         now = self.clock.now_ms()
-        return view(load_state(self.db, self.workspace.policy, self.workspace.settings, now),
-                    self.workspace.policy, self.workspace.settings, self.selector)
+        policy, settings = self.workspace.policy, self.workspace.settings
+        stored = StoredState(now, False, self.open_error) if self.db is None else \
+            load_state(self.db, policy, settings, now)
+        return view(stored, policy, settings, self.selector)
 
     def copytrader(self) -> CopytraderPage:
         now = self.clock.now_ms()

@@ -165,3 +165,11 @@ def test_dashboard_cli_help_and_bad_input() -> None:
         "error: HLCORE_DASHBOARD_NOW / --now: expected an ISO UTC instant like 2026-01-24T10:12:00Z, got 'yesterday'"]
     port = _hlcore("dashboard", "--port", "0")
     assert port.returncode == 2 and "--port" in port.stderr and "Traceback" not in port.stderr
+
+
+def test_unreachable_postgresql_is_the_halt_view() -> None:
+    """DATABASE_URL honoured: a server that is down (or a driver that is missing) is an outage."""
+    session = Session.from_env({"DATABASE_URL": "postgresql://hl:secret@127.0.0.1:1/monitor", ENV_NOW: HALT_AT})
+    v = session.monitor()
+    assert (v.name, v.reason, v.surface) == ("HALT", "STORAGE_UNAVAILABLE", None)
+    assert "secret" not in v.text()
