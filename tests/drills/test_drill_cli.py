@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sqlite3
 from pathlib import Path
 
 import yaml
@@ -68,3 +69,15 @@ def test_coverage_lists_unexercised_transitions_and_fails(tmp_path: Path) -> Non
     assert "coverage: transitions" in result.stdout
     assert "not exercised: order:" in result.stdout  # gap_exceeded never places an order
     assert "not exercised: safety: ARMED_LIVE,ARMED_SAFE -> HALT on gap_exceeded" not in result.stdout
+
+
+def test_replay_keep_db_copies_each_runs_database(tmp_path: Path) -> None:
+    """`hlcore replay --keep-db DIR`: each run's final database lands in DIR/<run>/<app>.db (issue 14)."""
+    keep = tmp_path / "kept"
+    result = CliRunner().invoke(app, ["replay", str(ROOT / "fixtures" / "gap_exceeded"), "--keep-db", str(keep)])
+    assert result.exit_code == 0, result.output
+    runs = sorted(p.name for p in keep.iterdir())
+    assert "base" in runs and len(runs) == 4  # base + 3 variants
+    with sqlite3.connect(keep / "base" / "copytrader.db") as conn:
+        mode = conn.execute("SELECT value FROM system_state WHERE key = 'safety_mode'").fetchone()
+    assert mode == ("HALT",)  # gap_exceeded halts: the copy is the run's final state
