@@ -33,6 +33,8 @@ def draw_header(h: Header) -> None:
         c1.markdown(f"Last successful snapshot  \n**{h.last_success}**")
         c2.markdown(f"Last signal  \n**{h.last_signal}**")
         c3.markdown(f"Coverage  \n**{h.coverage or 'N/A'}**")
+        with st.container(key="hl-refreshed"):
+            st.caption(h.refreshed)
 
 
 def draw_halt(box: HaltBox) -> None:
@@ -69,24 +71,27 @@ def draw_panel(panel: Panel) -> None:
 
 
 def draw_chart(chart: Chart) -> None:
-    """One asset's window: CAS, dispersion and exit cluster side by side, y 0–100, dashed
-    threshold lines, no gridlines, the latest value labelled at the right edge."""
+    """One asset's window: CAS, dispersion and exit cluster as coloured lines on one 0–100 axis,
+    each with its dashed threshold lines in its colour, no gridlines, the latest value labelled at
+    the right edge."""
     with st.container(key=f"hl-chart-{chart.asset}-{chart.hours}h", border=True):
         st.caption(f"{chart.asset} · last {chart.hours} h")
-        for col, series in zip(st.columns(len(chart.series)), chart.series, strict=True):
-            data = pd.DataFrame([{"t": pd.to_datetime(ts, unit="ms", utc=True), "value": v} for ts, v in series.points])
-            if data.empty:
-                col.caption(f"{series.label}: no data")
-                continue
-            x = alt.X("t:T", title=None, axis=alt.Axis(grid=False, format="%H:%M", tickCount=4))
-            y = alt.Y("value:Q", title=None, scale=alt.Scale(domain=[0, 100]), axis=alt.Axis(grid=False))
-            line = alt.Chart(data).mark_line(point=True).encode(x=x, y=y, tooltip=["t:T", "value:Q"])
-            rules = [alt.Chart(pd.DataFrame({"y": [v]})).mark_rule(strokeDash=[4, 4], color="grey").encode(y="y:Q")
-                     for v in series.lines]
-            label = alt.Chart(data.tail(1)).mark_text(align="left", dx=6, fontWeight="bold").encode(
-                x="t:T", y="value:Q", text=alt.Text("value:Q", format=".0f"))
-            col.altair_chart(alt.layer(line, *rules, label).properties(title=series.label, height=150),
-                             width="stretch")
+        points = pd.DataFrame([{"t": pd.to_datetime(ts, unit="ms", utc=True), "metric": s.label, "value": v}
+                               for s in chart.series for ts, v in s.points])
+        if points.empty:
+            st.caption("No signals in this window")
+            return
+        lines = pd.DataFrame([{"metric": s.label, "y": v} for s in chart.series for v in s.lines])
+        colour = alt.Color("metric:N", title=None, sort=[s.label for s in chart.series])
+        x = alt.X("t:T", title=None, axis=alt.Axis(grid=False, format="%H:%M", tickCount=6))
+        y = alt.Y("value:Q", title=None, scale=alt.Scale(domain=[0, 100]), axis=alt.Axis(grid=False))
+        series = alt.Chart(points).mark_line(point=True).encode(x=x, y=y, color=colour,
+                                                                 tooltip=["metric:N", "t:T", "value:Q"])
+        rules = alt.Chart(lines).mark_rule(strokeDash=[4, 4], opacity=0.6).encode(y="y:Q", color=colour)
+        last = points.sort_values("t").groupby("metric", as_index=False).tail(1)
+        labels = alt.Chart(last).mark_text(align="left", dx=6, fontWeight="bold").encode(
+            x="t:T", y="value:Q", color=colour, text=alt.Text("value:Q", format=".0f"))
+        st.altair_chart(alt.layer(series, rules, labels).properties(height=180), width="stretch")
 
 
 def draw_positioning(p: Positioning, caption: str) -> None:

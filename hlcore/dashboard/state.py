@@ -62,6 +62,7 @@ class StoredState:
     positioning: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)   # asset -> row
     history: Sequence[Mapping[str, Any]] = ()               # signals rows of the longest chart window
     recent_alerts: Sequence[Mapping[str, Any]] = ()         # surfaced alerts of the last 24 h
+    system_alert: Mapping[str, Any] | None = None           # the latest surfaced system alert, however old
 
     def machine(self, name: str) -> Mapping[str, Any] | None:
         """The stored singleton instance of machine `name`, if any."""
@@ -111,11 +112,16 @@ def load_state(db: Database, policy: Policy, settings: Any, now_ms: int) -> Stor
                 .where(alerts.c.alert_ts > now_ms - DAY_MS, alerts.c.alert_ts <= now_ms,
                        alerts.c.suppressed.is_(False))
                 .order_by(alerts.c.alert_ts.desc(), alerts.c.id.desc())))
+            system_alert = conn.execute(
+                select(alerts.c.id, alerts.c.alert_ts, alerts.c.asset, alerts.c.alert_type, alerts.c.severity,
+                       alerts.c.message)
+                .where(alerts.c.asset.is_(None), alerts.c.alert_ts <= now_ms, alerts.c.suppressed.is_(False))
+                .order_by(alerts.c.alert_ts.desc(), alerts.c.id.desc()).limit(1)).mappings().first()
     except StorageUnavailable as exc:
         return StoredState(now_ms, False, str(exc))
     return StoredState(now_ms, True, None, machines, None if health_row is None else dict(health_row),
                        None if latest_run is None else dict(latest_run), usable_ts, sig_ts, slot, contributors,
-                       positioning, history, recent)
+                       positioning, history, recent, None if system_alert is None else dict(system_alert))
 
 
 def current_health(stored: StoredState, policy: Policy) -> Health:

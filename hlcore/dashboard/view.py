@@ -65,11 +65,12 @@ class Header:
     last_success: str  # "HH:MM UTC (N min ago)" or "N/A"
     last_signal: str
     coverage: str | None  # truncated to one decimal: 79.99 -> "79.9%"
+    refreshed: str = ""  # "Refreshed HH:MM:SS UTC · every N s": the page is live, not a stale tab
 
     def lines(self) -> list[str]:
         return [f"{self.icon} {self.view} · {self.reason or ''}".rstrip(),
                 f"Last success: {self.last_success}", f"Last signal: {self.last_signal}",
-                f"Coverage: {self.coverage or 'N/A'}"]
+                f"Coverage: {self.coverage or 'N/A'}", self.refreshed]
 
 
 @dataclass(frozen=True)
@@ -379,15 +380,17 @@ def view(stored: StoredState, policy: Policy, settings: Any, selector: ViewSelec
     degraded = MARKINGS_GATE in state.allows
     icon = ICONS["halt" if not surface_allowed else "degraded" if degraded else "full"]
     run = stored.latest_run
+    refresh = int(settings.get("monitor.dashboard.refresh_sec"))
+    refreshed = f"Refreshed {datetime.fromtimestamp(now / 1000, UTC).strftime('%H:%M:%S UTC')} · every {refresh} s"
     header = Header(icon, name, reason, hhmm_age(stored.latest_usable_ts, now), hhmm_age(stored.signal_ts, now),
-                    truncate_pct(None if run is None else run["coverage_pct"]))
+                    truncate_pct(None if run is None else run["coverage_pct"]), refreshed)
     limit = int(settings.get("monitor.dashboard.recent_alerts_limit"))
     chars = int(settings.get("monitor.dashboard.alert_text_chars"))
-    refresh = int(settings.get("monitor.dashboard.refresh_sec"))
     if not surface_allowed:
         stale = stored.machine(SYSTEM_STALE)
         active = stale is not None and stale["state"] != policy.machines[SYSTEM_STALE].initial
-        system = [r for r in stored.recent_alerts if r["asset"] is None] if active else []
+        # the open episode's alert (one row per activation: the latest), even when older than 24 h
+        system = [stored.system_alert] if active and stored.system_alert is not None else []
         gap = None if stored.latest_usable_ts is None else (now - int(stored.latest_usable_ts)) // MINUTE_MS
         halt = HaltBox(HALT_TITLE, HALT_BOX, header.last_success, gap, reason, HALT_HINTS,
                        _alert_lines(system, limit, chars))

@@ -7,8 +7,6 @@ from __future__ import annotations
 import hashlib
 import shutil
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,9 @@ from typing import Any
 import pytest
 from sqlalchemy import insert
 from streamlit.testing.v1 import AppTest
+from typer.testing import CliRunner
 
+from hlcore.cli import app
 from hlcore.dashboard.session import ENV_CONFIG, ENV_DB, ENV_NOW, Session
 from hlcore.storage.db import StorageUnavailable, open_read_only
 from hlcore.storage.schema import system_state
@@ -78,7 +78,7 @@ def test_degraded_view_marks_everything(app_env: Any, mask_stale_monitor_db: Pat
         "Data quality degraded. Coverage or freshness below optimal. Signals may be less reliable."]
     assert all(f"#### {a} (degraded)" in page for a in ("HYPE", "BTC", "ETH"))
     assert "border:2px solid orange" in page and "border:2px solid yellow" in page
-    assert charts(at) == 18  # 3 assets x 2 windows x (CAS, dispersion, exit cluster)
+    assert charts(at) == 6  # 3 assets x 2 windows (CAS, dispersion, exit cluster on each)
 
 
 def test_normal_view_draws_three_panels_charts_and_positioning(app_env: Any, mask_stale_monitor_db: Path) -> None:
@@ -88,7 +88,7 @@ def test_normal_view_draws_three_panels_charts_and_positioning(app_env: Any, mas
     headings = [m.value for m in at.markdown if str(m.value).startswith("#### ")]
     assert headings == ["#### HYPE", "#### BTC", "#### ETH"]
     assert page.count("<b>Long-only</b> / Reduced") == 3 and "**CAS 100 →**" in page
-    assert charts(at) == 18  # 3 assets x 2 windows x (CAS, dispersion, exit cluster)
+    assert charts(at) == 6  # 3 assets x 2 windows (CAS, dispersion, exit cluster on each)
     assert page.count("positioning: long 100.0%") == 3
     assert "SYSTEM HALT" not in page and not at.warning
 
@@ -152,19 +152,19 @@ def test_the_dashboard_never_writes(mask_stale_monitor_db: Path, tmp_path: Path)
     assert not (tmp_path / "absent.db").exists()
 
 
-def _hlcore(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "hlcore", *args], capture_output=True, text=True, timeout=120,
-                          cwd=ROOT)
-
-
 def test_dashboard_cli_help_and_bad_input() -> None:
-    assert _hlcore("dashboard", "--help").returncode == 0
-    bad = _hlcore("dashboard", "--now", "yesterday")
-    assert bad.returncode == 2
+    """Bad options stop before Streamlit starts: exit 2 and one located line (in-process: no exec)."""
+    runner = CliRunner()
+    assert runner.invoke(app, ["dashboard", "--help"]).exit_code == 0
+    bad = runner.invoke(app, ["dashboard", "--now", "yesterday"])
+    assert bad.exit_code == 2
     assert bad.stderr.strip().splitlines() == [
         "error: HLCORE_DASHBOARD_NOW / --now: expected an ISO UTC instant like 2026-01-24T10:12:00Z, got 'yesterday'"]
-    port = _hlcore("dashboard", "--port", "0")
-    assert port.returncode == 2 and "--port" in port.stderr and "Traceback" not in port.stderr
+    port = runner.invoke(app, ["dashboard", "--port", "0"])
+    assert (port.exit_code == 2 and "--port" in port.stderr and port.exception is None) or isinstance(
+        port.exception, SystemExit)
+    url = runner.invoke(app, ["dashboard", "--db", "mysql://x/y"])
+    assert url.exit_code == 2 and "unsupported database backend 'mysql'" in url.stderr
 
 
 def test_unreachable_postgresql_is_the_halt_view() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.browser import chromium, dashboards
-from tests.support.dashboard import HALT_AT, NORMAL_AT, ROOT
+from tests.support.dashboard import NORMAL_AT, ROOT
 
 SURFACE = ("[class*='st-key-hl-panel-']", "[class*='st-key-hl-chart-']", "[class*='st-key-hl-positioning-']",
            "[data-testid='stVegaLiteChart']", ".st-key-hl-banner", ".st-key-hl-alerts")
@@ -20,13 +20,17 @@ def open_page(context: Any, url: str) -> Any:
     return page
 
 
-def test_halt_and_normal_pages_in_headless_chromium(mask_stale_monitor_db: Path) -> None:
+def test_halt_and_normal_pages_in_headless_chromium(mask_stale_monitor_db: Path, tmp_path: Path) -> None:
     db = str(mask_stale_monitor_db)
-    with dashboards(("--db", db, "--now", HALT_AT), ("--db", db, "--now", NORMAL_AT), cwd=ROOT) as urls, \
+    fast = tmp_path / "settings.yaml"
+    fast.write_text("monitor: {dashboard: {refresh_sec: 1}}\n", encoding="utf-8")
+    # HALT on the real clock (the drill's data are long stale), refreshing every second; NORMAL as of 10:01:30
+    with dashboards(("--db", db, "--config", str(fast)), ("--db", db, "--now", NORMAL_AT), cwd=ROOT) as urls, \
             chromium() as context:
         halt_url, normal_url = urls
         halt, normal = open_page(context, halt_url), open_page(context, normal_url)  # both servers work at once
-        halt.wait_for_selector(".st-key-hl-system-alerts :text('[SYSTEM] Data Stale')", timeout=30_000)  # drawn last
+        halt.wait_for_selector(".st-key-hl-system-alerts :text('[SYSTEM] Data Stale')", timeout=60_000)  # drawn last
+        # the episode opened at 10:10:30 on 2026-01-24 is still open: its alert is shown, however old
         dom = halt.content()
         assert "SYSTEM HALT: DATA STALE" in dom and "AGE_STALE" in dom
         assert halt.locator(".st-key-hl-halt-box").count() == 1
@@ -34,8 +38,15 @@ def test_halt_and_normal_pages_in_headless_chromium(mask_stale_monitor_db: Path)
             assert halt.locator(selector).count() == 0, selector
         for word in ("Long-only", "CAS 100", "Dispersion", "positioning", "Context only"):
             assert word not in dom, word
+        # refresh_sec 1: the fragment reruns in place (same document, new "Refreshed" time), no page reload
+        halt.evaluate("window.hlMarker = 'same document'")
+        before = halt.inner_text(".st-key-hl-refreshed")
+        halt.wait_for_function("old => document.querySelector('.st-key-hl-refreshed').innerText !== old",
+                               arg=before, timeout=30_000)
+        assert halt.evaluate("window.hlMarker") == "same document"
+        assert halt.locator("[class*='st-key-hl-panel-']").count() == 0
 
-        normal.wait_for_selector(".st-key-hl-chart-ETH-24h [data-testid='stVegaLiteChart']", timeout=30_000)
+        normal.wait_for_selector(".st-key-hl-chart-ETH-24h [data-testid='stVegaLiteChart']", timeout=60_000)
         for asset in ("HYPE", "BTC", "ETH"):
             panel = normal.locator(f".st-key-hl-panel-{asset}")
             assert panel.count() == 1 and "Long-only" in panel.inner_text() and "CAS 100" in panel.inner_text()

@@ -26,7 +26,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_healthy(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
+def wait_healthy(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 60.0) -> None:
     """Poll Streamlit's `/_stcore/health` until it answers ok (or the server died)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -163,11 +163,13 @@ def test_halt_lists_system_alerts_only_while_the_episode_is_active(show: Any) ->
             alert(2, T0 + 1000, "BTC", "high", "[BTC] Smart Money De-risking")]
     active = ({"machine": "system_stale", "instance": "system_stale", "state": "ACTIVE", "reason": None,
                "since_ms": T0},)
-    v = show(stored(health=("STALE", "AGE_STALE"), recent_alerts=rows, machines=active))
+    v = show(stored(health=("STALE", "AGE_STALE"), recent_alerts=rows, machines=active, system_alert=rows[0]))
     assert v.halt is not None
     assert [a.line() for a in v.halt.system_alerts] == ["🚨 [SYSTEM] Data Stale: Ingestion has not succeeded f"]
-    quiet = show(stored(health=("STALE", "SIGNALS_STALE"), recent_alerts=rows))
-    assert quiet.halt is not None and quiet.halt.system_alerts == ()
+    quiet = show(stored(health=("STALE", "SIGNALS_STALE"), recent_alerts=rows, system_alert=rows[0]))
+    assert quiet.halt is not None and quiet.halt.system_alerts == ()  # no open episode: nothing "active"
+    old = show(stored(now=T0 + 30 * 60 * MIN, health=("STALE", "AGE_STALE"), machines=active, system_alert=rows[0]))
+    assert old.halt is not None and len(old.halt.system_alerts) == 1  # 30 h into the episode: still shown
 
 
 # --------------------------------------------------------------------------------------------- D1 header
@@ -181,6 +183,7 @@ def test_coverage_is_truncated_never_rounded_up(coverage: float, shown: str) -> 
 
 def test_header_times_and_ages(show: Any) -> None:
     v = show(stored(now=T0 + 90_000))
+    assert v.header.refreshed == "Refreshed 10:01:30 UTC · every 30 s"  # monitor.dashboard.refresh_sec
     assert v.header.last_success == "10:00 UTC (1 min ago)"
     assert v.header.last_signal == "10:00 UTC (1 min ago)"
     assert v.header.coverage == "100.0%"
