@@ -19,14 +19,13 @@ from datetime import UTC, datetime
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
-from hlcore.dashboard.state import Health, StoredState, current_health
+from hlcore.dashboard.state import HEALTH, Health, StoredState, current_health
 from hlcore.engine.core import Engine
 from hlcore.jobs.monitor import MONITOR_APP
 from hlcore.policy.model import Policy
 
 MACHINE = "dashboard_view"
 FACT = "dashboard_refresh"
-HEALTH = "health"
 STORAGE_FACT = "storage_failed"  # the fact every monitor job observes when storage fails (H6)
 SURFACE_GATE = "dashboard.decision_surface"
 MARKINGS_GATE = "dashboard.degraded_markings"
