@@ -10,7 +10,7 @@ the gates a state allows), never from state names.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -130,11 +130,6 @@ def _audit_row(row: Mapping[str, Any]) -> Mapping[str, Any]:
     meta = row.get("metadata")
     out["severity"] = (load_json(meta) or {}).get("severity") if isinstance(meta, str) and meta else None
     return out
-
-
-def drift_rows(page: CopytraderPage) -> Sequence[tuple[str, str]]:
-    """The reconcile lines of the page (for a compact table)."""
-    return [f for f in page.facts if f[0].startswith("Reconcile") or f[0] == "Last reconcile"]
 
 
 __all__ = ["CopytraderPage", "copytrader_page", "load_copytrader"]
