@@ -101,6 +101,22 @@ def hash_(policy: PolicyOpt = None, config: ConfigOpt = None) -> None:
 
 @app.command()
 @handles_errors
+def dashboard(port: Annotated[int, typer.Option("--port", help="Port to serve on.")] = 8501,
+              address: Annotated[str, typer.Option("--address", help="Interface to bind.")] = "127.0.0.1",
+              db: Annotated[str | None, typer.Option("--db", help="Monitor database: a SQLite file or a URL "
+                                                     "(default: DATABASE_URL, else the settings).")] = None,
+              now: Annotated[str | None, typer.Option("--now", help="Show the page as of this ISO UTC instant "
+                                                      "(review a drill's database; default: the clock).")] = None,
+              policy: PolicyOpt = None, config: ConfigOpt = None) -> None:
+    """Serve the read-only dashboard (Streamlit): the monitor view (HALT / DEGRADED / NORMAL, monitor
+    §3.5, §4.7) and a copy-trader page, refreshed every monitor.dashboard.refresh_sec."""
+    from hlcore.dashboard.cli import run
+
+    run(port, address, config, policy, db, now)
+
+
+@app.command()
+@handles_errors
 def init(directory: Annotated[Path, typer.Argument(help="Where to put machines/, rules/ and config/.")],
          force: Annotated[bool, typer.Option(help="Overwrite existing policy files.")] = False) -> None:
     """Copy the default policy and settings into an operator's own repository."""

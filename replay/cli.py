@@ -29,6 +29,9 @@ def register(app: typer.Typer) -> None:
                journal: Annotated[Path | None, typer.Option("--journal", help="Write the JSON-lines journal here.")]
                = None,
                format: Annotated[str, typer.Option("--format", help="text, json (the journal) or md.")] = "text",
+               keep_db: Annotated[Path | None, typer.Option(
+                   "--keep-db", help="Copy each run's final database to DIR/<run>/<app>.db (serve it with "
+                   "`hlcore dashboard --db`).")] = None,
                policy: PolicyOpt = None, config: ConfigOpt = None) -> None:
         """Replay one drill on a scripted clock and recorded venues; print its timeline and verdict
         (exit 0 pass, 1 fail, 2 bad drill)."""
@@ -37,7 +40,7 @@ def register(app: typer.Typer) -> None:
 
         if format not in FORMATS:
             raise BadInput(f"--format: expected one of {', '.join(FORMATS)}, got '{format}'")
-        outcome = run_drill(directory, policy, config)
+        outcome = run_drill(directory, policy, config, keep_db=keep_db)
         if journal is not None:
             journal.parent.mkdir(parents=True, exist_ok=True)
             journal.write_text(outcome.journal(), encoding="utf-8")

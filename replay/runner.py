@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import random
+import shutil
 import tempfile
 import threading
 from collections import Counter
@@ -423,18 +424,32 @@ class Player:
         return [e for _, _, e in sorted(self.entries, key=lambda x: (x[0], x[1]))]
 
 
+def keep_database(player: Player, keep_db: Path) -> Path | None:
+    """Copy a finished run's SQLite database to `keep_db/<run>/<app>.db` (to serve it with
+    `hlcore dashboard`); the copy is taken after the run closed its connections."""
+    path = player.db.engine.url.database if player.db is not None else None
+    if not path or path == ":memory:" or not Path(path).is_file():
+        return None
+    target = keep_db / player.run.name / f"{player.run.app}.db"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, target)
+    return target
+
+
 def replay(directory: Path, policy: Path | None = None, config: Path | None = None,
-           coverage: bool = False) -> Outcome:
+           coverage: bool = False, keep_db: Path | None = None, runs: set[str] | None = None) -> Outcome:
     """Load and play every run of the drill in `directory` (bad input raises BadInput).
     `policy` is a directory holding machines/ and rules/; `config` a settings file the drill's
-    own `config` overrides are merged over (default: the packaged defaults)."""
+    own `config` overrides are merged over (default: the packaged defaults); `keep_db` a folder
+    each run's final database is copied into; `runs` only these runs (by name: base, a variant)."""
     drill = load_drill(directory)
     policy = resolve_policy_dir(policy.resolve() if policy is not None else None)  # before the chdir below
     config = config.resolve() if config is not None else None
+    keep_db = keep_db.resolve() if keep_db is not None else None
     outcome: Outcome | None = None
     cwd = Path.cwd()
     hits: Counter[str] = Counter()
-    for run in drill.runs:
+    for run in (r for r in drill.runs if runs is None or r.name in runs):
         with tempfile.TemporaryDirectory(prefix="hlcore-drill-", dir=_SCRATCH) as tmp:
             os.chdir(tmp)  # relative data/ and logs/ paths land in the temporary folder
             try:
@@ -444,6 +459,8 @@ def replay(directory: Path, policy: Path | None = None, config: Path | None = No
                         outcome = Outcome(drill.name, drill.runbook, player.open_workspace().policy.hash,
                                           drill.fixture_hash, words=drill.words)
                     player.play()
+                    if keep_db is not None:
+                        keep_database(player, keep_db)
             finally:
                 os.chdir(cwd)
             outcome.entries.extend(player.journal())

@@ -236,3 +236,32 @@ def insert_ignore(conn: Connection, table: Any, row: Mapping[str, Any], keys: Se
     else:  # open_database refuses other backends; this guards hand-built engines
         raise BadInput(f"insert-or-ignore is not supported on {dialect!r}")
     return conn.execute(stmt).rowcount == 1
+
+
+def open_read_only(url: str, *, busy_timeout_ms: int = 5000) -> Database:
+    """Open a database for readers that must never write (the dashboard): SQLite files in
+    `mode=ro` (a missing file is unreadable, never created), PostgreSQL sessions read-only."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise BadInput(f"invalid database URL {url!r}: {exc}") from exc
+    backend = parsed.get_backend_name()
+    if backend not in SUPPORTED_BACKENDS:
+        raise BadInput(f"unsupported database backend {backend!r}; use one of {', '.join(SUPPORTED_BACKENDS)}")
+    if backend == "sqlite":
+        if parsed.database in (None, "", ":memory:"):
+            return open_database(url, busy_timeout_ms=busy_timeout_ms)
+        path = Path(parsed.database).expanduser().resolve()
+        engine = create_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+
+        return Database(engine)
+    try:
+        engine = create_engine(parsed, pool_pre_ping=True,
+                               connect_args={"options": "-c default_transaction_read_only=on"})
+    except ImportError as exc:
+        raise StorageUnavailable(f"database driver for {parsed.drivername!r} is not installed: {exc}", exc) from exc
+    return Database(engine)

@@ -3,28 +3,23 @@ drills 15-20).
 
 - `prior_alerts` seeds alerts an earlier run surfaced (or suppressed), with what that run left
   beside them: the daily-cap tally and the delivery state (cooldown, last trigger) (§4.6 A4/A5).
-- The `dashboard` check reads what the dashboard would show (§3.5, §4.7 D1-D5; the HTML is not
-  built yet): the view the policy's `dashboard_view` machine selected and the data that view
-  renders from storage alone (header, halt box figures, panels, alert lines). Check it at a
-  refresh instant (the dashboard job re-derives its view every `refresh_sec`); each check also
-  journals the whole model as a `dashboard` entry.
+- The `dashboard` check builds the dashboard's real `View` (hlcore/dashboard: `load_state` then
+  `view()`, exactly what `hlcore dashboard` draws) at the check's instant and compares it and its
+  text; each check also journals the model and the page text as a `dashboard` entry.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert
 
-from hlcore.jobs.monitor import RunStatuses
+from hlcore.dashboard.state import load_state
+from hlcore.dashboard.view import View, ViewSelector, view
 from hlcore.jobs.monitor.alerts import DELIVERY
-from hlcore.storage.monitor import IngestRuns
 from hlcore.storage.repos import MachineStateStore, dump_json
-from hlcore.storage.schema import alerts, engine_tallies, signals
-from replay.checks import machine_state
+from hlcore.storage.schema import alerts, engine_tallies
 from replay.drill import ISO, Expectation, duration_ms, iso_ms
 from replay.registry import check, given
 
@@ -32,9 +27,6 @@ APP = "monitor"
 MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS
 _OFFSET = {"type": "string", "regex": r"^-(\d+h)?(\d+m)?(\d+s)?$"}
-_VIEW_ICON = {"HALT": "🚨", "DEGRADED": "⚠️", "NORMAL": "✅"}  # D1 header icon per view
-_SEVERITY_ICON = {"medium": "⚠️", "high": "🔴", "critical": "🚨"}  # D4 alert line icons
-_TREND_ARROW = {"rising": "↑", "flat": "→", "falling": "↓"}
 
 
 def _before(player: Any, when: str) -> int:
@@ -95,79 +87,35 @@ def _prior_alerts(player: Any, value: list[Mapping[str, Any]]) -> None:
 # ---------------------------------------------------------------------------------------------- dashboard
 
 
-def _hhmm(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%H:%M UTC")
+def dashboard_view(player: Any) -> View:
+    """The dashboard's real `View` now: storage as the running process sees it (a scripted outage
+    included) read by the dashboard's own `load_state`, then `view()`; one selector per run."""
+    ws = player.ws
+    selector = getattr(player, "dashboard_selector", None)
+    if selector is None or selector.policy is not ws.policy:
+        selector = ViewSelector(ws.policy, ws.settings)
+        player.dashboard_selector = selector
+    db = player.ctx.db if player.ctx is not None else player.db
+    return view(load_state(db, ws.policy, ws.settings, player.now()), ws.policy, ws.settings, selector)
 
 
-def _band(value: float, guards: Mapping[str, Any], low: str, medium: str) -> str:
-    """Low / Medium / High from the playbook table's own band guards (policy, not literals)."""
-    lo, mid = guards[low], guards[medium]
-    if value < float(lo["lt"]):
-        return "Low"
-    edge = mid.get("lt", mid.get("lte"))
-    return "Medium" if (value < float(edge) if "lt" in mid else value <= float(edge)) else "High"
-
-
-def dashboard_model(player: Any) -> dict[str, Any]:
-    """What the dashboard shows now (§3.5, §4.7), from the `dashboard_view` machine and storage."""
-    settings, policy = player.ws.settings, player.ws.policy
-    now = player.now()
-    view, reason = machine_state(player, "dashboard_view")
-    surface = "dashboard.decision_surface" in policy.machines["dashboard_view"].states[view].allows
-    statuses = RunStatuses.from_policy(policy)
-    runs = IngestRuns(player.db)
-    latest, usable = runs.latest(at_or_before=now), runs.latest(at_or_before=now, statuses=statuses.usable)
-    assets = list(settings.get("monitor.assets"))
-    with player.db.transaction() as conn:
-        sig_ts = conn.execute(select(signals.c.signal_ts).where(signals.c.signal_ts <= now)
-                              .order_by(signals.c.signal_ts.desc()).limit(1)).scalar()
-        slot = {} if sig_ts is None else {r["asset"]: dict(r) for r in conn.execute(
-            select(signals).where(signals.c.signal_ts == sig_ts)).mappings()}
-        recent = [dict(r) for r in conn.execute(
-            select(alerts).where(alerts.c.alert_ts > now - 24 * HOUR_MS, alerts.c.alert_ts <= now,
-                                 alerts.c.suppressed.is_(False))).mappings()]
-    system_active, _ = machine_state(player, "system_stale")
-    limit, chars = int(settings.get("monitor.dashboard.recent_alerts_limit")), \
-        int(settings.get("monitor.dashboard.alert_text_chars"))
-    if surface:  # D4: system first, then newest
-        shown = sorted(recent, key=lambda r: (r["asset"] is not None, -r["alert_ts"], r["id"]))[:limit]
-    else:  # D2: the active system alerts only
-        initial = policy.machines["system_stale"].initial
-        shown = sorted((r for r in recent if r["asset"] is None and system_active != initial),
-                       key=lambda r: (-r["alert_ts"], r["id"]))[:limit]
-    guards = policy.guards
-    panels = []
-    suffix = " (degraded)" if view == "DEGRADED" else ""
-    for asset in assets if surface else ():
-        row = slot.get(asset)
-        if row is None:
-            panels.append(f"{asset}{suffix}: No signal this cycle")
-            continue
-        di, ec = float(row["dispersion_index"]), float(row["exit_cluster_score"])
-        arrow = _TREND_ARROW.get(row["alignment_trend"], "?")
-        panels.append(f"{asset}{suffix}: {row['allowed_playbook']} / {row['risk_mode']}, "
-                      f"CAS {math.floor(float(row['alignment_score']))} {arrow}, "
-                      f"Dispersion {_band(di, guards, 'di_low', 'di_medium')}, "
-                      f"Exit {_band(ec, guards, 'ec_low', 'ec_medium')}")
-    coverage = None if latest is None or latest.coverage_pct is None else \
-        f"{math.floor(float(latest.coverage_pct) * 10) / 10:.1f}%"  # truncated, never rounded up (D1)
+def dashboard_model(v: View) -> dict[str, Any]:
+    """The drill keys of a View: what the page shows, read off the View and its text."""
+    surface, halt = v.surface, v.halt
+    alerts = halt.system_alerts if halt is not None else surface.alerts if surface is not None else ()
+    degraded = surface is not None and any(p.degraded for p in surface.panels)
+    borders = "none"
+    if degraded and surface is not None:
+        chart_border = next((c.border for c in surface.charts if c.border), None)
+        borders = "panels 2px orange" + (f", charts {chart_border}" if chart_border else "")
     return {
-        "view": view,
-        "reason": reason,
-        "icon": _VIEW_ICON.get(view or "", "?"),
-        "last_success": "N/A" if usable is None else
-        f"{_hhmm(usable.snapshot_ts)} ({(now - usable.snapshot_ts) // MINUTE_MS} min ago)",
-        "last_signal": "N/A" if sig_ts is None else f"{_hhmm(sig_ts)} ({(now - sig_ts) // MINUTE_MS} min ago)",
-        "coverage": coverage,
-        "halt_box": not surface,
-        "gap_min": None if surface or usable is None else (now - usable.snapshot_ts) // MINUTE_MS,
-        "banner": view == "DEGRADED",
-        "borders": "panels 2px orange, charts yellow" if view == "DEGRADED" else "none",
-        "panels": panels,
-        "charts": [a for a in assets if a in slot] if surface else [],
-        "positioning": [a for a in assets if a in slot] if surface else [],
-        "alerts": [f"{_SEVERITY_ICON.get(r['severity'], '')} {(r['message'] or '')[:chars]}" for r in shown],
-        "behavioural_alerts": sum(1 for r in shown if r["asset"] is not None),
+        "view": v.name, "reason": v.reason, "icon": v.header.icon, "last_success": v.header.last_success,
+        "last_signal": v.header.last_signal, "coverage": v.header.coverage, "halt_box": halt is not None,
+        "gap_min": None if halt is None else halt.gap_min, "banner": bool(surface and surface.banner),
+        "borders": borders, "panels": [p.text() for p in surface.panels] if surface else [],
+        "charts": list(dict.fromkeys(c.asset for c in surface.charts)) if surface else [],
+        "positioning": [p.asset for p in surface.positioning] if surface else [],
+        "alerts": [a.line() for a in alerts], "behavioural_alerts": sum(1 for a in alerts if not a.system),
     }
 
 
@@ -179,17 +127,27 @@ _DASHBOARD_KEYS = {
     "panels": {"type": "list", "schema": {"type": "string"}}, "charts": {"type": "list", "schema": {"type": "string"}},
     "positioning": {"type": "list", "schema": {"type": "string"}},
     "alerts": {"type": "list", "schema": {"type": "string"}}, "behavioural_alerts": {"type": "integer"},
+    "shows": {"type": "list", "schema": {"type": "string"}},   # each is part of the page's text
+    "hides": {"type": "list", "schema": {"type": "string"}},   # none is anywhere in it
 }
 
 
 @check("dashboard", {"dashboard": {"type": "dict", "required": True, "schema": _DASHBOARD_KEYS}},
-       "What the dashboard shows now (check at a refresh instant): `view`/`reason` (dashboard_view), header "
-       "`icon`, `last_success`/`last_signal` (\"HH:MM UTC (N min ago)\"), `coverage` (truncated), `halt_box` and "
-       "`gap_min` (HALT), `banner`/`borders` (DEGRADED), `panels`/`charts`/`positioning` (none in HALT), "
-       "`alerts` lines (icon + text cut to alert_text_chars; system first) and `behavioural_alerts` shown.",
+       "What the dashboard page shows now — the real `View` (hlcore/dashboard/view.py) built from storage at "
+       "this instant, and its text: `view`/`reason`, header `icon`, `last_success`/`last_signal` "
+       "(\"HH:MM UTC (N min ago)\"), `coverage` (truncated), `halt_box` and `gap_min` (HALT), `banner`/`borders` "
+       "(DEGRADED), `panels`/`charts`/`positioning` (none in HALT), `alerts` lines (icon + text cut to "
+       "alert_text_chars; system first), `behavioural_alerts`; `shows`/`hides`: texts the page must / must not "
+       "contain. Each check journals the model and the page text as a `dashboard` entry.",
        apps=(APP,),
-    example="{at: 1m30s, dashboard: {view: NORMAL, reason: OK, banner: false}}")
+       example="{at: 1m30s, dashboard: {view: NORMAL, reason: OK, banner: false, shows: [\"HEALTHY\"]}}")
 def _dashboard(player: Any, exp: Expectation) -> list[str]:
-    model = dashboard_model(player)
-    player.add(player.now(), {"kind": "dashboard", **model})
-    return [f"{key} is {model[key]!r}" for key, want in sorted(exp.spec["dashboard"].items()) if model[key] != want]
+    v = dashboard_view(player)
+    model = dashboard_model(v)
+    text = v.text()
+    player.add(player.now(), {"kind": "dashboard", **model, "text": v.lines()})
+    want = exp.spec["dashboard"]
+    problems = [f"{key} is {model[key]!r}" for key in sorted(want) if key in model and model[key] != want[key]]
+    problems += [f"the page does not show {s!r}" for s in want.get("shows", ()) if s not in text]
+    problems += [f"the page shows {s!r}" for s in want.get("hides", ()) if s in text]
+    return problems

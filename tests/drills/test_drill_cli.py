@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sqlite3
 from pathlib import Path
 
 import yaml
@@ -86,3 +87,15 @@ def test_a_flipped_position_fails_the_new_lifecycle_drill(tmp_path: Path) -> Non
     assert result.exit_code == 1, result.output
     line = next(i for i, t in enumerate(path.read_text().splitlines(), 1) if "{at: 8s, position" in t)
     assert f"{path}:{line} at +8.000s" in result.stdout and "local BTCUSDT is 0.001" in result.stdout
+
+
+def test_replay_keep_db_copies_each_runs_database(tmp_path: Path) -> None:
+    """`hlcore replay --keep-db DIR`: each run's final database lands in DIR/<run>/<app>.db (issue 14)."""
+    keep = tmp_path / "kept"
+    result = CliRunner().invoke(app, ["replay", str(ROOT / "fixtures" / "gap_exceeded"), "--keep-db", str(keep)])
+    assert result.exit_code == 0, result.output
+    runs = sorted(p.name for p in keep.iterdir())
+    assert "base" in runs and len(runs) == 4  # base + 3 variants
+    with sqlite3.connect(keep / "base" / "copytrader.db") as conn:
+        mode = conn.execute("SELECT value FROM system_state WHERE key = 'safety_mode'").fetchone()
+    assert mode == ("HALT",)  # gap_exceeded halts: the copy is the run's final state

@@ -123,9 +123,12 @@ SPEC_KEYS = {
     "monitor.alerts.daily_window_hours", "monitor.alerts.system_stale_min",
     "monitor.dashboard.refresh_sec", "monitor.dashboard.signal_max_age_sec",
     "monitor.dashboard.recent_alerts_limit", "monitor.dashboard.alert_text_chars",
-    "monitor.dashboard.history_hours",
+    "monitor.dashboard.history_hours", "monitor.dashboard.chart_lines", "monitor.dashboard.playbook_colours",
+    "monitor.dashboard.positioning.flat_grey_pct", "monitor.dashboard.positioning.neutral_long_pct",
+    "monitor.dashboard.positioning.side_pct", "monitor.dashboard.positioning.concentration_pct",
 }  # fmt: skip
-MAP_KEYS = {"ingest.hyperliquid.symbol_map", "monitor.signals.epsilon_abs"}
+MAP_KEYS = {"ingest.hyperliquid.symbol_map", "monitor.signals.epsilon_abs", "monitor.dashboard.chart_lines",
+            "monitor.dashboard.playbook_colours"}
 
 
 def test_every_spec_key_is_present_and_nothing_else(defaults: Settings) -> None:
