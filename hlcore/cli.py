@@ -75,11 +75,15 @@ def validate(policy: PolicyOpt = None, config: ConfigOpt = None,
     ws = open_workspace(policy, config)
     findings = lint(ws.policy, ws.settings)
     errors = [f for f in findings if f.level == "error"]
+    violations = [f for f in findings if f.level == "violation"]
     warnings = [f for f in findings if f.level == "warning"]
     for f in findings:
-        (err if f.level == "error" else out).print(f"{f.level}: {f}", markup=False)
+        (out if f.level == "warning" else err).print(f"{f.level}: {f}", markup=False)
     if errors:
         raise typer.Exit(code=2)
+    if violations:
+        err.print(f"failed: {len(violations)} safety invariant violation(s)", markup=False)
+        raise typer.Exit(code=1)
     rows = sum(len(t.rows) for t in ws.policy.tables)
     out.print(f"policy={ws.policy_dir} policy_hash={ws.policy.hash}", markup=False)
     out.print(f"config={ws.config_file or 'defaults'} machines={len(ws.policy.machines)} "

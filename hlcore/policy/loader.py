@@ -27,7 +27,7 @@ from hlcore.policy.model import (
     TableDef,
     TransitionDef,
 )
-from hlcore.policy.schema import FACTS_SCHEMA, MACHINE_SCHEMA, RULES_SCHEMA, validate_shape
+from hlcore.policy.schema import FACTS_SCHEMA, INVARIANTS_SCHEMA, MACHINE_SCHEMA, RULES_SCHEMA, validate_shape
 from hlcore.yamlsource import Source, load_yaml
 
 
@@ -139,6 +139,8 @@ class _Builder:
                 schema = MACHINE_SCHEMA
             elif isinstance(src.data, dict) and "facts" in src.data:
                 schema = FACTS_SCHEMA
+            elif isinstance(src.data, dict) and "invariants" in src.data:
+                schema = INVARIANTS_SCHEMA  # checked by policy/invariants.py, on the built policy
             else:
                 schema = RULES_SCHEMA
             doc, problems = validate_shape(src, schema)
@@ -152,6 +154,8 @@ class _Builder:
                 self.add_machine(name, doc)
             elif "facts" in doc:
                 self.add_facts(name, doc)
+            elif "invariants" in doc:
+                continue
             else:
                 self.add_rules_shared(name, doc)
         if not self.severities:
@@ -213,7 +217,11 @@ class _Builder:
             if self.claim("fact", name, file, ("facts", name)):
                 self.facts[name] = FactDef(name=name, fields=body["fields"], key=tuple(body.get("key", ())),
                                            internal=body.get("internal", False),
+                                           operator=body.get("operator", False),
                                            description=body.get("description", ""))
+                if body.get("internal") and body.get("operator"):
+                    self.problem(file, ("facts", name, "operator"), "a fact the policy emits (internal: true) "
+                                 "cannot be operator-only")
                 for i, k in enumerate(body.get("key", ())):
                     if k not in body["fields"]:
                         self.problem(file, ("facts", name, "key", i), f"key field '{k}' is not among the fields")
