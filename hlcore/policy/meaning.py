@@ -109,10 +109,7 @@ class Meaning:
         s = _subject(a)
         if s is None or s != _subject(b):
             return False
-        for op in (k for k in b if k in _OPS):
-            if not self._implies_op(a, op, b[op]):
-                return False
-        return True
+        return all(self._implies_op(a, op, b[op]) for op in b if op in _OPS)
 
     def _implies_op(self, a: Mapping[str, Any], op: str, want: Any) -> bool:
         if op == "is_null":

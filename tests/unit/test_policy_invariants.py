@@ -68,8 +68,8 @@ DANGEROUS: list = [
         "fallback-is-safest", "machines/safety.yaml", r"fallback state 'ARMED_LIVE' .* is not the safest state 'HALT'",
         id="fallback-armed-live"),
     pytest.param(
-        [("rules/safety.yaml", "  - id: storage_unavailable\n    on: storage_failed\n    when: {fact: app, eq: copytrader}\n"
-          "    then: {event: faulted, reason: STORAGE_UNAVAILABLE}\n", "")],
+        [("rules/safety.yaml", "  - id: storage_unavailable\n    on: storage_failed\n"
+          "    when: {fact: app, eq: copytrader}\n    then: {event: faulted, reason: STORAGE_UNAVAILABLE}\n", "")],
         "rollback-reasons-reach-halt", "rules/invariants.yaml",
         r"rollback reason STORAGE_UNAVAILABLE does not take safety from ARMED_(LIVE|SAFE) to a halt state .*"
         r"no rule raises it",
