@@ -79,6 +79,9 @@ def validate(policy: PolicyOpt = None, config: ConfigOpt = None,
     warnings = [f for f in findings if f.level == "warning"]
     for f in findings:
         (out if f.level == "warning" else err).print(f"{f.level}: {f}", markup=False)
+    for problem in ws.settings.checks_off:  # allowed by the schema (meta.off), but a reviewer must see it
+        out.print(f"warning: {problem} [setting-off]", markup=False)
+    n_warnings = len(warnings) + len(ws.settings.checks_off)
     if errors:
         raise typer.Exit(code=2)
     if violations:
@@ -87,8 +90,8 @@ def validate(policy: PolicyOpt = None, config: ConfigOpt = None,
     rows = sum(len(t.rows) for t in ws.policy.tables)
     out.print(f"policy={ws.policy_dir} policy_hash={ws.policy.hash}", markup=False)
     out.print(f"config={ws.config_file or 'defaults'} machines={len(ws.policy.machines)} "
-              f"tables={len(ws.policy.tables)} rules={rows} warnings={len(warnings)}", markup=False)
-    if warnings and strict:
+              f"tables={len(ws.policy.tables)} rules={rows} warnings={n_warnings}", markup=False)
+    if n_warnings and strict:
         raise typer.Exit(code=1)
     out.print("OK", markup=False)
 

@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cerberus import Validator
 from cerberus.errors import REQUIRED_FIELD, UNKNOWN_FIELD, BasicErrorHandler, ValidationError
 from cerberus.schema import SchemaError
 from dotenv import load_dotenv
 
 from hlcore.config.hashing import redact_url
+from hlcore.config.ranges import StrictNumbers, checks_off, non_finite, schema_problems
 from hlcore.errors import BadInput, Problem
 from hlcore.resources import default_dir
 from hlcore.yamlsource import PathKey, Source, format_path, load_yaml
@@ -59,6 +59,8 @@ class Settings:
     data: dict[str, Any]
     maps: frozenset[str] = frozenset()
     file: str | None = None
+    # Settings at a value the schema says turns a check off (`meta.off`), located: validate warns.
+    checks_off: tuple[Problem, ...] = ()
 
     def get(self, dotted: str) -> Any:
         """`get("safety.warn_threshold")`; a section or map comes back as a copy."""
@@ -126,11 +128,15 @@ def load_settings(path: Path | None, mode: str | None = None) -> Settings:
             raise BadInput(user.problem((), f"top level must be a mapping of settings, got {_kind(data)}"))
         _merge(merged, data, (), schema, user, origins)
 
+    problems = [_locate(p, origins, "must be a finite number") for p in non_finite(merged)]
+    if problems:  # the reader refuses .nan/.inf; this guards every other way a value gets in
+        raise BadInput(problems)
     problems, bad_paths = _validate(merged, schema, origins, schema_src.file)
     problems += _Checker(merged, origins, bad_paths, mode, user_file).run(checks, schema_src)
     if problems:
         raise BadInput(sorted(problems, key=lambda p: (p.file, p.line or 0, p.path)))
-    return Settings(data=merged, maps=frozenset(_map_paths(schema, "")), file=user_file)
+    off = tuple(_locate(_path_key(c.dotted), origins, c.message()) for c in checks_off(schema, merged, defaults.data))
+    return Settings(data=merged, maps=frozenset(_map_paths(schema, "")), file=user_file, checks_off=off)
 
 
 def _display(path: Path) -> str:
@@ -155,6 +161,9 @@ def _split_schema_file(src: Source) -> tuple[dict[str, Any], list[Any]]:
     checks = data.get("checks") or []
     if not isinstance(checks, list):
         raise BadInput(src.problem(("checks",), "must be a list"))
+    problems = schema_problems(data["schema"], src)
+    if problems:
+        raise BadInput(problems)
     return data["schema"], checks
 
 
@@ -221,7 +230,7 @@ def _validate(
 ) -> tuple[list[Problem], set[PathKey]]:
     """Cerberus over the merged document; also returns the rejected paths so checks skip them."""
     try:
-        validator = Validator(schema, require_all=True, allow_unknown=False)
+        validator = StrictNumbers(schema, require_all=True, allow_unknown=False)
     except SchemaError as exc:
         raise BadInput(Problem(schema_file, "schema", f"invalid cerberus schema: {exc}")) from None
     if validator.validate(merged):

@@ -44,8 +44,20 @@ def _as_tuple(value: str | list[str] | None) -> tuple[str, ...]:
 
 def policy_hash(documents: Mapping[str, Any]) -> str:
     """SHA-256 of the canonical JSON of every policy document: key order and layout don't count."""
-    text = json.dumps(documents, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    try:
+        text = json.dumps(documents, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    except TypeError:  # keys of mixed types (`1:` beside `a:`) cannot be sorted: hash them as text
+        text = json.dumps(_str_keys(documents), sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                          default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _str_keys(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(k): _str_keys(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_str_keys(v) for v in obj]
+    return obj
 
 
 def read_sources(policy_dir: Path) -> dict[str, Source]:
