@@ -109,9 +109,10 @@ def load_settings(path: Path | None, mode: str | None = None) -> Settings:
     gap window. Raises one BadInput holding every problem; never a traceback for bad input.
     """
     config_dir = default_dir("config")
-    defaults = load_yaml(config_dir / SETTINGS_FILE, _display(config_dir / SETTINGS_FILE))
-    schema_src = load_yaml(config_dir / SCHEMA_FILE, _display(config_dir / SCHEMA_FILE))
+    defaults = _packaged(config_dir / SETTINGS_FILE)
+    schema_src = _packaged(config_dir / SCHEMA_FILE)
     schema, checks = _split_schema_file(schema_src)
+    schema = copy.deepcopy(schema)  # cerberus may normalise it in place; the cached Source stays pristine
     if mode is not None and mode not in RUN_MODES:
         raise BadInput(Problem("", "mode", f"unknown run mode '{mode}', expected one of {list(RUN_MODES)}"))
 
@@ -137,6 +138,27 @@ def load_settings(path: Path | None, mode: str | None = None) -> Settings:
         raise BadInput(sorted(problems, key=lambda p: (p.file, p.line or 0, p.path)))
     off = tuple(_locate(_path_key(c.dotted), origins, c.message()) for c in checks_off(schema, merged, defaults.data))
     return Settings(data=merged, maps=frozenset(_map_paths(schema, "")), file=user_file, checks_off=off)
+
+
+_PACKAGED: dict[tuple[str, str, int, int], Source] = {}
+
+
+def _packaged(path: Path) -> Source:
+    """The packaged defaults or schema, parsed once per file version: a drill or a fuzz run loads
+    settings hundreds of times, and parsing the two files was most of the cost. Callers copy
+    before changing anything (`_merge` works on a deep copy)."""
+    display = _display(path)
+    try:
+        info = path.stat()
+        key = (str(path), display, info.st_size, info.st_mtime_ns)
+    except OSError:
+        return load_yaml(path, display)  # reports the problem
+    src = _PACKAGED.get(key)
+    if src is None:
+        src = _PACKAGED[key] = load_yaml(path, display)
+        while len(_PACKAGED) > 8:
+            _PACKAGED.pop(next(iter(_PACKAGED)))
+    return src
 
 
 def _display(path: Path) -> str:
