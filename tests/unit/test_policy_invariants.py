@@ -181,3 +181,18 @@ def test_operator_flag_on_a_fact_a_job_feeds_is_what_is_trusted(tmp_path: Path) 
            "  reconciled_ok: {operator: true}\n  unhalted: {operator: true")
     code, output = validate(policy)
     assert code == 1 and "[invariant operator-events-are-operator-only]" in output, output
+
+
+def test_diff_labels_a_removed_invariant_looser(tmp_path: Path) -> None:
+    from hlcore.config.settings import load_settings
+    from hlcore.diff.semantic import LOOSER, STRICTER, diff_policies
+    from hlcore.policy.loader import build_policy, read_sources
+
+    config = load_settings(None)
+    base = build_policy(read_sources(ROOT), config)
+    policy = copy_policy(tmp_path)
+    mutate(policy, "rules/invariants.yaml", "  - id: halt-exit-one-step\n    check: halt_exit_one_step\n",
+           "  - id: halt-exit-one-step-renamed\n    check: halt_exit_one_step\n")
+    head = build_policy(read_sources(policy), config)
+    labels = {(c.subject, c.action): c.label for c in diff_policies(base, head) if c.area == "invariant"}
+    assert labels == {("halt-exit-one-step", "removed"): LOOSER, ("halt-exit-one-step-renamed", "added"): STRICTER}
