@@ -93,14 +93,30 @@ def paths(node: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
             yield from paths(v, (*prefix, i))
 
 
+def subtrees(node: Any) -> list[Any]:
+    """Every node of a document: replacements that look like the real thing (a state name where a
+    guard was, a condition moved to another rule) get past the shape checks more often."""
+    out = [node]
+    if isinstance(node, dict):
+        for v in node.values():
+            out.extend(subtrees(v))
+    elif isinstance(node, list):
+        for v in node:
+            out.extend(subtrees(v))
+    return out
+
+
 def mutate(doc: Any, draw: Any, count: int) -> Any:
-    """Set, delete or retype `count` nodes chosen anywhere in `doc` (a deep copy)."""
+    """Set, delete or retype `count` nodes chosen anywhere in `doc` (a deep copy); new values are
+    random or taken from elsewhere in the same document."""
+    pool = subtrees(doc)
+    values = st.one_of(VALUES, st.sampled_from(pool).map(copy.deepcopy))
     doc = copy.deepcopy(doc)
     for _ in range(count):
         choices = list(paths(doc))
         where = draw(st.sampled_from(choices))
         if not where:
-            return draw(VALUES)
+            return draw(values)
         parent = doc
         for part in where[:-1]:
             parent = parent[part]
@@ -110,9 +126,9 @@ def mutate(doc: Any, draw: Any, count: int) -> Any:
         elif action == "delete":
             parent.pop(where[-1])
         elif action == "add" and isinstance(parent, dict):
-            parent[draw(NAMES)] = draw(VALUES)
+            parent[draw(NAMES)] = draw(values)
         else:
-            parent[where[-1]] = draw(VALUES)
+            parent[where[-1]] = draw(values)
     return doc
 
 
