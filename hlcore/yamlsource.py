@@ -152,7 +152,10 @@ class _Walk:
                 continue
             if not isinstance(key_node, yaml.ScalarNode):
                 raise self.fail(key_node, path, "a key must be a plain scalar, not a list or mapping")
-            key = self.scalar(key_node, path)
+            self.tag(key_node, path)
+            # A key is a name: its text (`1:` is "1", `true:` is "true"), so keys never mix types
+            # (1 and true would collide in a dict; 1 and "a" cannot be sorted).
+            key = str(key_node.value)
             if key in out:
                 raise self.fail(key_node, (*path, key), f"duplicate key '{key}'")
             self.lines[(*path, key)] = key_node.start_mark.line + 1

@@ -59,6 +59,22 @@ def test_plain_yaml_still_reads_with_anchors_and_merges() -> None:
     assert src.line(("use", "y")) == 2
 
 
+def test_keys_are_names_so_they_never_mix_types() -> None:
+    """`1:` beside `true:` used to collide (1 == True) and `1:` beside `a:` broke sorting."""
+    assert parse_yaml("1: a\ntrue: b\n~: c\nx: d\n", "f.yaml").data == {"1": "a", "true": "b", "~": "c", "x": "d"}
+    with pytest.raises(BadInput, match=r"f\.yaml:2: 1: duplicate key '1'"):
+        parse_yaml("1: a\n'1': b\n", "f.yaml")
+
+
+def test_mixed_key_types_in_settings_are_one_clean_error(tmp_path: Path) -> None:
+    path = tmp_path / "settings.yaml"
+    path.write_text("ingest:\n  1: 2\n  null: 3\n", encoding="utf-8")
+    result = runner.invoke(app, ["validate", "--config", str(path)])
+    assert result.exit_code == 2, result.output
+    assert "settings.yaml:2: ingest.1: unknown key" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
 def test_files_that_are_not_regular_files_are_refused(tmp_path: Path) -> None:
     fifo = tmp_path / "pipe.yaml"
     os.mkfifo(fifo)
