@@ -75,8 +75,9 @@ SCALARS = st.one_of(
     st.none(), st.booleans(), st.integers(min_value=-(10**30), max_value=10**30),
     st.floats(allow_nan=True, allow_infinity=True), NAMES, st.text(max_size=12),
 )
+KEYS = st.one_of(NAMES, st.integers(-2, 2), st.booleans(), st.none(), st.floats(allow_nan=False, width=16))
 VALUES = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                      st.dictionaries(NAMES, inner, max_size=4)), max_leaves=12)
+                                                      st.dictionaries(KEYS, inner, max_size=4)), max_leaves=12)
 
 
 def dump(data: Any) -> str:
@@ -126,7 +127,7 @@ def mutate(doc: Any, draw: Any, count: int) -> Any:
         elif action == "delete":
             parent.pop(where[-1])
         elif action == "add" and isinstance(parent, dict):
-            parent[draw(NAMES)] = draw(values)
+            parent[draw(KEYS)] = draw(values)
         else:
             parent[where[-1]] = draw(values)
     return doc
@@ -142,7 +143,7 @@ YAML_TEXT = st.one_of(
 )
 
 
-@fuzz(1000)
+@fuzz(1100)
 @given(text=YAML_TEXT)
 def test_yaml_reader_is_total(text: str) -> None:
     with no_hang():
@@ -304,7 +305,7 @@ COMMANDS = st.sampled_from([["validate", "--config"], ["validate", "--policy"], 
                             ["diff", "--textconv"], ["validate", "--strict", "--config"]])
 
 
-@fuzz(300)
+@fuzz(200)
 @given(command=COMMANDS, args=st.lists(ARG, max_size=2), text=YAML_TEXT)
 def test_cli_exits_0_1_or_2_without_traceback(command: list[str], args: list[str], text: str) -> None:
     FUZZ_FILE.write_text(text, encoding="utf-8")
