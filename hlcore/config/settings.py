@@ -108,6 +108,7 @@ def load_settings(path: Path | None, mode: str | None = None) -> Settings:
     `mode` (a run mode) also runs the checks declared with `modes:` for it, e.g. live needs a
     gap window. Raises one BadInput holding every problem; never a traceback for bad input.
     """
+    user = load_yaml(path) if path is not None else None  # first: a hostile file fails before any other work
     config_dir = default_dir("config")
     defaults = _packaged(config_dir / SETTINGS_FILE)
     schema_src = _packaged(config_dir / SCHEMA_FILE)
@@ -121,8 +122,7 @@ def load_settings(path: Path | None, mode: str | None = None) -> Settings:
     origins: _Origins = {p: (defaults.file, line) for p, line in defaults.lines.items()}
     merged = copy.deepcopy(defaults.data)
     user_file = None
-    if path is not None:
-        user = load_yaml(path)
+    if user is not None:
         user_file = user.file
         data = {} if user.data is None else user.data
         if not isinstance(data, dict):
