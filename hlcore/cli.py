@@ -11,6 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from hlcore.errors import BadInput, CheckFailed, HlcoreError
 from hlcore.policy.graph import RENDERERS
@@ -20,8 +21,9 @@ from hlcore.workspace import open_workspace
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="hlcore: the operational safety policy of a Hyperliquid trading system, as data.")
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# emoji=False: user text such as "settings.yaml:100: ..." must never print as "settings.yaml💯 ...".
+out = Console(highlight=False, soft_wrap=True, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -40,7 +42,7 @@ def handles_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except BadInput as exc:
             for problem in exc.problems:
-                err.print(f"[red]error[/red] {problem}", markup=True) if err.is_terminal else err.print(
+                err.print(f"[red]error[/red] {escape(str(problem))}", markup=True) if err.is_terminal else err.print(
                     f"error: {problem}", markup=False)
             raise typer.Exit(code=2) from None
         except CheckFailed as exc:
@@ -49,8 +51,20 @@ def handles_errors(fn: F) -> F:
         except HlcoreError as exc:
             err.print(f"error: {exc}", markup=False)
             raise typer.Exit(code=exc.exit_code) from None
+        except OSError as exc:  # a path the user gave that the OS refuses (too long, a loop, no access)
+            err.print(f"error: {_os_problem(exc)}", markup=False)
+            raise typer.Exit(code=2) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _os_problem(exc: OSError) -> str:
+    """`NAME: reason`, the name cut short (a 5,000-character path is itself the problem)."""
+    name = str(exc.filename) if exc.filename is not None else ""
+    if len(name) > 80:
+        name = f"{name[:60]}...({len(name)} characters)"
+    reason = (exc.strerror or type(exc).__name__).lower()
+    return f"{name}: {reason}" if name else reason
 
 
 @app.command()
@@ -61,16 +75,23 @@ def validate(policy: PolicyOpt = None, config: ConfigOpt = None,
     ws = open_workspace(policy, config)
     findings = lint(ws.policy, ws.settings)
     errors = [f for f in findings if f.level == "error"]
+    violations = [f for f in findings if f.level == "violation"]
     warnings = [f for f in findings if f.level == "warning"]
     for f in findings:
-        (err if f.level == "error" else out).print(f"{f.level}: {f}", markup=False)
+        (out if f.level == "warning" else err).print(f"{f.level}: {f}", markup=False)
+    for problem in ws.settings.checks_off:  # allowed by the schema (meta.off), but a reviewer must see it
+        out.print(f"warning: {problem} [setting-off]", markup=False)
+    n_warnings = len(warnings) + len(ws.settings.checks_off)
     if errors:
         raise typer.Exit(code=2)
+    if violations:
+        err.print(f"failed: {len(violations)} safety invariant violation(s)", markup=False)
+        raise typer.Exit(code=1)
     rows = sum(len(t.rows) for t in ws.policy.tables)
     out.print(f"policy={ws.policy_dir} policy_hash={ws.policy.hash}", markup=False)
     out.print(f"config={ws.config_file or 'defaults'} machines={len(ws.policy.machines)} "
-              f"tables={len(ws.policy.tables)} rules={rows} warnings={len(warnings)}", markup=False)
-    if warnings and strict:
+              f"tables={len(ws.policy.tables)} rules={rows} warnings={n_warnings}", markup=False)
+    if n_warnings and strict:
         raise typer.Exit(code=1)
     out.print("OK", markup=False)
 
@@ -668,11 +689,9 @@ def diff_(base: Annotated[str | None, typer.Argument(help="Git revision or direc
     from hlcore.diff.sides import load_side
 
     if textconv is not None:
-        try:
-            text = textconv.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise BadInput(f"{textconv}: cannot read file: {exc.strerror}") from None
-        sys.stdout.write(normalised_yaml(text, str(textconv)))
+        from hlcore.yamlsource import read_text
+
+        sys.stdout.write(normalised_yaml(read_text(textconv), str(textconv)))
         return
     if format not in FORMATS:
         raise BadInput(f"--format: expected one of {', '.join(FORMATS)}, got '{format}'")

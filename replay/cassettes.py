@@ -22,6 +22,8 @@ from vcr.matchers import uri as match_uri
 from vcr.record_mode import RecordMode
 from vcr.request import Request
 
+from hlcore.yamlsource import read_text
+
 # Query/form fields that are secrets or change on every send (Binance signing, §4.3).
 SIGNING_FIELDS = ("signature", "timestamp", "recvWindow")
 # JSON body fields that carry the send time (Hyperliquid info windows, exchange nonces).
@@ -89,6 +91,8 @@ class CassetteDeck:
 
     def __init__(self, paths: list[Path]):
         self.paths = paths
+        for p in paths:  # vcrpy parses them (its safe loader keeps !!binary and tuples): bound the file first
+            read_text(p, what="cassette")
         self.cassettes = [Cassette.load(path=str(p), record_mode=RecordMode.NONE, match_on=MATCH_ON,
                                         before_record_request=scrub_request) for p in paths]
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -139,7 +140,8 @@ def _text(out: Console, rows: list[dict[str, object]], suite: "SuiteResult", cov
     for row in rows:
         verdict = str(row["verdict"])
         style = {"pass": "green", "fail": "red"}.get(verdict, "magenta")
-        table.add_row(str(row["drill"]), str(row["runs"]), f"[{style}]{verdict}[/{style}]", f"{row['seconds']:.2f}")
+        table.add_row(escape(str(row["drill"])), str(row["runs"]), f"[{style}]{verdict}[/{style}]",
+                      f"{row['seconds']:.2f}")
     out.print(table)
     for r in suite.failed:
         assert r.outcome is not None

@@ -38,6 +38,7 @@ from hlcore.storage.db import Database, open_database
 from hlcore.storage.repos import load_json
 from hlcore.storage.schema import audit_log, metadata
 from hlcore.workspace import Workspace
+from hlcore.yamlsource import load_yaml
 from replay.cassettes import CassetteDeck
 from replay.drill import CASSETTE_DIR, Drill, Expectation, Run, Step, deep_merge, load_drill
 from replay.registry import CHECKS, GIVENS, STEPS
@@ -175,7 +176,7 @@ class Player:
         self.settings_file = tmp / "settings.yaml"
         self.base_config: dict[str, Any] = {}
         if config is not None:
-            self.base_config = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+            self.base_config = load_yaml(config).data or {}
         self.config: dict[str, Any] = deep_merge(self.base_config, run.config or {})
         self.write_settings()
         self.env: dict[str, str] = {**self.driver.env}

@@ -98,5 +98,13 @@ def hashable_settings(settings: Settings) -> dict[str, Any]:
 
 
 def config_hash(settings: Settings, policy_canonical: object) -> str:
-    """SHA-256 of `{"settings": scrubbed settings, "policy": the policy's canonical form}`."""
-    return sha256_hex({"settings": hashable_settings(settings), "policy": policy_canonical})
+    """SHA-256 of `{"settings": scrubbed settings, "policy": the policy's canonical form}`.
+
+    A value with no canonical form (NaN, a non-string key) is bad input, reported, not a traceback;
+    the YAML reader and the settings schema already refuse both, this is the last line."""
+    try:
+        return sha256_hex({"settings": hashable_settings(settings), "policy": policy_canonical})
+    except (ValueError, TypeError) as exc:
+        from hlcore.errors import BadInput, Problem
+
+        raise BadInput(Problem(settings.file or "settings", "", f"cannot hash the configuration: {exc}")) from None

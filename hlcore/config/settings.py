@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cerberus import Validator
 from cerberus.errors import REQUIRED_FIELD, UNKNOWN_FIELD, BasicErrorHandler, ValidationError
 from cerberus.schema import SchemaError
 from dotenv import load_dotenv
 
 from hlcore.config.hashing import redact_url
+from hlcore.config.ranges import StrictNumbers, checks_off, non_finite, schema_problems
 from hlcore.errors import BadInput, Problem
 from hlcore.resources import default_dir
 from hlcore.yamlsource import PathKey, Source, format_path, load_yaml
@@ -59,6 +59,8 @@ class Settings:
     data: dict[str, Any]
     maps: frozenset[str] = frozenset()
     file: str | None = None
+    # Settings at a value the schema says turns a check off (`meta.off`), located: validate warns.
+    checks_off: tuple[Problem, ...] = ()
 
     def get(self, dotted: str) -> Any:
         """`get("safety.warn_threshold")`; a section or map comes back as a copy."""
@@ -106,10 +108,12 @@ def load_settings(path: Path | None, mode: str | None = None) -> Settings:
     `mode` (a run mode) also runs the checks declared with `modes:` for it, e.g. live needs a
     gap window. Raises one BadInput holding every problem; never a traceback for bad input.
     """
+    user = load_yaml(path) if path is not None else None  # first: a hostile file fails before any other work
     config_dir = default_dir("config")
-    defaults = load_yaml(config_dir / SETTINGS_FILE, _display(config_dir / SETTINGS_FILE))
-    schema_src = load_yaml(config_dir / SCHEMA_FILE, _display(config_dir / SCHEMA_FILE))
+    defaults = _packaged(config_dir / SETTINGS_FILE)
+    schema_src = _packaged(config_dir / SCHEMA_FILE)
     schema, checks = _split_schema_file(schema_src)
+    schema = copy.deepcopy(schema)  # cerberus may normalise it in place; the cached Source stays pristine
     if mode is not None and mode not in RUN_MODES:
         raise BadInput(Problem("", "mode", f"unknown run mode '{mode}', expected one of {list(RUN_MODES)}"))
 
@@ -118,19 +122,43 @@ def load_settings(path: Path | None, mode: str | None = None) -> Settings:
     origins: _Origins = {p: (defaults.file, line) for p, line in defaults.lines.items()}
     merged = copy.deepcopy(defaults.data)
     user_file = None
-    if path is not None:
-        user = load_yaml(path)
+    if user is not None:
         user_file = user.file
         data = {} if user.data is None else user.data
         if not isinstance(data, dict):
             raise BadInput(user.problem((), f"top level must be a mapping of settings, got {_kind(data)}"))
         _merge(merged, data, (), schema, user, origins)
 
+    problems = [_locate(p, origins, "must be a finite number") for p in non_finite(merged)]
+    if problems:  # the reader refuses .nan/.inf; this guards every other way a value gets in
+        raise BadInput(problems)
     problems, bad_paths = _validate(merged, schema, origins, schema_src.file)
     problems += _Checker(merged, origins, bad_paths, mode, user_file).run(checks, schema_src)
     if problems:
         raise BadInput(sorted(problems, key=lambda p: (p.file, p.line or 0, p.path)))
-    return Settings(data=merged, maps=frozenset(_map_paths(schema, "")), file=user_file)
+    off = tuple(_locate(_path_key(c.dotted), origins, c.message()) for c in checks_off(schema, merged, defaults.data))
+    return Settings(data=merged, maps=frozenset(_map_paths(schema, "")), file=user_file, checks_off=off)
+
+
+_PACKAGED: dict[tuple[str, str, int, int], Source] = {}
+
+
+def _packaged(path: Path) -> Source:
+    """The packaged defaults or schema, parsed once per file version: a drill or a fuzz run loads
+    settings hundreds of times, and parsing the two files was most of the cost. Callers copy
+    before changing anything (`_merge` works on a deep copy)."""
+    display = _display(path)
+    try:
+        info = path.stat()
+        key = (str(path), display, info.st_size, info.st_mtime_ns)
+    except OSError:
+        return load_yaml(path, display)  # reports the problem
+    src = _PACKAGED.get(key)
+    if src is None:
+        src = _PACKAGED[key] = load_yaml(path, display)
+        while len(_PACKAGED) > 8:
+            _PACKAGED.pop(next(iter(_PACKAGED)))
+    return src
 
 
 def _display(path: Path) -> str:
@@ -155,6 +183,9 @@ def _split_schema_file(src: Source) -> tuple[dict[str, Any], list[Any]]:
     checks = data.get("checks") or []
     if not isinstance(checks, list):
         raise BadInput(src.problem(("checks",), "must be a list"))
+    problems = schema_problems(data["schema"], src)
+    if problems:
+        raise BadInput(problems)
     return data["schema"], checks
 
 
@@ -221,7 +252,7 @@ def _validate(
 ) -> tuple[list[Problem], set[PathKey]]:
     """Cerberus over the merged document; also returns the rejected paths so checks skip them."""
     try:
-        validator = Validator(schema, require_all=True, allow_unknown=False)
+        validator = StrictNumbers(schema, require_all=True, allow_unknown=False)
     except SchemaError as exc:
         raise BadInput(Problem(schema_file, "schema", f"invalid cerberus schema: {exc}")) from None
     if validator.validate(merged):

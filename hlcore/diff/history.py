@@ -19,6 +19,7 @@ from hlcore.diff.sides import Side
 from hlcore.engine.clock import ManualClock
 from hlcore.engine.core import Engine
 from hlcore.errors import BadInput, HlcoreError, Problem
+from hlcore.yamlsource import read_text
 
 
 @dataclass(frozen=True)
@@ -74,10 +75,7 @@ def read_tape(path: Path) -> list[Fact]:
     name = str(path)
     if path.suffix == ".parquet":
         return _read_parquet(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise BadInput(Problem(name, "", f"cannot read history: {exc.strerror}")) from None
+    text = read_text(path, name, "history")  # regular file, size cap, UTF-8
     facts: list[Fact] = []
     problems: list[Problem] = []
     for n, raw in enumerate(text.splitlines(), start=1):

@@ -275,6 +275,7 @@ class _PolicyDiff:
         self.named("band", "bands")
         self.facts()
         self.tables()
+        self.invariants()
         self.metadata()
         if not self.changes:
             self.safety_net()
@@ -554,6 +555,22 @@ class _PolicyDiff:
             self.add("rule", subject, "changed", NEUTRAL, f"{', '.join(keys)} changed ({UNDECLARED})",
                      {k: old.get(k) for k in keys}, {k: new.get(k) for k in keys}, where)
 
+    # ------------------------------------------------------------------ invariants (rules/invariants.yaml)
+    def invariants(self) -> None:
+        """An invariant removed is looser (no longer proved), one added stricter; changed data is
+        neutral here: what it allows is judged by validate, not by its spelling."""
+        b, h = _invariants(self.base), _invariants(self.head)
+        for name in sorted(set(b) | set(h)):
+            if name not in h:
+                self.add("invariant", name, "removed", LOOSER, "safety invariant no longer proved",
+                         where=(self.base, b[name][0], b[name][1]))
+            elif name not in b:
+                self.add("invariant", name, "added", STRICTER, "safety invariant now proved",
+                         where=(self.head, h[name][0], h[name][1]))
+            elif canonical(strip_docs(b[name][2])) != canonical(strip_docs(h[name][2])):
+                self.add("invariant", name, "changed", NEUTRAL, "invariant data changed", b[name][2], h[name][2],
+                         (self.head, h[name][0], h[name][1]))
+
     # ------------------------------------------------------------------ metadata and the safety net
     def metadata(self) -> None:
         for name in sorted(set(self.base.machines) & set(self.head.machines)):
@@ -574,6 +591,17 @@ class _PolicyDiff:
         for file in sorted(set(old) | set(new)):
             if canonical(old.get(file)) != canonical(new.get(file)) and file in old and file in new:
                 self.add("other", file, "changed", NEUTRAL, f"changed ({UNDECLARED})", where=(self.head, file, ()))
+
+
+def _invariants(policy: Policy) -> dict[str, tuple[str, tuple[str | int, ...], Any]]:
+    """Declared invariants by id: (file, path, body)."""
+    out: dict[str, tuple[str, tuple[str | int, ...], Any]] = {}
+    for file, doc in sorted(policy.documents.items()):
+        if isinstance(doc, Mapping) and isinstance(doc.get("invariants"), list):
+            for i, body in enumerate(doc["invariants"]):
+                if isinstance(body, Mapping) and "id" in body:
+                    out.setdefault(str(body["id"]), (file, ("invariants", i), body))
+    return out
 
 
 def severity_label(old: str, new: str, order: list[str], direction: str | None) -> tuple[str, str]:

@@ -26,7 +26,6 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import requests
-import yaml
 
 from hlcore.adapters.binance import parse
 from hlcore.adapters.binance.client import TIME_PATH, WEIGHT, BinanceClient
@@ -51,6 +50,7 @@ from hlcore.storage.copytrade import (
 )
 from hlcore.storage.repos import AuditLog
 from hlcore.workspace import Workspace
+from hlcore.yamlsource import load_yaml
 
 BASELINE_CATEGORY = "baseline"  # audit_log.category (copytrader §6)
 # The audit codes §8 fixes for baseline changes (operator vocabulary, not policy states).
@@ -123,10 +123,7 @@ def binance_client(ctx: AppContext, wiring: Wiring) -> tuple[Venues, BinanceClie
 
 def load_positions(path: Path) -> dict[str, Decimal]:
     """`--positions FILE`: a YAML mapping `{SYMBOL: qty}` (the offline snapshot)."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise BadInput(Problem(str(path), "", f"cannot read positions: {exc}")) from exc
+    data = load_yaml(path).data  # the bounded reader: located errors, never a traceback
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -2,7 +2,8 @@
 
 Errors (exit 2): unreachable states, trap states, nondeterministic transitions, hysteresis bands
 upside down, HALT exits that bypass both operator and recovery allowlist, rules shadowed by an
-earlier always-matching row. Warnings: reason codes declared but never raised.
+earlier always-matching row. Violations (exit 1): the safety invariants of rules/invariants.yaml,
+proved on meaning in invariants.py. Warnings: reason codes declared but never raised.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from hlcore.yamlsource import format_path
 
 @dataclass(frozen=True, order=True)
 class Finding:
-    level: str  # "error" | "warning"
+    level: str  # "error" (bad input, exit 2) | "violation" (a safety invariant broken, exit 1) | "warning"
     file: str
     line: int | None
     path: str
@@ -41,7 +42,11 @@ def lint(policy: Policy, config: Any) -> list[Finding]:
     findings.extend(_bands(policy, config))
     findings.extend(_shadowed(policy))
     findings.extend(_unused_reasons(policy))
-    return sorted(findings, key=lambda f: (f.level != "error", f.file, f.line or 0, f.check, f.message))
+    from hlcore.policy.invariants import check_invariants  # it builds on Finding: imported here, not at the top
+
+    findings.extend(check_invariants(policy, config))
+    rank = {"error": 0, "violation": 1}
+    return sorted(findings, key=lambda f: (rank.get(f.level, 2), f.file, f.line or 0, f.check, f.message))
 
 
 def _finding(policy: Policy, level: str, file: str, path: tuple[str | int, ...], check: str, message: str) -> Finding:
@@ -246,7 +251,7 @@ def _strings(node: Any) -> Iterator[str]:
 def _unused_reasons(policy: Policy) -> Iterator[Finding]:
     used: set[str] = set()
     for doc in policy.documents.values():
-        if not isinstance(doc, Mapping):
+        if not isinstance(doc, Mapping) or "invariants" in doc:  # naming a code in an invariant raises nothing
             continue
         for key, value in doc.items():
             if key != "reason_codes":

@@ -27,7 +27,7 @@ from hlcore.policy.model import (
     TableDef,
     TransitionDef,
 )
-from hlcore.policy.schema import FACTS_SCHEMA, MACHINE_SCHEMA, RULES_SCHEMA, validate_shape
+from hlcore.policy.schema import FACTS_SCHEMA, INVARIANTS_SCHEMA, MACHINE_SCHEMA, RULES_SCHEMA, validate_shape
 from hlcore.yamlsource import Source, load_yaml
 
 
@@ -44,8 +44,20 @@ def _as_tuple(value: str | list[str] | None) -> tuple[str, ...]:
 
 def policy_hash(documents: Mapping[str, Any]) -> str:
     """SHA-256 of the canonical JSON of every policy document: key order and layout don't count."""
-    text = json.dumps(documents, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    try:
+        text = json.dumps(documents, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    except TypeError:  # keys of mixed types (`1:` beside `a:`) cannot be sorted: hash them as text
+        text = json.dumps(_str_keys(documents), sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                          default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _str_keys(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(k): _str_keys(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_str_keys(v) for v in obj]
+    return obj
 
 
 def read_sources(policy_dir: Path) -> dict[str, Source]:
@@ -139,6 +151,8 @@ class _Builder:
                 schema = MACHINE_SCHEMA
             elif isinstance(src.data, dict) and "facts" in src.data:
                 schema = FACTS_SCHEMA
+            elif isinstance(src.data, dict) and "invariants" in src.data:
+                schema = INVARIANTS_SCHEMA  # checked by policy/invariants.py, on the built policy
             else:
                 schema = RULES_SCHEMA
             doc, problems = validate_shape(src, schema)
@@ -152,6 +166,8 @@ class _Builder:
                 self.add_machine(name, doc)
             elif "facts" in doc:
                 self.add_facts(name, doc)
+            elif "invariants" in doc:
+                continue
             else:
                 self.add_rules_shared(name, doc)
         if not self.severities:
@@ -213,7 +229,11 @@ class _Builder:
             if self.claim("fact", name, file, ("facts", name)):
                 self.facts[name] = FactDef(name=name, fields=body["fields"], key=tuple(body.get("key", ())),
                                            internal=body.get("internal", False),
+                                           operator=body.get("operator", False),
                                            description=body.get("description", ""))
+                if body.get("internal") and body.get("operator"):
+                    self.problem(file, ("facts", name, "operator"), "a fact the policy emits (internal: true) "
+                                 "cannot be operator-only")
                 for i, k in enumerate(body.get("key", ())):
                     if k not in body["fields"]:
                         self.problem(file, ("facts", name, "key", i), f"key field '{k}' is not among the fields")

@@ -123,6 +123,7 @@ class FactDef:
     fields: Mapping[str, str]
     key: tuple[str, ...] = ()
     internal: bool = False
+    operator: bool = False  # fed only by an operator command, never by a job
     description: str = ""
 
 

@@ -137,10 +137,34 @@ FACTS_SCHEMA: dict[str, Any] = {
             "description": {"type": "string"},
             "key": {"type": "list", "schema": _NAME},
             "internal": {"type": "boolean"},
+            # Only an operator command feeds it (no job emits it): what makes an `operator: true`
+            # event trustworthy to the invariants (rules/invariants.yaml).
+            "operator": {"type": "boolean"},
             "fields": {"type": "dict", "required": True, "keysrules": _NAME, "valuesrules": {
                 "type": "string",
                 "allowed": ["number", "integer", "string", "boolean", "timestamp_ms", "duration_ms", "list"],
             }},
+        }},
+    },
+}
+
+
+INVARIANT_CHECKS = ("gates_declared", "halt_declared", "halt_closes_gates", "halt_exits_guarded",
+                    "halt_exit_one_step", "operator_events", "initial_is_safest", "fallback_is_safest",
+                    "reasons_reach_halt", "rules_live")
+
+INVARIANTS_SCHEMA: dict[str, Any] = {
+    "description": {"type": "string"},
+    "invariants": {
+        "type": "list", "required": True,
+        "schema": {"type": "dict", "schema": {
+            "id": {**_NAME, "required": True},
+            "check": {"type": "string", "required": True, "allowed": list(INVARIANT_CHECKS)},
+            "description": {"type": "string"},
+            "machine": {**_NAME},
+            "states": {"type": "list", "schema": _NAME},
+            "gates": {"type": ["list", "dict"]},
+            "reasons": {"type": "list", "schema": _CODE},
         }},
     },
 }
