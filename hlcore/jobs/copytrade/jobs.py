@@ -126,8 +126,9 @@ class CopytradeJobs:
         if not self.engine.may("ingest"):
             return 0
         seen = self.events.seen_tids([f.fill_id for f in fetched.fills])  # tid, or a stable synthetic id
+        seen_keys = self.events.seen_content(f.hash for f in fetched.fills)  # the same fill under another id
         agg = aggregate_fills(fetched.fills, symbol_map=self.settings.get("ingest.hyperliquid.symbol_map") or {},
-                              seen_tids=seen, invalid=fetched.invalid)
+                              seen_tids=seen, seen_keys=seen_keys, invalid=fetched.invalid)
         self.counters.dedup_drop_count += agg.dedup_drop_count
         self.counters.skipped.extend(s.reason for s in agg.skipped)
         rows, fills = [], []
