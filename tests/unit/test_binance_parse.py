@@ -108,7 +108,8 @@ def test_numbers_as_a_proxy_may_send_them(fn: Any, body: Any) -> None:
     (parse.position_risk, [{"symbol": "BTCUSDT", "positionAmt": "1", "positionSide": "BOTH", "entryPrice": "-1",
                             "markPrice": "1", "updateTime": 0}], "entryPrice=-1 is below 0"),
     (parse.exchange_filters, {"symbols": [{"symbol": "BTCUSDT", "filters": [
-        {"filterType": "LOT_SIZE", "minQty": "0.001", "stepSize": "0"}, {"filterType": "PRICE_FILTER", "tickSize": "0.1"},
+        {"filterType": "LOT_SIZE", "minQty": "0.001", "stepSize": "0"},
+        {"filterType": "PRICE_FILTER", "tickSize": "0.1"},
         {"filterType": "MIN_NOTIONAL", "notional": "100"}]}]}, "stepSize=0 is not above 0"),
 ])
 def test_impossible_answers_are_typed(fn: Any, body: Any, detail: str) -> None:
