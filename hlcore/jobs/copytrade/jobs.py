@@ -19,7 +19,7 @@ from sqlalchemy import select
 from hlcore.adapters.binance.client import BinanceClient, OrderOutcome, query_outcome
 from hlcore.adapters.binance.client_order_id import client_order_id, correlation_id
 from hlcore.adapters.binance.parse import SymbolFilters
-from hlcore.adapters.http import VenueError
+from hlcore.adapters.http import IMPOSSIBLE_ANSWER, VenueError
 from hlcore.adapters.hyperliquid.aggregate import TargetEvent, aggregate_fills
 from hlcore.adapters.hyperliquid.client import HyperliquidClient
 from hlcore.app import AppContext
@@ -52,6 +52,11 @@ POLL_GATE = "order.poll"  # order states allowing it are open on the venue: poll
 
 def _f(value: Decimal | None) -> float | None:
     return None if value is None else float(value)
+
+
+def _qty(payload: dict[str, Any]) -> Decimal | None:
+    """The ordered quantity of an intent payload: a venue answer filled beyond it is impossible."""
+    return None if payload.get("qty") in (None, "None") else Decimal(str(payload["qty"]))
 
 
 @dataclass
@@ -179,6 +184,7 @@ class CopytradeJobs:
             return None
         if self._filters is None:
             info = self.venues.binance.exchange_info()
+            self._venue_fault("exchangeInfo", info)
             self._filters = {} if isinstance(info, VenueError) else dict(info)
         return self._filters.get(symbol)
 
@@ -186,9 +192,18 @@ class CopytradeJobs:
         if self.venues.binance is None:
             return None, None
         mark = self.venues.binance.mark_price(symbol)
+        self._venue_fault("premiumIndex", mark)
         if isinstance(mark, VenueError):
             return None, None
         return mark.mark_price, max(0, self.ctx.clock.now_ms() - mark.time_ms)
+
+    def _venue_fault(self, endpoint: str, answer: Any, conn: Any = None) -> None:
+        """Report an answer that cannot be true (issue 10 §6) as the `venue_fault` fact: the policy
+        decides the safety transition; the answer itself is never used."""
+        if isinstance(answer, VenueError) and answer.code == IMPOSSIBLE_ANSWER:
+            log.error("venue answer impossible (%s): %s", endpoint, answer.message)
+            self.ctx.runtime.observe("venue_fault", {"endpoint": endpoint, "fault": answer.code,
+                                                     "detail": answer.message}, conn=conn)
 
     def _decide_one(self, ev: Any) -> None:
         now = self.ctx.clock.now_ms()
@@ -309,6 +324,8 @@ class CopytradeJobs:
                 "correlation_id": cid, "answer": answer, "error_code": error_code,
                 "query_attempts": attempts, "first_unknown_ms": first_unknown,
                 "order_age_ms": None if sent_ms is None else now - sent_ms}, conn=conn)
+            if error_code == IMPOSSIBLE_ANSWER:
+                self._venue_fault("order", VenueError(IMPOSSIBLE_ANSWER, message or ""), conn=conn)
             status = self.engine.state(ORDER, correlation_id=cid)
             unresolved = status in self.statuses.unresolved_states
             self.orders.upsert_result(
@@ -334,12 +351,12 @@ class CopytradeJobs:
                 return
             unresolved = self.statuses.is_unresolved(result)
             attempts = (result.query_attempts or 0) + 1 if unresolved else 0
-            answer = query_outcome(client.query_order(payload["symbol"], intent.client_order_id))
+            answer = query_outcome(client.query_order(payload["symbol"], intent.client_order_id, _qty(payload)))
             self._outcome(cid, answer, attempts, result.first_unknown_ms if unresolved else None,
                           sent_ms=result.created_at_ms)
             return
         if client is not None and cid not in self._fresh:  # no result: maybe sent before a crash; query first
-            found = query_outcome(client.query_order(payload["symbol"], intent.client_order_id))
+            found = query_outcome(client.query_order(payload["symbol"], intent.client_order_id, _qty(payload)))
             if found.order is not None:
                 self._outcome(cid, found)
                 return
@@ -367,7 +384,8 @@ class CopytradeJobs:
             intent = self._intent(result.correlation_id)
             if intent is None:
                 continue
-            answer = query_outcome(client.query_order(intent.payload["symbol"], intent.client_order_id))
+            answer = query_outcome(client.query_order(intent.payload["symbol"], intent.client_order_id,
+                                                      _qty(intent.payload)))
             self._outcome(result.correlation_id, answer, result.query_attempts, result.first_unknown_ms,
                           sent_ms=result.created_at_ms)
             swept += 1
@@ -403,6 +421,7 @@ class CopytradeJobs:
             return None
         now = self.ctx.clock.now_ms()
         snapshot = client.position_risk()
+        self._venue_fault("positionRisk", snapshot)
         http = client.http
         fetch_ok = not isinstance(snapshot, VenueError)
         local = self._local_positions()
