@@ -78,6 +78,13 @@ class Skipped:
     tx_hash: str | None = None
     coin: str | None = None
     tids: tuple[int, ...] = ()
+    item_key: str = ""  # for an unreadable item: `Invalid.key`
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """One stable key per skipped item (`ingest_skips.skip_key`): the fill ids of a skipped
+        group, or the digest of an unreadable item."""
+        return tuple(f"fill:{t}" for t in self.tids) if self.tids else (f"item:{self.item_key or self.detail}",)
 
 
 @dataclass(frozen=True)
@@ -139,7 +146,7 @@ def aggregate_fills(fills: Iterable[Fill], *, symbol_map: Mapping[str, str],
     makes the identity independent of the optional `tid` (issue 10 §2). `invalid` (from
     the parser) is passed through as `ingest_fill_invalid` skips. Events come out in key order.
     """
-    skipped = [Skipped(INGEST_FILL_INVALID, f"{item.where}: {item.reason}") for item in invalid]
+    skipped = [Skipped(INGEST_FILL_INVALID, f"{item.where}: {item.reason}", item_key=item.key) for item in invalid]
     dropped = 0
     taken: set[int] = set()
     taken_keys: set[ContentKey] = set()

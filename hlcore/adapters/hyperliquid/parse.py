@@ -15,6 +15,7 @@ https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/api/info-endpoint
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -55,6 +56,7 @@ class Invalid:
 
     where: str
     reason: str
+    key: str = ""  # a digest of the raw item: the same unreadable item refetched is the same skip
 
 
 class _Bad(Exception):
@@ -266,8 +268,14 @@ def parse_fills(body: Any, *, page: int | None = None) -> FillsPage | ParseError
         if isinstance(parsed, Fill):
             fills.append(parsed)
         else:
-            invalid.append(Invalid(f"{prefix}[{index}]", parsed))
+            invalid.append(Invalid(f"{prefix}[{index}]", parsed, item_digest(item)))
     return FillsPage(tuple(fills), tuple(invalid), len(body))
+
+
+def item_digest(item: Any) -> str:
+    """A stable short digest of a raw venue item (canonical JSON; anything else by its repr)."""
+    text = json.dumps(item, sort_keys=True, separators=(",", ":"), default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 # ----------------------------------------------------------------------------- clearinghouseState

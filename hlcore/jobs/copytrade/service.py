@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import random
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,6 +177,8 @@ class Loop:
         self.metrics("loop_alive", 1, {})
         self.metrics("dedup_drop_count", counters.dedup_drop_count, {})
         self.metrics("backfill_count", counters.backfill_count, {})
+        for reason, count in sorted(Counter(counters.skipped).items()):  # since start, per skip reason
+            self.metrics("ingest_skip_count", count, {"reason": reason})
         if counters.orders_sent:
             self.metrics("order_success_rate", round(counters.orders_ok / counters.orders_sent, 4), {})
         if done - now >= self.tick_warn_ms:
