@@ -196,8 +196,10 @@ def hl_fill(spec: Mapping[str, Any]) -> dict[str, Any]:
     return {"coin": spec.get("coin", "BTC"), "px": str(spec.get("px", "60000.0")), "sz": str(spec["sz"]),
             "side": side, "time": _as_written(spec["time"]), "startPosition": str(spec.get("startPosition", "0.0")),
             "dir": spec.get("dir", direction), "closedPnl": str(spec.get("closedPnl", "0.0")),
-            "hash": spec.get("hash", "0x" + f"{tid:064x}"), "oid": _as_written(spec.get("oid", 90_000_000_000 + tid)),
-            "crossed": bool(spec.get("crossed", True)), "fee": str(spec.get("fee", "1.26")), "tid": _as_written(spec["tid"]),
+            "hash": spec.get("hash", "0x" + f"{tid:064x}"),
+            "oid": _as_written(spec.get("oid", 90_000_000_000 + tid)),
+            "crossed": bool(spec.get("crossed", True)), "fee": str(spec.get("fee", "1.26")),
+            "tid": _as_written(spec["tid"]),
             "feeToken": spec.get("feeToken", "USDC"), **({"twapId": spec["twapId"]} if "twapId" in spec else {})}
 
 
@@ -210,12 +212,13 @@ def _as_written(value: Any) -> Any:
 # ---------------------------------------------------------------------- drill vocabulary
 _QTYS = {"type": "dict", "keysrules": {"type": "string", "regex": r"^[A-Z0-9]+$"},
          "valuesrules": {"type": ["string", "number"]}}
+_ID = {"type": ["integer", "string"], "regex": r"^\d+$"}  # a string is served as written (issue 18)
 _FILL = {"type": "dict", "schema": {
-    "tid": {"type": ["integer", "string"], "regex": r"^\d+$", "required": True}, "sz": {"type": ["string", "number"], "required": True},
+    "tid": {**_ID, "required": True}, "sz": {"type": ["string", "number"], "required": True},
     "side": {"type": "string", "allowed": ["A", "B"]}, "startPosition": {"type": ["string", "number"]},
-    "time": {"type": ["integer", "string"], "regex": r"^\d+$", "excludes": "offset"}, "offset": {"type": "string", "regex": _OFFSET.pattern},
+    "time": {**_ID, "excludes": "offset"}, "offset": {"type": "string", "regex": _OFFSET.pattern},
     "hash": {"type": "string"}, "coin": {"type": "string"}, "px": {"type": ["string", "number"]},
-    "oid": {"type": ["integer", "string"], "regex": r"^\d+$"}, "dir": {"type": "string"}, "crossed": {"type": "boolean"},
+    "oid": _ID, "dir": {"type": "string"}, "crossed": {"type": "boolean"},
     "fee": {"type": ["string", "number"]}, "closedPnl": {"type": ["string", "number"]},
     "feeToken": {"type": "string"}, "twapId": {"type": "integer", "nullable": True}}}
 _FILLS = {"type": "list", "schema": _FILL}
