@@ -238,13 +238,15 @@ def _given_exchange(player: Any, value: Mapping[str, Any]) -> None:
     player.world.set_exchange(value)
 
 
-@given("fills", _FILLS, "Hyperliquid fills of the target wallet (time absolute, or offset like -3s).", apps=(APP,))
+@given("fills", _FILLS, "Hyperliquid fills of the target wallet (time absolute, or offset like -3s); `tid`/`time`/`oid` written "
+       "as digit strings are served as strings, as a proxy may send them.", apps=(APP,))
 def _given_fills(player: Any, value: list[Mapping[str, Any]]) -> None:
     player.world.add_fills(value, player.now())
 
 
 @step("fills", {"fills": {**_FILLS, "required": True}},
-      "The target wallet trades: these fills appear on Hyperliquid (offset relative to the step).", apps=(APP,))
+      "The target wallet trades: these fills appear on Hyperliquid (offset relative to the step; digit-string "
+      "ids and times served as written).", apps=(APP,))
 def _step_fills(player: Any, args: Mapping[str, Any]) -> None:
     player.world.add_fills(args["fills"], player.now())
 
