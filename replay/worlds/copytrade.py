@@ -238,8 +238,8 @@ def _given_exchange(player: Any, value: Mapping[str, Any]) -> None:
     player.world.set_exchange(value)
 
 
-@given("fills", _FILLS, "Hyperliquid fills of the target wallet (time absolute, or offset like -3s); `tid`/`time`/`oid` written "
-       "as digit strings are served as strings, as a proxy may send them.", apps=(APP,))
+@given("fills", _FILLS, "Hyperliquid fills of the target wallet (time absolute, or offset like -3s); "
+       "`tid`/`time`/`oid` written as digit strings are served as strings, as a proxy may send them.", apps=(APP,))
 def _given_fills(player: Any, value: list[Mapping[str, Any]]) -> None:
     player.world.add_fills(value, player.now())
 
