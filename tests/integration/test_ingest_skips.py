@@ -31,8 +31,9 @@ ENV = {"HYPERLIQUID_TARGET_WALLET": WALLET, "BINANCE_API_KEY": "K" * 64, "BINANC
 class Live:
     """The copy-trader as `hlcore live --mode dry-run` runs it, ticking by hand on a manual clock."""
 
-    def __init__(self, tmp_path: Path):
-        settings = {"db_path": str(tmp_path / "ct.db"), "metrics_log_path": str(tmp_path / "metrics.log")}
+    def __init__(self, tmp_path: Path, config: dict[str, Any] | None = None):
+        settings = {"db_path": str(tmp_path / "ct.db"), "metrics_log_path": str(tmp_path / "metrics.log"),
+                    **(config or {})}
         path = tmp_path / "settings.yaml"
         path.write_text(yaml.safe_dump(settings), encoding="utf-8")
         self.ws = open_workspace(ROOT, path)

@@ -10,7 +10,7 @@ before it is ever sent.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -182,15 +182,29 @@ class CopytradeJobs:
                 for f in ev.fills]
 
     # ------------------------------------------------------------------ decide (§4.4)
-    def decide(self) -> int:
-        """Decide every PENDING event in (timestamp, index) order unless the `decide` gate is shut."""
+    def decide(self, limit: int | None = None, stop: Callable[[], bool] = lambda: False) -> int:
+        """Decide PENDING events in (timestamp, index) order unless the `decide` gate is shut, and
+        send each one's new intents before deciding the next (issue 10 §7: a backlog drains at the
+        venue's pace, and a stop between two events leaves nothing half-done). At most `limit`
+        events per call; `stop` is asked before each."""
         if not self.engine.may("decide"):
             return 0
         decided = 0
         for record in self.events.unsettled([self.pending_state]):
+            if (limit is not None and decided >= limit) or stop():
+                break
             self._decide_one(record)
+            self._execute_new(record.key, stop)
             decided += 1
         return decided
+
+    def _execute_new(self, event_key: str, stop: Callable[[], bool]) -> None:
+        """Send the intents this process just decided for one event (their first step only)."""
+        for intent in self.orders.intents_for(event_key):
+            if stop():
+                return
+            if intent.correlation_id in self._fresh and self.orders.result(intent.correlation_id) is None:
+                self._execute_one(intent, None)
 
     def _filters_for(self, symbol: str) -> SymbolFilters | None:
         if self.venues.binance is None or not self.settings.get("execution.binance.exchange_info_enabled"):
@@ -287,13 +301,16 @@ class CopytradeJobs:
         return Baselines(self.ctx.db).local_positions()
 
     # ------------------------------------------------------------------ execute (§3.3, §4.5, §4.6)
-    def execute(self) -> int:
+    def execute(self, stop: Callable[[], bool] = lambda: False) -> int:
         """Advance every unsettled intent one step; settle events whose intents are all final.
         An UNKNOWN is queried only when its next query is due (`_query_due_ms`); `next_query_ms`
-        tells the loop when the earliest one is, so it wakes up for it."""
+        tells the loop when the earliest one is, so it wakes up for it. `stop` is asked before
+        each order (SIGTERM: at most one more round trip)."""
         touched = 0
         self.next_query_ms = None
         for item in self.orders.unsettled_intents(self.statuses.final):
+            if stop():
+                break
             if self.statuses.is_parked(item.result):
                 continue  # parked: only the startup sweep and `ops recover-orders` query it (§4.6)
             due = self._query_due_ms(item.result)
