@@ -142,6 +142,7 @@ class VenueHttp:
         self.last_success_ms: int | None = None
         self.last_error_ms: int | None = None
         self.requests_sent = 0
+        self.redact: tuple[str, ...] = ()  # credential values scrubbed from any venue text (set by the client)
 
     # ------------------------------------------------------------------ public
     def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
@@ -231,7 +232,7 @@ class VenueHttp:
             code = body.get("code") if isinstance(body, dict) else None
             message = body.get("msg", "") if isinstance(body, dict) else str(body)[:200]
             # a venue or gateway may echo the signed request line: scrub before it can be stored
-            return VenueError(API_ERROR, scrub(str(message)) or "", status=status,
+            return VenueError(API_ERROR, scrub(str(message), *self.redact) or "", status=status,
                               venue_code=code if isinstance(code, int) else None)
         return HttpResult(status, body, dict(response.headers), sent, received)
 

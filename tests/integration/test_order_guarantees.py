@@ -96,3 +96,23 @@ def test_a_non_positive_mark_price_is_a_fault_and_sizes_nothing(tmp_path: Any, m
     rig.cycle()
     assert rig.mode == ("HALT", "VENUE_ANSWER_IMPOSSIBLE")
     assert rig.world.account.posts == []
+
+
+def test_an_echoed_signed_request_line_never_reaches_order_results(tmp_path: Any) -> None:
+    """Issue 10 §8: a gateway echoing the signed request (signature, API key) in its error body."""
+    rig = Rig(tmp_path)
+    rig.boot()
+    signature = "9f" * 32
+    echo = (f"Bad request: POST /fapi/v1/order?symbol=BTCUSDT&quantity=0.002&timestamp=1769248802000"
+            f"&signature={signature} X-MBX-APIKEY: {'K' * 64} key={'K' * 64} secret {'S' * 64} {signature}")
+    queue(rig.transport, ["-2019"], match="POST /fapi/v1/order", msg=echo)
+    rig.clock.set(T0 + 2_000)
+    rig.world.fills = [fill(1, "2.0", "0.0", "B", T0 + 1_000, TX1)]
+    rig.cycle()
+    (result,) = rig.rows(order_results)
+    assert result["error_code"] == "INSUFFICIENT_BALANCE"
+    stored = result["error_message"]
+    assert "POST /fapi/v1/order" in stored  # the useful part stays
+    for secret in (signature, "K" * 64, "S" * 64):
+        assert secret not in stored
+    assert stored.count("<redacted>") >= 4

@@ -141,6 +141,7 @@ class BinanceClient:
         self.exchange_info_ttl_ms = exchange_info_ttl_ms
         self.time_sync = time_sync or TimeSync()
         self._credentials = Credentials(api_key, api_secret)
+        http.redact = (api_key, api_secret)  # an echoed request line never carries them into a stored text
         self._filters: dict[str, SymbolFilters] | None = None
         self._filters_at_ms: int | None = None
 

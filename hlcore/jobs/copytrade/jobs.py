@@ -26,6 +26,7 @@ from hlcore.adapters.hyperliquid.client import HyperliquidClient
 from hlcore.app import AppContext
 from hlcore.jobs.copytrade.order_status import OrderStatuses
 from hlcore.jobs.copytrade.sizing import floor_to_step, legs_for
+from hlcore.redact import scrub
 from hlcore.storage.copytrade import (
     POSITION_DUST as DUST,
 )
@@ -230,7 +231,7 @@ class CopytradeJobs:
         if isinstance(answer, VenueError) and answer.code == IMPOSSIBLE_ANSWER:
             log.error("venue answer impossible (%s): %s", endpoint, answer.message)
             self.ctx.runtime.observe("venue_fault", {"endpoint": endpoint, "fault": answer.code,
-                                                     "detail": answer.message}, conn=conn)
+                                                     "detail": scrub(answer.message)}, conn=conn)
 
     def _decide_one(self, ev: Any) -> None:
         now = self.ctx.clock.now_ms()
