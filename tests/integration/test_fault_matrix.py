@@ -19,7 +19,8 @@ FAULTS = ["429", "418", "timeout", "5xx", "html", "malformed", "empty", "reset",
 TRANSPORT_CODES = {"RATE_LIMITED", "TIMEOUT", "NETWORK_ERROR", "EXCHANGE_ERROR", "MALFORMED_RESPONSE"}
 # what "schema drift" drops from each endpoint's answer
 DRIFT = {"userFillsByTime": ("px",), "GET /fapi/v1/time": ("serverTime",),
-         "GET /fapi/v2/positionRisk": ("positionAmt",), "GET /fapi/v1/exchangeInfo": ("symbols",), "GET /fapi/v1/premiumIndex": ("markPrice",),
+         "GET /fapi/v2/positionRisk": ("positionAmt",), "GET /fapi/v1/exchangeInfo": ("symbols",),
+         "GET /fapi/v1/premiumIndex": ("markPrice",),
          "POST /fapi/v1/order": ("status",), "GET /fapi/v1/order": ("status",)}
 # the order answer's error code per fault (copytrader §4.5; a query never settles: UNKNOWN)
 ORDER_CODE = {"429": "RATE_LIMITED", "418": "RATE_LIMITED", "timeout": "TIMEOUT", "5xx": "EXCHANGE_ERROR",
