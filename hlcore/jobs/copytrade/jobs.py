@@ -192,7 +192,8 @@ class CopytradeJobs:
             return 0
         decided = 0
         for record in self.events.unsettled([self.pending_state]):
-            if (limit is not None and decided >= limit) or stop():
+            # asked per event: a fault met while deciding or sending the previous one may have shut it
+            if (limit is not None and decided >= limit) or stop() or not self.engine.may("decide"):
                 break
             self._decide_one(record)
             self._execute_new(record.key, stop)
