@@ -171,7 +171,6 @@ def live(mode: Annotated[str, typer.Option("--mode", help="live, dry-run or back
     SIGTERM finish the current step and exit 0."""
     import os
     import random
-    import signal
     import time
 
     from hlcore.config.settings import load_env
@@ -198,11 +197,27 @@ def live(mode: Annotated[str, typer.Option("--mode", help="live, dry-run or back
                   f"policy_hash={ws.policy.hash}", markup=False)
         if code:
             raise typer.Exit(code=code)
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: scheduler.stop())
-        scheduler.run_forever(wiring.sleep, max_runs=max_ticks)
+        scheduler.run_forever(_stoppable(scheduler), max_runs=max_ticks)
     finally:
         ctx.close()
+
+
+def _stoppable(scheduler: Any) -> Any:
+    """SIGINT/SIGTERM stop the scheduler: the loop ends after the order in flight (its jobs ask
+    between events and orders), and the idle wait is cut short instead of sleeping on (issue 10 §7).
+    Returns the sleep `run_forever` uses."""
+    import signal
+    import threading
+
+    woken = threading.Event()
+
+    def stop(*_: Any) -> None:
+        scheduler.stop()
+        woken.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stop)
+    return woken.wait
 
 
 def _live_monitor(policy: Path | None, config: Path | None, job: str | None, max_ticks: int | None) -> None:

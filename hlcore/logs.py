@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from pathlib import Path
 
 from hlcore.engine.clock import Clock
-
-_SECRETISH = re.compile(r"(signature|api[_-]?key|secret|X-MBX-APIKEY)=?[^\s&\"',]*", re.IGNORECASE)
+from hlcore.redact import scrub
 
 
 class JsonFormatter(logging.Formatter):
@@ -22,7 +20,7 @@ class JsonFormatter(logging.Formatter):
         self.clock = clock
 
     def format(self, record: logging.LogRecord) -> str:
-        message = _SECRETISH.sub(r"\1=<redacted>", record.getMessage())
+        message = scrub(record.getMessage())
         entry = {"ts": self.clock.now_ms(), "level": record.levelname, "logger": record.name, "msg": message}
         if record.exc_info:
             entry["exc"] = record.exc_info[0].__name__ if record.exc_info[0] else None

@@ -14,12 +14,13 @@ from typing import Any
 
 import vcr
 
-from hlcore.config.settings import load_env
+from hlcore.config.settings import WALLET_ENV, load_env
 from hlcore.engine.clock import SystemClock
 from hlcore.errors import BadInput
 from hlcore.workspace import open_workspace
 from replay.cassettes import SECRET_HEADERS, SIGNING_FIELDS, scrub_request, scrub_response, scrub_text
 from replay.drill import CASSETTE_DIR, DRILL_FILE
+from replay.worlds.copytrade import WALLET
 
 SKELETON = """\
 # Recorded by `hlcore record {name}` at {start}: edit the runbook, given, timeline and expect.
@@ -37,21 +38,36 @@ expect:
 """
 
 
-def recorder(secrets: tuple[str, ...] = ()) -> vcr.VCR:
+def recorder(secrets: tuple[str, ...] = (), wallet: str = "") -> vcr.VCR:
     """vcrpy set to scrub every interaction before it is written; `secrets` (the API key and
-    secret) are also redacted verbatim wherever they might be echoed."""
+    secret) are also redacted verbatim wherever they might be echoed, and the target `wallet` is
+    replaced by the drills' placeholder (`replay.worlds.copytrade.WALLET`, what every copy-trader
+    drill sets as HYPERLIQUID_TARGET_WALLET), so a cassette never names whom it followed."""
 
     def request_hook(request: Any) -> Any:
         clean = scrub_request(request)
-        clean.uri = scrub_text(clean.uri, secrets)
-        if clean.body and secrets:
-            clean.body = scrub_text(clean.body.decode("utf-8", "replace"), secrets).encode()
+        clean.uri = placeholder(scrub_text(clean.uri, secrets), wallet)
+        if clean.body and (secrets or wallet):
+            clean.body = placeholder(scrub_text(clean.body.decode("utf-8", "replace"), secrets), wallet).encode()
+        return clean
+
+    def response_hook(response: dict[str, Any]) -> dict[str, Any]:
+        clean = scrub_response(response, secrets)
+        content = clean.get("body", {}).get("string")
+        if wallet and isinstance(content, str):
+            clean["body"] = {**clean["body"], "string": placeholder(content, wallet)}
         return clean
 
     return vcr.VCR(record_mode="all", match_on=("method", "uri", "body"), decode_compressed_response=True,
-                   before_record_request=request_hook,
-                   before_record_response=lambda response: scrub_response(response, secrets),
+                   before_record_request=request_hook, before_record_response=response_hook,
                    filter_headers=list(SECRET_HEADERS), filter_query_parameters=list(SIGNING_FIELDS))
+
+
+def placeholder(text: str, wallet: str) -> str:
+    """`text` with the target wallet (any letter case) replaced by the drills' placeholder wallet."""
+    if not wallet:
+        return text
+    return re.sub(re.escape(wallet), WALLET, text, flags=re.IGNORECASE)
 
 
 def record_cassettes(name: str, app: str, seconds: int, fixtures: Path, policy: Path | None,
@@ -76,13 +92,18 @@ def record_cassettes(name: str, app: str, seconds: int, fixtures: Path, policy: 
     start_ms = clock.now_ms()
     cwd = Path.cwd()
     secrets = tuple(os.environ.get(k, "") for k in ("BINANCE_API_KEY", "BINANCE_API_SECRET"))
-    with tempfile.TemporaryDirectory(prefix="hlcore-record-") as tmp, recorder(secrets).use_cassette(str(cassette)):
-        os.chdir(tmp)  # a throwaway database: recording never touches the operator's
+    wallet = os.environ.get(WALLET_ENV, "")
+    with tempfile.TemporaryDirectory(prefix="hlcore-record-") as tmp, \
+            recorder(secrets, wallet).use_cassette(str(cassette)):
+        os.chdir(tmp)
+        # a database it creates itself, whatever db_path/db_url say (an absolute path would be the
+        # operator's live database): recording never reads or marks the operator's fills
+        own_db = f"sqlite:///{Path(tmp) / 'record.db'}"
         try:
             if app == "copytrader":
-                ctx, _jobs, scheduler, _loop, _code = start(ws, "dry-run", wiring)  # dry-run: no order, ever
+                ctx, _jobs, scheduler, _loop, _code = start(ws, "dry-run", wiring, db_url=own_db)  # never an order
             else:
-                ctx, _jobs, scheduler = start_monitor(ws, wiring)
+                ctx, _jobs, scheduler = start_monitor(ws, wiring, db_url=own_db)
             try:
                 scheduler.run_until(start_ms + seconds * 1000,
                                     lambda ts: time.sleep(max(0.0, (ts - clock.now_ms()) / 1000)))

@@ -24,7 +24,8 @@ from requests.adapters import BaseAdapter
 from hlcore.engine.clock import Clock
 from replay.cassettes import CassetteDeck
 
-FAULT_KINDS = ("timeout", "reset", "429", "418", "5xx", "malformed", "schema", "error", "crash", "lost")
+FAULT_KINDS = ("timeout", "reset", "429", "418", "5xx", "malformed", "schema", "error", "crash", "lost", "html",
+               "empty")
 
 
 class ProcessKilled(BaseException):
@@ -188,6 +189,11 @@ class DrillTransport(BaseAdapter):
                                                                         "msg": fault.msg or "Service unavailable"}))
         if kind == "malformed":
             return self._response(request, Reply(200, raw=b'{"truncated": [1, 2'))
+        if kind == "html":  # a gateway's error page, served as 200 (status or fault.status)
+            return self._response(request, Reply(fault.status or 200, raw=b"<html><body><h1>502 Bad Gateway</h1>"
+                                                 b"</body></html>", headers={"Content-Type": "text/html"}))
+        if kind == "empty":  # a 200 with no body at all
+            return self._response(request, Reply(fault.status or 200, raw=b""))
         # error: a venue error code in the venue's error body
         return self._response(request, Reply(fault.status or 400, {"code": fault.code, "msg": fault.msg or ""}))
 

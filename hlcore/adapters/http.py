@@ -19,6 +19,7 @@ import requests
 from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attempt
 
 from hlcore.engine.clock import Clock
+from hlcore.redact import scrub
 
 # Transport-level outcome classes (copytrader §4.5). Venue-specific codes are mapped by each adapter.
 RATE_LIMITED = "RATE_LIMITED"
@@ -27,6 +28,9 @@ NETWORK_ERROR = "NETWORK_ERROR"
 EXCHANGE_ERROR = "EXCHANGE_ERROR"
 MALFORMED_RESPONSE = "MALFORMED_RESPONSE"
 API_ERROR = "API_ERROR"
+# The venue answered readably, but with something that cannot be true (a negative or oversized
+# fill, a non-positive price, another symbol's order): a typed fault, never stored as a fact.
+IMPOSSIBLE_ANSWER = "IMPOSSIBLE_ANSWER"
 RETRYABLE = frozenset({RATE_LIMITED, TIMEOUT, NETWORK_ERROR, EXCHANGE_ERROR, MALFORMED_RESPONSE})
 
 
@@ -138,6 +142,7 @@ class VenueHttp:
         self.last_success_ms: int | None = None
         self.last_error_ms: int | None = None
         self.requests_sent = 0
+        self.redact: tuple[str, ...] = ()  # credential values scrubbed from any venue text (set by the client)
 
     # ------------------------------------------------------------------ public
     def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
@@ -226,7 +231,8 @@ class VenueHttp:
         if status >= 400:
             code = body.get("code") if isinstance(body, dict) else None
             message = body.get("msg", "") if isinstance(body, dict) else str(body)[:200]
-            return VenueError(API_ERROR, str(message), status=status,
+            # a venue or gateway may echo the signed request line: scrub before it can be stored
+            return VenueError(API_ERROR, scrub(str(message), *self.redact) or "", status=status,
                               venue_code=code if isinstance(code, int) else None)
         return HttpResult(status, body, dict(response.headers), sent, received)
 

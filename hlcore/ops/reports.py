@@ -45,6 +45,7 @@ from hlcore.storage.copytrade import (
     parse_event_key,
 )
 from hlcore.storage.db import Database, StorageUnavailable, open_database
+from hlcore.storage.ingest_skips import IngestSkips
 from hlcore.storage.repos import AuditLog, SystemState
 from hlcore.storage.schema import audit_log, processed_txs
 from hlcore.workspace import Workspace
@@ -126,6 +127,7 @@ class Snapshot:
     parked: list[OrderResult] = field(default_factory=list)
     burst_count: int = 0
     cursor_event_missing: bool = False
+    skips_since_boot: dict[str, int] = field(default_factory=dict)  # ingest_skips per reason (issue 11 §2)
 
     @property
     def readable(self) -> bool:
@@ -173,6 +175,8 @@ def _read_tables(policy: Policy, db: Database, snap: Snapshot, now_ms: int, burs
     snap.unresolved = _try(lambda: OrderStatuses.of(policy, ORDER).unresolved_results(orders), [])
     snap.parked = _try(lambda: OrderStatuses.of(policy, ORDER).parked_results(orders), [])
     snap.burst_count = _try(lambda: _unknown_burst(policy, db, now_ms, burst_window_ms), 0)
+    boot_ms = snap.get(CopytradeKey.BOOT_MS)
+    snap.skips_since_boot = _try(lambda: IngestSkips(db).counts_since(int(boot_ms or 0)), {})
     snap.cursor_event_missing = _try(lambda: _cursor_event_missing(db, snap.get(
         CopytradeKey.LAST_PROCESSED_EVENT_KEY)), False)
 
@@ -253,6 +257,13 @@ def _cursor_lines(r: Report, snap: Snapshot) -> None:
         r.add(str(key), snap.get(key))
 
 
+def _skip_lines(r: Report, snap: Snapshot) -> None:
+    """Venue items the ingest dropped since this process booted, per reason (issue 11 §2)."""
+    r.add("ingest_skips_since_boot", sum(snap.skips_since_boot.values()))
+    for reason, n in snap.skips_since_boot.items():
+        r.add(f"ingest_skips_{reason}", n)
+
+
 def _results_lines(r: Report, snap: Snapshot) -> None:
     r.add("order_results_total", sum(snap.results_by_status.values()))
     for status, n in snap.results_by_status.items():
@@ -316,6 +327,7 @@ def status_report(ws: Workspace, now_ms: int) -> Report:
     if snap.readable:
         _safety_lines(r, snap)
         _cursor_lines(r, snap)
+        _skip_lines(r, snap)
         _results_lines(r, snap)
         _unknown_lines(r, snap)
         r.add("unknown_burst_count", snap.burst_count)

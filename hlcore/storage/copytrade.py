@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, Row, Table, and_, delete, func, select, update
 
 from hlcore.errors import CheckFailed
+from hlcore.redact import scrub
 from hlcore.storage.db import Database, insert_ignore, upsert
 from hlcore.storage.repos import TypedState, dump_json, load_json
 from hlcore.storage.schema import (
@@ -442,6 +443,22 @@ class Events:
                 )
         return seen
 
+    def seen_content(self, tx_hashes: Iterable[str], *,
+                     conn: Connection | None = None) -> set[tuple[str, str, int, str, float, float, float]]:
+        """Content keys (`Fill.content_key`) of the ingested fills of these transactions, so a fill
+        stored under one id (tid or synthetic) is recognised when it comes back under the other."""
+        f = ingested_fills
+        wanted = sorted(set(tx_hashes))
+        seen: set[tuple[str, str, int, str, float, float, float]] = set()
+        with self.db.begin_or_join(conn) as c:
+            for chunk in _chunks(wanted):
+                rows = c.execute(select(f.c.tx_hash, f.c.coin, f.c.time_ms, f.c.side, f.c.px, f.c.sz,
+                                        f.c.start_position).where(f.c.tx_hash.in_(chunk)))
+                seen.update((r.tx_hash, r.coin, int(r.time_ms), r.side, float(r.px), float(r.sz),
+                             float(r.start_position)) for r in rows
+                            if None not in (r.coin, r.time_ms, r.side, r.px, r.sz, r.start_position))
+        return seen
+
     def prune_done(
         self, before_ms: int, done_state: str, keep_key: str | None, *, conn: Connection | None = None
     ) -> Pruned:
@@ -689,6 +706,7 @@ class Orders:
         `query_attempts` and `first_unknown_ms` left None keep their stored values (0 / NULL at
         first write).
         """
+        error_message = scrub(error_message)  # never a signature or key in a stored error (or its backups)
         with self.db.begin_or_join(conn) as c:
             prev = self.result(correlation_id, conn=c)
             row = {

@@ -120,6 +120,20 @@ ingested_fills = Table(
     Index("ix_ingested_fills_time_ms", "time_ms"),
 )
 
+ingest_skips = Table(
+    # Venue data the ingest did not turn into events, one row per skipped item (issue 11 §2): the
+    # key makes the second sighting (the overlap refetch) a no-op, so each is logged and counted once.
+    "ingest_skips",
+    metadata,
+    Column("skip_key", Text, primary_key=True),
+    Column("reason", Text, nullable=False),
+    Column("detail", Text),
+    Column("tx_hash", Text),
+    Column("coin", Text),
+    _ms("recorded_at_ms", nullable=False),
+    Index("ix_ingest_skips_recorded_at_ms", "recorded_at_ms"),
+)
+
 order_intents = Table(
     "order_intents",
     metadata,
@@ -559,6 +573,7 @@ COPYTRADER_TABLES: tuple[str, ...] = (
     "system_state",
     "processed_txs",
     "ingested_fills",
+    "ingest_skips",
     "order_intents",
     "order_results",
     "audit_log",

@@ -91,8 +91,10 @@ class CopytradeWorld:
         if str(payload.get("user", "")).lower() != WALLET:
             return Reply(200, [])
         start, end = int(payload["startTime"]), int(payload.get("endTime") or self.clock.now_ms())
-        page = sorted((f for f in self.fills if start <= f["time"] <= end and f["time"] <= self.clock.now_ms()),
-                      key=lambda f: (f["time"], f["tid"]))
+        # a drill may write time/tid/oid as strings (what a proxy may send): compared as numbers, served as written
+        now = self.clock.now_ms()
+        page = sorted((f for f in self.fills if start <= int(f["time"]) <= end and int(f["time"]) <= now),
+                      key=lambda f: (int(f["time"]), int(f.get("tid") or 0)))
         return Reply(200, page[:2000])
 
     # ------------------------------------------------------------------ Binance USD-M
@@ -206,22 +208,31 @@ def hl_fill(spec: Mapping[str, Any]) -> dict[str, Any]:
         direction = "Close Long" if start > 0 else "Close Short"
     tid = int(spec["tid"])
     return {"coin": spec.get("coin", "BTC"), "px": str(spec.get("px", "60000.0")), "sz": str(spec["sz"]),
-            "side": side, "time": int(spec["time"]), "startPosition": str(spec.get("startPosition", "0.0")),
+            "side": side, "time": _as_written(spec["time"]), "startPosition": str(spec.get("startPosition", "0.0")),
             "dir": spec.get("dir", direction), "closedPnl": str(spec.get("closedPnl", "0.0")),
-            "hash": spec.get("hash", "0x" + f"{tid:064x}"), "oid": int(spec.get("oid", 90_000_000_000 + tid)),
-            "crossed": bool(spec.get("crossed", True)), "fee": str(spec.get("fee", "1.26")), "tid": tid,
+            "hash": spec.get("hash", "0x" + f"{tid:064x}"),
+            "oid": _as_written(spec.get("oid", 90_000_000_000 + tid)),
+            "crossed": bool(spec.get("crossed", True)), "fee": str(spec.get("fee", "1.26")),
+            "tid": _as_written(spec["tid"]),
             "feeToken": spec.get("feeToken", "USDC"), **({"twapId": spec["twapId"]} if "twapId" in spec else {})}
+
+
+def _as_written(value: Any) -> Any:
+    """An id or time as the drill wrote it: an integer stays one, a digit string stays a string
+    (the venue field types a proxy may send, issue 11), so the parser sees exactly that."""
+    return value if isinstance(value, str) else int(value)
 
 
 # ---------------------------------------------------------------------- drill vocabulary
 _QTYS = {"type": "dict", "keysrules": {"type": "string", "regex": r"^[A-Z0-9]+$"},
          "valuesrules": {"type": ["string", "number"]}}
+_ID = {"type": ["integer", "string"], "regex": r"^\d+$"}  # a string is served as written (issue 18)
 _FILL = {"type": "dict", "schema": {
-    "tid": {"type": "integer", "required": True}, "sz": {"type": ["string", "number"], "required": True},
+    "tid": {**_ID, "required": True}, "sz": {"type": ["string", "number"], "required": True},
     "side": {"type": "string", "allowed": ["A", "B"]}, "startPosition": {"type": ["string", "number"]},
-    "time": {"type": "integer", "excludes": "offset"}, "offset": {"type": "string", "regex": _OFFSET.pattern},
+    "time": {**_ID, "excludes": "offset"}, "offset": {"type": "string", "regex": _OFFSET.pattern},
     "hash": {"type": "string"}, "coin": {"type": "string"}, "px": {"type": ["string", "number"]},
-    "oid": {"type": "integer"}, "dir": {"type": "string"}, "crossed": {"type": "boolean"},
+    "oid": _ID, "dir": {"type": "string"}, "crossed": {"type": "boolean"},
     "fee": {"type": ["string", "number"]}, "closedPnl": {"type": ["string", "number"]},
     "feeToken": {"type": "string"}, "twapId": {"type": "integer", "nullable": True}}}
 _FILLS = {"type": "list", "schema": _FILL}
@@ -243,14 +254,16 @@ def _given_exchange(player: Any, value: Mapping[str, Any]) -> None:
     player.world.set_exchange(value)
 
 
-@given("fills", _FILLS, "Hyperliquid fills of the target wallet (time absolute, or offset like -3s).", apps=(APP,),
+@given("fills", _FILLS, "Hyperliquid fills of the target wallet (time absolute, or offset like -3s); "
+       "`tid`/`time`/`oid` written as digit strings are served as strings, as a proxy may send them.", apps=(APP,),
     example="fills: [{tid: 7, sz: \"1.0\", side: B, startPosition: \"0.0\", offset: \"-3s\"}]")
 def _given_fills(player: Any, value: list[Mapping[str, Any]]) -> None:
     player.world.add_fills(value, player.now())
 
 
 @step("fills", {"fills": {**_FILLS, "required": True}},
-      "The target wallet trades: these fills appear on Hyperliquid (offset relative to the step).", apps=(APP,),
+      "The target wallet trades: these fills appear on Hyperliquid (offset relative to the step; digit-string "
+      "ids and times served as written).", apps=(APP,),
     example="{at: 5s, do: fills, fills: [{tid: 7, sz: \"2.0\", side: B, startPosition: \"0.0\", offset: \"-1s\"}]}")
 def _step_fills(player: Any, args: Mapping[str, Any]) -> None:
     player.world.add_fills(args["fills"], player.now())

@@ -79,8 +79,8 @@ def test_dry_run_ingests_decides_and_simulates_without_any_order_request(tmp_pat
     clock.set(T0 + 2_000)
     with recorder.use_cassette(str(tape)) as tape_in_use:
         assert jobs.ingest() == 1
-        assert jobs.decide() == 1
-        assert jobs.execute() == 1
+        assert jobs.decide() == 1  # decided and its intent simulated at once (issue 10 §7: per event)
+        assert jobs.execute() == 0  # nothing left to send; settles the event
         assert tape_in_use.play_count == 1
         assert all(r.uri == INFO for r in tape_in_use.requests)  # only the info API, never /fapi/v1/order
     with ctx.db.transaction() as conn:

@@ -116,7 +116,7 @@ def test_market_order_filled(replay) -> None:
         spy = Spy(client)
         outcome = submit(client)
     assert (outcome.status, outcome.error_code, outcome.answer) == ("FILLED", None, "FILLED")
-    assert outcome.order == OrderAnswer("FILLED", Decimal("0.002"), Decimal("60012.30"), 4084339817, CID)
+    assert outcome.order == OrderAnswer("FILLED", Decimal("0.002"), Decimal("60012.30"), 4084339817, CID, "BTCUSDT")
     assert not outcome.adopted and not outcome.time_resynced
     (_, _, params), = spy.calls
     assert {k: params[k] for k in ("type", "quantity", "reduceOnly", "newClientOrderId", "newOrderRespType")} == {

@@ -24,7 +24,7 @@ def body(cassette: str, index: int = 0) -> Any:
 def test_order_answers() -> None:
     filled = parse.order_answer(body("order_filled"))
     assert filled == OrderAnswer("FILLED", Decimal("0.002"), Decimal("60012.30"), 4084339817,
-                                 "hl-766ec1f38859b635ae1ab594-00")
+                                 "hl-766ec1f38859b635ae1ab594-00", "BTCUSDT")
     new = parse.order_answer(body("order_new_then_query_filled", 0))
     assert (new.status, new.executed_qty, new.avg_price) == ("NEW", 0, 0)
     queried = parse.order_answer(body("order_new_then_query_filled", 1))
@@ -65,7 +65,8 @@ def test_time_and_mark_price() -> None:
     (parse.order_answer, {"status": "FILLED", "executedQty": "0.002", "orderId": 1}),  # no clientOrderId
     (parse.order_answer, {"status": "FILLED", "executedQty": "NaN", "orderId": 1, "clientOrderId": "x"}),
     (parse.order_answer, {"status": "FILLED", "executedQty": "0.1", "orderId": True, "clientOrderId": "x"}),
-    (parse.order_answer, {"status": "FILLED", "executedQty": 0.1, "orderId": 1, "clientOrderId": "x"}),
+    (parse.order_answer, {"status": "FILLED", "executedQty": [0.1], "orderId": 1, "clientOrderId": "x"}),
+    (parse.order_answer, {"status": "FILLED", "executedQty": "0.1", "orderId": "1.5", "clientOrderId": "x"}),
     (parse.order_answer, {"status": "FILLED", "executedQty": "1", "avgPrice": "abc", "orderId": 1,
                           "clientOrderId": "x"}),
     (parse.position_risk, {"symbol": "BTCUSDT"}),
@@ -77,10 +78,41 @@ def test_time_and_mark_price() -> None:
     (parse.exchange_filters, {"symbols": [{"symbol": "BTCUSDT", "filters": [
         {"filterType": "LOT_SIZE", "minQty": "0.001"}, {"filterType": "PRICE_FILTER", "tickSize": "0.1"},
         {"filterType": "MIN_NOTIONAL", "notional": "100"}]}]}),  # no stepSize
-    (parse.server_time, {"serverTime": "1769248800000"}),
+    (parse.server_time, {"serverTime": "1769248800000x"}),
     (parse.server_time, "1769248800000"),
     (parse.mark_price, {"symbol": "BTCUSDT", "markPrice": None, "time": 1}),
 ])
 def test_malformed_bodies_are_values(fn: Any, bad: Any) -> None:
     result = fn(bad)
     assert isinstance(result, Malformed) and str(result).startswith("malformed ")
+
+
+@pytest.mark.parametrize(("fn", "body"), [
+    (parse.server_time, {"serverTime": "1769248800000"}),
+    (parse.server_time, {"serverTime": Decimal("1769248800000")}),
+    (parse.mark_price, {"symbol": "BTCUSDT", "markPrice": 60000.5, "time": "1769248800000"}),
+    (parse.order_answer, {"status": "FILLED", "executedQty": 0.002, "orderId": "4084339817", "clientOrderId": "x"}),
+])
+def test_numbers_as_a_proxy_may_send_them(fn: Any, body: Any) -> None:
+    """Issue 11: digit strings, JSON floats and decimals are read, not dropped."""
+    assert not isinstance(fn(body), Malformed)
+
+
+@pytest.mark.parametrize(("fn", "body", "detail"), [
+    (parse.order_answer, {"status": "FILLED", "executedQty": "-0.002", "orderId": 1, "clientOrderId": "x"},
+     "executedQty=-0.002 is below 0"),
+    (parse.order_answer, {"status": "FILLED", "executedQty": "1", "avgPrice": "-5", "orderId": 1,
+                          "clientOrderId": "x"}, "avgPrice=-5 is below 0"),
+    (parse.mark_price, {"symbol": "BTCUSDT", "markPrice": "0", "time": 1}, "markPrice=0 is not above 0"),
+    (parse.mark_price, {"symbol": "BTCUSDT", "markPrice": "-1.5", "time": 1}, "markPrice=-1.5 is not above 0"),
+    (parse.position_risk, [{"symbol": "BTCUSDT", "positionAmt": "1", "positionSide": "BOTH", "entryPrice": "-1",
+                            "markPrice": "1", "updateTime": 0}], "entryPrice=-1 is below 0"),
+    (parse.exchange_filters, {"symbols": [{"symbol": "BTCUSDT", "filters": [
+        {"filterType": "LOT_SIZE", "minQty": "0.001", "stepSize": "0"},
+        {"filterType": "PRICE_FILTER", "tickSize": "0.1"},
+        {"filterType": "MIN_NOTIONAL", "notional": "100"}]}]}, "stepSize=0 is not above 0"),
+])
+def test_impossible_answers_are_typed(fn: Any, body: Any, detail: str) -> None:
+    """Issue 10 §6: a readable answer that cannot be true is `Impossible`, not a fact."""
+    result = fn(body)
+    assert isinstance(result, parse.Impossible) and result.detail == detail

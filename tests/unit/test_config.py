@@ -72,7 +72,7 @@ SPEC_KEYS = {
     "decision.sizing.max_qty",
     # execution
     "execution.tif_seconds", "execution.order_poll_interval_sec", "execution.retry_budget_max_attempts",
-    "execution.retry_budget_window_sec", "execution.unknown_poll_interval_sec",
+    "execution.retry_budget_window_sec", "execution.unknown_poll_interval_sec", "execution.not_found_settle_sec",
     "execution.retry_budget_mode",
     "execution.market_fallback_enabled", "execution.market_fallback_threshold_pct",
     "execution.market_slippage_cap_pct",
@@ -91,7 +91,7 @@ SPEC_KEYS = {
     "safety.unknown_burst_window_sec",
     "orchestrator.loop_idle_sleep_sec", "orchestrator.loop_max_idle_sleep_sec",
     "orchestrator.loop_active_sleep_sec", "orchestrator.loop_heartbeat_sec",
-    "orchestrator.loop_tick_warn_sec",
+    "orchestrator.loop_tick_warn_sec", "orchestrator.max_events_per_tick",
     # monitor
     "monitor.db_path", "monitor.db_url", "monitor.assets",
     "monitor.universe.leaderboard_url", "monitor.universe.window", "monitor.universe.size",

@@ -309,3 +309,20 @@ def test_aggregation_is_deterministic_and_independent_of_input_order(fetch: tupl
     placed = [t for e in expected.events for t in e.tids] + [t for s in expected.skipped for t in s.tids]
     assert len(placed) == len(set(placed)) and len(placed) + expected.dedup_drop_count == len(fills)
     assert all(e.action == classify(e.prev, e.next) for e in expected.events)
+
+
+@pytest.mark.parametrize("first_tid", [None, 7], ids=["first without tid", "first with tid"])
+def test_one_fill_served_with_and_without_tid_is_one_event(first_tid: int | None) -> None:
+    """Issue 10 §2: the same fill seen once without `tid` and once with it (in either order, in one
+    fetch or across fetches) makes one event, never two."""
+    first = fill("0.5", tid=first_tid)
+    again = fill("0.5", tid=7 if first_tid is None else None)
+    same_fetch = aggregate_fills([first, again], symbol_map=SYMBOLS)
+    assert len(same_fetch.events) == 1 and same_fetch.dedup_drop_count == 1
+    stored = aggregate_fills([first], symbol_map=SYMBOLS)
+    assert len(stored.events) == 1
+    assert first.content_key is not None
+    later = aggregate_fills([again], symbol_map=SYMBOLS, seen_tids={first.fill_id}, seen_keys={first.content_key})
+    assert later.events == () and later.dedup_drop_count == 1
+    # without the content key (the old tid-only dedup) the repeat would have become a second event
+    assert len(aggregate_fills([again], symbol_map=SYMBOLS, seen_tids={first.fill_id}).events) == 1

@@ -182,9 +182,12 @@ GOOD_FILL = {"coin": "BTC", "px": "97150.0", "sz": "0.01", "side": "B", "time": 
     ({"sz": "Infinity"}, "sz: 'Infinity' is not a decimal"),
     ({"sz": True}, "sz: True is not a decimal"),
     ({"side": "buy"}, "side: 'buy' is not B or A"),
-    ({"time": "1769248800000"}, "time: '1769248800000' is not an integer"),
+    ({"time": "1769248800000.5"}, "time: '1769248800000.5' is not an integer"),
+    ({"time": 1.5}, "time: 1.5 is not an integer"),
     ({"time": -5}, "time: -5 is not an integer"),
-    ({"tid": "715"}, "tid: '715' is not an integer"),
+    ({"tid": "71x"}, "tid: '71x' is not an integer"),
+    ({"tid": "-715"}, "tid: '-715' is not an integer"),
+    ({"tid": None, "startPosition": None}, "identity: no tid and no startPosition"),
     ({"tid": 2**62}, "tid: 4611686018427387904 is not an integer"),
     ({"hash": ""}, "hash: '' is not a non-empty string"),
     ({"coin": 7}, "coin: 7 is not a non-empty string"),
@@ -400,3 +403,27 @@ def test_parsers_never_raise(body: Any) -> None:
     if isinstance(body, list):
         for item in body:
             parse_fill(item)
+
+
+@pytest.mark.parametrize("as_sent", [
+    {"time": "1769248800000", "tid": "715000000000001", "oid": "299000000001"},
+    {"time": Decimal("1769248800000"), "tid": Decimal("715000000000001"), "oid": Decimal("299000000001")},
+    {"time": 1769248800000.0, "tid": 715000000000001, "oid": 299000000001.0},
+], ids=["digit strings", "decimals", "integral floats"])
+def test_ids_and_times_may_come_as_strings_or_decimals(as_sent: dict[str, Any]) -> None:
+    """Issue 11: a proxy that sends numbers as strings (or a decoder that yields decimals) changes nothing."""
+    plain = parse_fill(GOOD_FILL)
+    parsed = parse_fill({**GOOD_FILL, **as_sent})
+    assert isinstance(parsed, Fill) and parsed == plain
+    assert (parsed.time_ms, parsed.tid, parsed.oid) == (1769248800000, 715000000000001, 299000000001)
+
+
+def test_a_fill_keeps_its_content_key_with_or_without_tid() -> None:
+    """Issue 10 §2: the identity that dedups does not depend on the optional tid."""
+    with_tid = parse_fill(GOOD_FILL)
+    without = parse_fill({**GOOD_FILL, "tid": None})
+    assert isinstance(with_tid, Fill) and isinstance(without, Fill)
+    assert with_tid.fill_id != without.fill_id  # the stored id differs ...
+    assert with_tid.content_key == without.content_key is not None  # ... the identity does not
+    moved = parse_fill({**GOOD_FILL, "startPosition": "0.01"})
+    assert isinstance(moved, Fill) and moved.content_key != with_tid.content_key

@@ -150,6 +150,26 @@ def test_recording_scrubs_keys_and_signatures(tmp_path: Path) -> None:
         assert secret not in text_, secret
 
 
+def test_recording_replaces_the_target_wallet_with_the_drill_placeholder(tmp_path: Path) -> None:
+    """Issue 10 §8: a cassette never names the followed wallet; drills understand the placeholder."""
+    from replay.worlds.copytrade import WALLET
+
+    target = "0x" + "Ab12" * 10
+    server = HTTPServer(("127.0.0.1", 0), _Echo)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    path = tmp_path / "rec.yaml"
+    try:
+        with recorder((), target).use_cassette(str(path)):
+            url = f"http://127.0.0.1:{server.server_port}/info?user={target.lower()}"
+            assert requests.get(url, timeout=5).status_code == 200
+    finally:
+        server.shutdown()
+    text_ = path.read_text(encoding="utf-8")
+    assert target.lower() not in text_.lower()
+    assert text_.count(WALLET) == 2  # the request uri and the echoed response body
+
+
 # ---------------------------------------------------------------------- transport
 class _World:
     def __init__(self) -> None:
@@ -299,3 +319,28 @@ def test_docs_list_the_whole_drill_vocabulary() -> None:
 
     docs = (ROOT / "docs" / "drills.md").read_text(encoding="utf-8")
     assert refresh(docs) == docs, "run: python -m replay.vocabulary --write docs/drills.md"
+
+
+def test_recording_never_opens_the_configured_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 10 §8: `hlcore record` with an absolute db_path (the operator's live database) runs on
+    a database of its own, so the operator's fills are never read or marked processed."""
+    from replay.record import record_cassettes
+
+    live_db = tmp_path / "live.db"
+    config = tmp_path / "settings.yaml"
+    config.write_text(f"db_path: {live_db}\n", encoding="utf-8")
+    seen: list[str | None] = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_start(ws: Any, mode: str, wiring: Any, *, db_url: str | None = None, **_: Any) -> Any:
+        seen.append(db_url)
+        raise Stop
+
+    monkeypatch.setattr("hlcore.jobs.copytrade.service.start", fake_start)
+    with pytest.raises(Stop):
+        record_cassettes("x", "copytrader", 1, tmp_path / "fixtures", Path(__file__).resolve().parents[2], config)
+    (url,) = seen
+    assert url is not None and url.startswith("sqlite:///") and "hlcore-record-" in url
+    assert str(live_db) not in url and not live_db.exists()

@@ -35,7 +35,7 @@ from hlcore.adapters.binance.errors import (
 )
 from hlcore.adapters.binance.parse import MarkPrice, OrderAnswer, PositionRisk, SymbolFilters
 from hlcore.adapters.binance.sign import Credentials, TimeSample, TimeSync
-from hlcore.adapters.http import MALFORMED_RESPONSE, HttpResult, VenueError, VenueHttp
+from hlcore.adapters.http import IMPOSSIBLE_ANSWER, MALFORMED_RESPONSE, HttpResult, VenueError, VenueHttp
 from hlcore.engine.clock import Clock
 
 TIME_PATH = "/fapi/v1/time"
@@ -141,6 +141,7 @@ class BinanceClient:
         self.exchange_info_ttl_ms = exchange_info_ttl_ms
         self.time_sync = time_sync or TimeSync()
         self._credentials = Credentials(api_key, api_secret)
+        http.redact = (api_key, api_secret)  # an echoed request line never carries them into a stored text
         self._filters: dict[str, SymbolFilters] | None = None
         self._filters_at_ms: int | None = None
 
@@ -202,12 +203,15 @@ class BinanceClient:
             order = parse.order_answer(result.body)
             if isinstance(order, parse.Malformed):
                 return _from_verdict(classify_error(_malformed(order, result)), time_resynced=resynced)
+            untrue = check_order(order, symbol, client_order_id, qty)
+            if untrue is not None:
+                return _from_verdict(classify_error(_untrue("order", untrue, result)), time_resynced=resynced)
             return outcome_of_order(order, time_resynced=resynced)
         verdict = classify_error(result, timestamp_retried=resynced)
         if verdict.action == RESYNC_AND_RETRY:  # the re-sync itself failed: the -1021 stands
             return OrderOutcome(verdict.status, verdict.error_code, f"{verdict.message} (time re-sync failed)")
         if verdict.action == ADOPT_BY_QUERY:
-            found = self.query_order(symbol, client_order_id)
+            found = self.query_order(symbol, client_order_id, qty)
             if isinstance(found, OrderAnswer):
                 return outcome_of_order(found, adopted=True, time_resynced=resynced)
             detail = found.message
@@ -215,8 +219,11 @@ class BinanceClient:
                                 time_resynced=resynced)
         return _from_verdict(verdict, time_resynced=resynced)
 
-    def query_order(self, symbol: str, client_order_id: str) -> OrderAnswer | OrderNotFound | VenueError:
-        """GET /fapi/v1/order by `origClientOrderId`. -2013 is `OrderNotFound`, a distinct answer."""
+    def query_order(self, symbol: str, client_order_id: str,
+                    qty: Decimal | None = None) -> OrderAnswer | OrderNotFound | VenueError:
+        """GET /fapi/v1/order by `origClientOrderId`. -2013 is `OrderNotFound`, a distinct answer.
+        An answer about another order, or filled beyond `qty` (the ordered quantity, when the
+        caller knows it), is an `IMPOSSIBLE_ANSWER` error (issue 10 §6)."""
         result, _ = self._signed("GET", ORDER_PATH, {"symbol": symbol, "origClientOrderId": client_order_id},
                                  idempotent=True)
         if isinstance(result, VenueError):
@@ -226,7 +233,8 @@ class BinanceClient:
         order = parse.order_answer(result.body)
         if isinstance(order, parse.Malformed):
             return _malformed(order, result)
-        return order
+        untrue = check_order(order, symbol, client_order_id, qty)
+        return order if untrue is None else _untrue("order", untrue, result)
 
     # ------------------------------------------------------------------ reconcile (§4.7)
     def position_risk(self) -> PositionSnapshot | VenueError:
@@ -262,7 +270,10 @@ class BinanceClient:
         result = self._public(PREMIUM_INDEX_PATH, {"symbol": symbol})
         if isinstance(result, VenueError):
             return result
-        return _parsed(parse.mark_price(result.body), result)
+        mark = _parsed(parse.mark_price(result.body), result)
+        if isinstance(mark, MarkPrice) and mark.symbol != symbol:
+            return _untrue("premiumIndex", f"mark price for {mark.symbol}, asked {symbol}", result)
+        return mark
 
     # ------------------------------------------------------------------ transport
     def _public(self, path: str, params: dict[str, Any] | None = None) -> HttpResult | VenueError:
@@ -289,7 +300,24 @@ class BinanceClient:
 
 
 def _malformed(bad: parse.Malformed, result: HttpResult) -> VenueError:
-    return VenueError(MALFORMED_RESPONSE, f"binance {bad}", status=result.status)
+    code = IMPOSSIBLE_ANSWER if isinstance(bad, parse.Impossible) else MALFORMED_RESPONSE
+    return VenueError(code, f"binance {bad}", status=result.status)
+
+
+def _untrue(what: str, detail: str, result: HttpResult) -> VenueError:
+    return _malformed(parse.Impossible(what, detail), result)
+
+
+def check_order(order: OrderAnswer, symbol: str, client_order_id: str, qty: Decimal | None) -> str | None:
+    """Why this answer cannot be about the order we asked for (issue 10 §6), or None: another
+    symbol, another client order id, or more executed than was ordered."""
+    if order.symbol is not None and order.symbol != symbol:
+        return f"answer for symbol {order.symbol}, asked {symbol}"
+    if order.client_order_id != client_order_id:
+        return f"answer for client order id {order.client_order_id}, asked {client_order_id}"
+    if qty is not None and order.executed_qty > qty:
+        return f"executedQty={order.executed_qty} exceeds the ordered {qty}"
+    return None
 
 
 def _parsed(value: Any, result: HttpResult) -> Any:

@@ -18,6 +18,7 @@ from enum import IntEnum
 from hlcore.adapters.http import (
     API_ERROR,
     EXCHANGE_ERROR,
+    IMPOSSIBLE_ANSWER,
     MALFORMED_RESPONSE,
     NETWORK_ERROR,
     RATE_LIMITED,
@@ -139,6 +140,9 @@ def classify_error(error: VenueError, *, timestamp_retried: bool = False) -> Ver
         return Verdict(UNKNOWN, UNKNOWN_OUTCOME_CODES[code], text)
     if error.code in (TIMEOUT, NETWORK_ERROR, EXCHANGE_ERROR):
         return Verdict(UNKNOWN, error.code, text)
+    if error.code == IMPOSSIBLE_ANSWER:
+        # Readable but untrue: nothing it says is stored; the order may exist (issue 10 §6).
+        return Verdict(UNKNOWN, IMPOSSIBLE_ANSWER, error.message)
     if error.code == MALFORMED_RESPONSE:
         # The venue answered but we cannot read the answer: the order may exist.
         return Verdict(UNKNOWN, EXCHANGE_STATUS_UNMAPPED, error.message)

@@ -13,10 +13,13 @@ Venue docs (USDⓈ-M Futures REST):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
+
+_INTEGER = re.compile(r"-?\d{1,19}")
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,7 @@ class OrderAnswer:
     avg_price: Decimal | None
     order_id: int
     client_order_id: str
+    symbol: str | None = None  # the venue's, when it says (checked against the request by the client)
 
 
 @dataclass(frozen=True)
@@ -71,8 +75,34 @@ class MarkPrice:
     time_ms: int
 
 
+@dataclass(frozen=True)
+class Impossible(Malformed):
+    """A readable body saying something that cannot be true (a negative fill, a non-positive
+    price): the client reports it as `IMPOSSIBLE_ANSWER`, a typed fault, never as a fact."""
+
+    def __str__(self) -> str:
+        return f"impossible {self.what}: {self.detail}"
+
+
+ZERO = Decimal(0)
+
+
 class _Bad(Exception):
     """Internal: a field failed; turned into `Malformed` at the function boundary."""
+
+
+class _Untrue(_Bad):
+    """Internal: a field parsed but its value cannot be true; turned into `Impossible`."""
+
+
+def _fail(what: str, bad: _Bad) -> Malformed:
+    return Impossible(what, str(bad)) if isinstance(bad, _Untrue) else Malformed(what, str(bad))
+
+
+def _at_least(value: Decimal | None, key: str, floor: Decimal, *, strict: bool = False) -> Decimal | None:
+    if value is not None and (value <= floor if strict else value < floor):
+        raise _Untrue(f"{key}={value} is {'not above' if strict else 'below'} {floor}")
+    return value
 
 
 def _decimal(obj: Mapping[str, Any], key: str, *, optional: bool = False) -> Decimal | None:
@@ -81,10 +111,10 @@ def _decimal(obj: Mapping[str, Any], key: str, *, optional: bool = False) -> Dec
         if optional:
             return None
         raise _Bad(f"missing {key}")
-    if isinstance(value, bool) or not isinstance(value, str | int):
+    if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
         raise _Bad(f"{key} is not a decimal string")
     try:
-        number = Decimal(str(value))
+        number = Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value))
     except InvalidOperation:
         raise _Bad(f"{key}={str(value)[:40]!r} is not a decimal") from None
     if not number.is_finite():
@@ -99,10 +129,22 @@ def _required_decimal(obj: Mapping[str, Any], key: str) -> Decimal:
 
 
 def _int(obj: Mapping[str, Any], key: str) -> int:
+    """A JSON integer, a digit string or an integral decimal (what a proxy may send, issue 11)."""
     value = obj.get(key)
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool):
         raise _Bad(f"{key} is not an integer")
-    return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and _INTEGER.fullmatch(value):
+        return int(value)
+    if isinstance(value, float | Decimal):
+        try:
+            number = Decimal(repr(value)) if isinstance(value, float) else value
+            if number.is_finite() and number == number.to_integral_value():
+                return int(number)
+        except InvalidOperation:
+            pass
+    raise _Bad(f"{key} is not an integer")
 
 
 def _str(obj: Mapping[str, Any], key: str) -> str:
@@ -122,15 +164,17 @@ def order_answer(body: Any) -> OrderAnswer | Malformed:
     """POST /fapi/v1/order (newOrderRespType=RESULT) or GET /fapi/v1/order."""
     try:
         obj = _object(body, "order")
+        symbol = obj.get("symbol")
         return OrderAnswer(
             status=_str(obj, "status"),
-            executed_qty=_required_decimal(obj, "executedQty"),
-            avg_price=_decimal(obj, "avgPrice", optional=True),
+            executed_qty=_at_least(_required_decimal(obj, "executedQty"), "executedQty", ZERO) or ZERO,
+            avg_price=_at_least(_decimal(obj, "avgPrice", optional=True), "avgPrice", ZERO),
             order_id=_int(obj, "orderId"),
             client_order_id=_str(obj, "clientOrderId"),
+            symbol=symbol if isinstance(symbol, str) and symbol else None,
         )
     except _Bad as bad:
-        return Malformed("order", str(bad))
+        return _fail("order", bad)
 
 
 def position_risk(body: Any) -> list[PositionRisk] | Malformed:
@@ -145,12 +189,12 @@ def position_risk(body: Any) -> list[PositionRisk] | Malformed:
                 symbol=_str(obj, "symbol"),
                 position_amt=_required_decimal(obj, "positionAmt"),
                 position_side=_str(obj, "positionSide"),
-                entry_price=_required_decimal(obj, "entryPrice"),
-                mark_price=_required_decimal(obj, "markPrice"),
+                entry_price=_at_least(_required_decimal(obj, "entryPrice"), "entryPrice", ZERO) or ZERO,
+                mark_price=_at_least(_required_decimal(obj, "markPrice"), "markPrice", ZERO) or ZERO,
                 update_time=_int(obj, "updateTime"),
             ))
     except _Bad as bad:
-        return Malformed("positionRisk", str(bad))
+        return _fail("positionRisk", bad)
     return out
 
 
@@ -178,13 +222,13 @@ def exchange_filters(body: Any) -> dict[str, SymbolFilters] | Malformed:
             if lot is None or price is None or notional is None:
                 continue
             out[_str(entry, "symbol")] = SymbolFilters(
-                min_qty=_required_decimal(lot, "minQty"),
-                step_size=_required_decimal(lot, "stepSize"),
-                tick_size=_required_decimal(price, "tickSize"),
-                min_notional=_required_decimal(notional, "notional"),
+                min_qty=_at_least(_required_decimal(lot, "minQty"), "minQty", ZERO) or ZERO,
+                step_size=_at_least(_required_decimal(lot, "stepSize"), "stepSize", ZERO, strict=True) or ZERO,
+                tick_size=_at_least(_required_decimal(price, "tickSize"), "tickSize", ZERO) or ZERO,
+                min_notional=_at_least(_required_decimal(notional, "notional"), "notional", ZERO) or ZERO,
             )
     except _Bad as bad:
-        return Malformed("exchangeInfo", str(bad))
+        return _fail("exchangeInfo", bad)
     return out
 
 
@@ -200,7 +244,8 @@ def mark_price(body: Any) -> MarkPrice | Malformed:
     """GET /fapi/v1/premiumIndex?symbol=… → mark price and its venue time."""
     try:
         obj = _object(body, "premiumIndex")
-        return MarkPrice(symbol=_str(obj, "symbol"), mark_price=_required_decimal(obj, "markPrice"),
-                         time_ms=_int(obj, "time"))
+        return MarkPrice(symbol=_str(obj, "symbol"),
+                         mark_price=_at_least(_required_decimal(obj, "markPrice"), "markPrice", ZERO, strict=True)
+                         or ZERO, time_ms=_int(obj, "time"))
     except _Bad as bad:
-        return Malformed("premiumIndex", str(bad))
+        return _fail("premiumIndex", bad)

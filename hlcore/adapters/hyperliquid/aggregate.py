@@ -20,7 +20,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from decimal import Decimal
 
-from hlcore.adapters.hyperliquid.parse import Fill, Invalid
+from hlcore.adapters.hyperliquid.parse import ContentKey, Fill, Invalid
 
 INCREASE = "INCREASE"
 DECREASE = "DECREASE"
@@ -78,6 +78,13 @@ class Skipped:
     tx_hash: str | None = None
     coin: str | None = None
     tids: tuple[int, ...] = ()
+    item_key: str = ""  # for an unreadable item: `Invalid.key`
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """One stable key per skipped item (`ingest_skips.skip_key`): the fill ids of a skipped
+        group, or the digest of an unreadable item."""
+        return tuple(f"fill:{t}" for t in self.tids) if self.tids else (f"item:{self.item_key or self.detail}",)
 
 
 @dataclass(frozen=True)
@@ -129,23 +136,30 @@ def order_key(fill: Fill) -> tuple[int, int, int, Decimal, int, tuple[str, ...]]
 
 
 def aggregate_fills(fills: Iterable[Fill], *, symbol_map: Mapping[str, str],
-                    seen_tids: AbstractSet[int] = frozenset(), invalid: Iterable[Invalid] = ()) -> Aggregation:
+                    seen_tids: AbstractSet[int] = frozenset(), seen_keys: AbstractSet[ContentKey] = frozenset(),
+                    invalid: Iterable[Invalid] = ()) -> Aggregation:
     """Aggregate one fetch's fills into events (copytrader §4.2).
 
-    `seen_tids` are fill ids already ingested (`ingested_fills`); those fills, and repeats inside
-    `fills` (pagination overlap), are dropped and counted in `dedup_drop_count`. `invalid` (from
+    `seen_tids` are fill ids already ingested (`ingested_fills`) and `seen_keys` their content
+    keys (`Fill.content_key`); a fill matching either, or repeating one inside `fills` (pagination
+    overlap) by id or by content, is dropped and counted in `dedup_drop_count`. The content key
+    makes the identity independent of the optional `tid` (issue 10 §2). `invalid` (from
     the parser) is passed through as `ingest_fill_invalid` skips. Events come out in key order.
     """
-    skipped = [Skipped(INGEST_FILL_INVALID, f"{item.where}: {item.reason}") for item in invalid]
+    skipped = [Skipped(INGEST_FILL_INVALID, f"{item.where}: {item.reason}", item_key=item.key) for item in invalid]
     dropped = 0
     taken: set[int] = set()
+    taken_keys: set[ContentKey] = set()
     groups: dict[tuple[str, str], list[Fill]] = {}
-    for fill in sorted(fills, key=order_key):
-        fid = fill.fill_id
-        if fid in seen_tids or fid in taken:
+    for fill in sorted(fills, key=order_key):  # tidded first: a repeat keeps the venue's tid
+        fid, content = fill.fill_id, fill.content_key
+        if fid in seen_tids or fid in taken or (content is not None and (content in seen_keys
+                                                                        or content in taken_keys)):
             dropped += 1
             continue
         taken.add(fid)
+        if content is not None:
+            taken_keys.add(content)
         groups.setdefault((fill.hash, fill.coin), []).append(fill)
 
     events: list[TargetEvent] = []

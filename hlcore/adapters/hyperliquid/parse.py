@@ -15,6 +15,7 @@ https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/api/info-endpoint
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -27,6 +28,7 @@ from hlcore.adapters.http import MALFORMED_RESPONSE
 
 # Decimal strings as the venue writes them ("0.0", "-0.00785", "1e-5"); no NaN, Infinity or "1_000".
 _DECIMAL = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+_INTEGER = re.compile(r"-?\d{1,19}")
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 SIDES = frozenset({"B", "A"})
 # Venue numbers live well inside 1e±40; anything beyond is garbage, and would overflow Decimal arithmetic.
@@ -54,6 +56,7 @@ class Invalid:
 
     where: str
     reason: str
+    key: str = ""  # a digest of the raw item: the same unreadable item refetched is the same skip
 
 
 class _Bad(Exception):
@@ -67,6 +70,10 @@ def to_decimal(value: Any) -> Decimal | None:
         return None
     if isinstance(value, int):
         number = Decimal(value)
+    elif isinstance(value, Decimal):
+        if not value.is_finite():
+            return None
+        number = value
     elif isinstance(value, float) and math.isfinite(value):
         number = Decimal(repr(value))
     elif isinstance(value, str) and _DECIMAL.fullmatch(value):
@@ -104,11 +111,29 @@ def _lenient_dec(obj: Mapping[str, Any], key: str) -> Decimal | None:
     return to_decimal(obj.get(key))
 
 
+def to_int(value: Any) -> int | None:
+    """A whole number from what a venue or proxy may send for an id or a time (issue 11): a JSON
+    integer, a string of digits, or an integral decimal/float; None for anything else (bools,
+    fractions, NaN, text)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        return int(value) if _INTEGER.fullmatch(value) else None
+    if isinstance(value, float | Decimal):
+        number = to_decimal(value)
+        if number is not None and number == number.to_integral_value():
+            return int(number)
+    return None
+
+
 def _req_int(obj: Mapping[str, Any], key: str, below: int = 2**63) -> int:
     raw = obj.get(key)
-    if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw < below:
+    value = to_int(raw)
+    if value is None or not 0 <= value < below:
         raise _Bad(f"{key}: {_show(raw)} is not an integer in [0, {below})" if key in obj else f"{key}: missing")
-    return raw
+    return value
 
 
 def _req_str(obj: Mapping[str, Any], key: str) -> str:
@@ -157,6 +182,18 @@ class Fill:
         return self.sz if self.side == "B" else -self.sz
 
     @cached_property
+    def content_key(self) -> ContentKey | None:
+        """The fill's identity from fields the venue always sends (issue 10 §2), so the same fill
+        served once without `tid` and once with it is recognised as one: tx hash, coin, time,
+        side, px, sz and `startPosition` (which moves after every fill of an order, so two distinct
+        fills never share it). Floats because `ingested_fills` stores quantities as floats and the
+        dedup compares against those rows. None without `startPosition`: then only `tid` identifies it."""
+        if self.start_position is None:
+            return None
+        return (self.hash, self.coin, self.time_ms, self.side, float(self.px), float(self.sz),
+                float(self.start_position))
+
+    @cached_property
     def fill_id(self) -> int:
         """The dedup key: the venue `tid`, or for tid-less (2023) fills a stable synthetic id in
         [2^62, 2^63) hashed from the fill's own fields. `startPosition` changes after every fill of
@@ -167,6 +204,10 @@ class Fill:
                                                self.sz, self.start_position))
         digest = hashlib.sha256(canonical.encode()).digest()
         return SYNTHETIC_TID_BASE + (int.from_bytes(digest[:8], "big") >> 2)
+
+
+# (tx hash, coin, time ms, side, px, sz, startPosition): see `Fill.content_key`.
+ContentKey = tuple[str, str, int, str, float, float, float]
 
 
 @dataclass(frozen=True)
@@ -182,7 +223,9 @@ class FillsPage:
 def parse_fill(item: Any) -> Fill | str:
     """One fill, or the reason it is unreadable. Required: coin, px (> 0), sz (> 0), side, time,
     hash, oid; `startPosition` may be absent (aggregation then falls back to prev + Σ) but not
-    garbled; `tid`, if present, must be a non-negative integer. Other fields are informational and
+    garbled, and not together with `tid` (then the fill has no identity, issue 10 §2); `tid`, if
+    present, must be a non-negative integer. Ids and times may come as JSON integers, digit strings
+    or integral decimals (`to_int`). Other fields are informational and
     read as None when absent or unreadable."""
     if not isinstance(item, Mapping):
         return f"not an object: {_show(item)}"
@@ -196,7 +239,9 @@ def parse_fill(item: Any) -> Fill | str:
         if side not in SIDES:
             raise _Bad(f"side: {_show(side)} is not B or A" if "side" in item else "side: missing")
         tid = None if item.get("tid") is None else _req_int(item, "tid", below=SYNTHETIC_TID_BASE)
-        twap = item.get("twapId")
+        if tid is None and item.get("startPosition") is None:
+            raise _Bad("identity: no tid and no startPosition, so this fill cannot be told from another")
+        twap = to_int(item.get("twapId"))
         return Fill(
             coin=_req_str(item, "coin"), px=px, sz=sz, side=side, time_ms=_req_int(item, "time"),
             start_position=_opt_dec(item, "startPosition"), hash=_req_str(item, "hash"), oid=_req_int(item, "oid"),
@@ -204,7 +249,7 @@ def parse_fill(item: Any) -> Fill | str:
             crossed=item.get("crossed") if isinstance(item.get("crossed"), bool) else None,
             dir=_opt_str(item, "dir"), fee=_lenient_dec(item, "fee"), fee_token=_opt_str(item, "feeToken"),
             closed_pnl=_lenient_dec(item, "closedPnl"), builder_fee=_lenient_dec(item, "builderFee"),
-            twap_id=twap if isinstance(twap, int) and not isinstance(twap, bool) else None,
+            twap_id=twap,
         )
     except _Bad as bad:
         return str(bad)
@@ -223,8 +268,14 @@ def parse_fills(body: Any, *, page: int | None = None) -> FillsPage | ParseError
         if isinstance(parsed, Fill):
             fills.append(parsed)
         else:
-            invalid.append(Invalid(f"{prefix}[{index}]", parsed))
+            invalid.append(Invalid(f"{prefix}[{index}]", parsed, item_digest(item)))
     return FillsPage(tuple(fills), tuple(invalid), len(body))
+
+
+def item_digest(item: Any) -> str:
+    """A stable short digest of a raw venue item (canonical JSON; anything else by its repr)."""
+    text = json.dumps(item, sort_keys=True, separators=(",", ":"), default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 # ----------------------------------------------------------------------------- clearinghouseState

@@ -10,6 +10,7 @@ before it is ever sent.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -19,12 +20,13 @@ from sqlalchemy import select
 from hlcore.adapters.binance.client import BinanceClient, OrderOutcome, query_outcome
 from hlcore.adapters.binance.client_order_id import client_order_id, correlation_id
 from hlcore.adapters.binance.parse import SymbolFilters
-from hlcore.adapters.http import VenueError
-from hlcore.adapters.hyperliquid.aggregate import TargetEvent, aggregate_fills
+from hlcore.adapters.http import IMPOSSIBLE_ANSWER, VenueError
+from hlcore.adapters.hyperliquid.aggregate import Skipped, TargetEvent, aggregate_fills
 from hlcore.adapters.hyperliquid.client import HyperliquidClient
 from hlcore.app import AppContext
 from hlcore.jobs.copytrade.order_status import OrderStatuses
 from hlcore.jobs.copytrade.sizing import floor_to_step, legs_for
+from hlcore.redact import scrub
 from hlcore.storage.copytrade import (
     POSITION_DUST as DUST,
 )
@@ -39,6 +41,7 @@ from hlcore.storage.copytrade import (
     parse_event_key,
 )
 from hlcore.storage.copytrade import normalise_symbol as norm
+from hlcore.storage.ingest_skips import IngestSkips
 from hlcore.storage.schema import order_intents
 
 log = logging.getLogger("hlcore.copytrade")
@@ -52,6 +55,17 @@ POLL_GATE = "order.poll"  # order states allowing it are open on the venue: poll
 
 def _f(value: Decimal | None) -> float | None:
     return None if value is None else float(value)
+
+
+def _skip_rows(skipped: Iterable[Skipped]) -> list[dict[str, Any]]:
+    """`ingest_skips` rows: one per skipped item (issue 11 §2)."""
+    return [{"skip_key": key, "reason": s.reason, "detail": s.detail, "tx_hash": s.tx_hash, "coin": s.coin}
+            for s in skipped for key in s.keys]
+
+
+def _qty(payload: dict[str, Any]) -> Decimal | None:
+    """The ordered quantity of an intent payload: a venue answer filled beyond it is impossible."""
+    return None if payload.get("qty") in (None, "None") else Decimal(str(payload["qty"]))
 
 
 @dataclass
@@ -126,10 +140,10 @@ class CopytradeJobs:
         if not self.engine.may("ingest"):
             return 0
         seen = self.events.seen_tids([f.fill_id for f in fetched.fills])  # tid, or a stable synthetic id
+        seen_keys = self.events.seen_content(f.hash for f in fetched.fills)  # the same fill under another id
         agg = aggregate_fills(fetched.fills, symbol_map=self.settings.get("ingest.hyperliquid.symbol_map") or {},
-                              seen_tids=seen, invalid=fetched.invalid)
+                              seen_tids=seen, seen_keys=seen_keys, invalid=fetched.invalid)
         self.counters.dedup_drop_count += agg.dedup_drop_count
-        self.counters.skipped.extend(s.reason for s in agg.skipped)
         rows, fills = [], []
         for ev in agg.events:
             rows.append(self._event_row(ev, boot, cursor))
@@ -139,6 +153,12 @@ class CopytradeJobs:
             last = agg.events[-1]
             new_cursor = Cursor(last.timestamp_ms, last.key)
         added = self.events.insert_ingested(rows, fills, new_cursor, now, pending_state=self.pending_state)
+        # after the ingest commit, apart from it: a crash between the two re-records on the next fetch
+        new_skips = IngestSkips(self.ctx.db).record(_skip_rows(agg.skipped), now)
+        for skip in new_skips:  # each skipped item once: the overlap refetch finds its key stored
+            log.warning("ingest skipped %s: %s (tx %s, coin %s)", skip["reason"], skip["detail"], skip["tx_hash"],
+                        skip["coin"])
+            self.counters.skipped.append(skip["reason"])
         if fetched.complete:
             self.state.stamp_ingest_success(now)
         self.counters.backfill_count += sum(1 for r in rows if r["is_replay"])
@@ -163,21 +183,37 @@ class CopytradeJobs:
                 for f in ev.fills]
 
     # ------------------------------------------------------------------ decide (§4.4)
-    def decide(self) -> int:
-        """Decide every PENDING event in (timestamp, index) order unless the `decide` gate is shut."""
+    def decide(self, limit: int | None = None, stop: Callable[[], bool] = lambda: False) -> int:
+        """Decide PENDING events in (timestamp, index) order unless the `decide` gate is shut, and
+        send each one's new intents before deciding the next (issue 10 §7: a backlog drains at the
+        venue's pace, and a stop between two events leaves nothing half-done). At most `limit`
+        events per call; `stop` is asked before each."""
         if not self.engine.may("decide"):
             return 0
         decided = 0
         for record in self.events.unsettled([self.pending_state]):
+            # asked per event: a fault met while deciding or sending the previous one may have shut it
+            if (limit is not None and decided >= limit) or stop() or not self.engine.may("decide"):
+                break
             self._decide_one(record)
+            self._execute_new(record.key, stop)
             decided += 1
         return decided
+
+    def _execute_new(self, event_key: str, stop: Callable[[], bool]) -> None:
+        """Send the intents this process just decided for one event (their first step only)."""
+        for intent in self.orders.intents_for(event_key):
+            if stop():
+                return
+            if intent.correlation_id in self._fresh and self.orders.result(intent.correlation_id) is None:
+                self._execute_one(intent, None)
 
     def _filters_for(self, symbol: str) -> SymbolFilters | None:
         if self.venues.binance is None or not self.settings.get("execution.binance.exchange_info_enabled"):
             return None
         if self._filters is None:
             info = self.venues.binance.exchange_info()
+            self._venue_fault("exchangeInfo", info)
             self._filters = {} if isinstance(info, VenueError) else dict(info)
         return self._filters.get(symbol)
 
@@ -185,9 +221,18 @@ class CopytradeJobs:
         if self.venues.binance is None:
             return None, None
         mark = self.venues.binance.mark_price(symbol)
+        self._venue_fault("premiumIndex", mark)
         if isinstance(mark, VenueError):
             return None, None
         return mark.mark_price, max(0, self.ctx.clock.now_ms() - mark.time_ms)
+
+    def _venue_fault(self, endpoint: str, answer: Any, conn: Any = None) -> None:
+        """Report an answer that cannot be true (issue 10 §6) as the `venue_fault` fact: the policy
+        decides the safety transition; the answer itself is never used."""
+        if isinstance(answer, VenueError) and answer.code == IMPOSSIBLE_ANSWER:
+            log.error("venue answer impossible (%s): %s", endpoint, answer.message)
+            self.ctx.runtime.observe("venue_fault", {"endpoint": endpoint, "fault": answer.code,
+                                                     "detail": scrub(answer.message)}, conn=conn)
 
     def _decide_one(self, ev: Any) -> None:
         now = self.ctx.clock.now_ms()
@@ -258,13 +303,16 @@ class CopytradeJobs:
         return Baselines(self.ctx.db).local_positions()
 
     # ------------------------------------------------------------------ execute (§3.3, §4.5, §4.6)
-    def execute(self) -> int:
+    def execute(self, stop: Callable[[], bool] = lambda: False) -> int:
         """Advance every unsettled intent one step; settle events whose intents are all final.
         An UNKNOWN is queried only when its next query is due (`_query_due_ms`); `next_query_ms`
-        tells the loop when the earliest one is, so it wakes up for it."""
+        tells the loop when the earliest one is, so it wakes up for it. `stop` is asked before
+        each order (SIGTERM: at most one more round trip)."""
         touched = 0
         self.next_query_ms = None
         for item in self.orders.unsettled_intents(self.statuses.final):
+            if stop():
+                break
             if self.statuses.is_parked(item.result):
                 continue  # parked: only the startup sweep and `ops recover-orders` query it (§4.6)
             due = self._query_due_ms(item.result)
@@ -308,6 +356,8 @@ class CopytradeJobs:
                 "correlation_id": cid, "answer": answer, "error_code": error_code,
                 "query_attempts": attempts, "first_unknown_ms": first_unknown,
                 "order_age_ms": None if sent_ms is None else now - sent_ms}, conn=conn)
+            if error_code == IMPOSSIBLE_ANSWER:
+                self._venue_fault("order", VenueError(IMPOSSIBLE_ANSWER, message or ""), conn=conn)
             status = self.engine.state(ORDER, correlation_id=cid)
             unresolved = status in self.statuses.unresolved_states
             self.orders.upsert_result(
@@ -333,12 +383,12 @@ class CopytradeJobs:
                 return
             unresolved = self.statuses.is_unresolved(result)
             attempts = (result.query_attempts or 0) + 1 if unresolved else 0
-            answer = query_outcome(client.query_order(payload["symbol"], intent.client_order_id))
+            answer = query_outcome(client.query_order(payload["symbol"], intent.client_order_id, _qty(payload)))
             self._outcome(cid, answer, attempts, result.first_unknown_ms if unresolved else None,
                           sent_ms=result.created_at_ms)
             return
         if client is not None and cid not in self._fresh:  # no result: maybe sent before a crash; query first
-            found = query_outcome(client.query_order(payload["symbol"], intent.client_order_id))
+            found = query_outcome(client.query_order(payload["symbol"], intent.client_order_id, _qty(payload)))
             if found.order is not None:
                 self._outcome(cid, found)
                 return
@@ -366,7 +416,8 @@ class CopytradeJobs:
             intent = self._intent(result.correlation_id)
             if intent is None:
                 continue
-            answer = query_outcome(client.query_order(intent.payload["symbol"], intent.client_order_id))
+            answer = query_outcome(client.query_order(intent.payload["symbol"], intent.client_order_id,
+                                                      _qty(intent.payload)))
             self._outcome(result.correlation_id, answer, result.query_attempts, result.first_unknown_ms,
                           sent_ms=result.created_at_ms)
             swept += 1
@@ -402,6 +453,7 @@ class CopytradeJobs:
             return None
         now = self.ctx.clock.now_ms()
         snapshot = client.position_risk()
+        self._venue_fault("positionRisk", snapshot)
         http = client.http
         fetch_ok = not isinstance(snapshot, VenueError)
         local = self._local_positions()

@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import random
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,6 +140,8 @@ class Loop:
         self.reconcile_every_ms = int(s.get("safety.reconcile_interval_sec")) * 1000
         self.tick_warn_ms = int(float(s.get("orchestrator.loop_tick_warn_sec")) * 1000)
         self.next_reconcile_ms = ctx.clock.now_ms() + self.reconcile_every_ms
+        self.max_events = int(s.get("orchestrator.max_events_per_tick"))
+        self.should_stop: Callable[[], bool] = lambda: False  # the scheduler's stop flag (SIGTERM), set by start()
         self.wait_ms = self.idle_ms
         self.ticks = 0
 
@@ -165,7 +168,11 @@ class Loop:
         if self.jobs.venues.binance is not None and now >= self.next_reconcile_ms:
             self.jobs.reconcile("loop")
             self.next_reconcile_ms = now + self.reconcile_every_ms
-        work = self.jobs.ingest() + self.jobs.decide() + self.jobs.execute()
+        work = self.jobs.ingest()
+        if not self.should_stop():
+            work += self.jobs.decide(self.max_events, self.should_stop)  # each event decided, then sent
+        if not self.should_stop():
+            work += self.jobs.execute(self.should_stop)
         engine = self.ctx.runtime.engine
         done = self.ctx.clock.now_ms()
         counters = self.jobs.counters
@@ -176,6 +183,8 @@ class Loop:
         self.metrics("loop_alive", 1, {})
         self.metrics("dedup_drop_count", counters.dedup_drop_count, {})
         self.metrics("backfill_count", counters.backfill_count, {})
+        for reason, count in sorted(Counter(counters.skipped).items()):  # since start, per skip reason
+            self.metrics("ingest_skip_count", count, {"reason": reason})
         if counters.orders_sent:
             self.metrics("order_success_rate", round(counters.orders_ok / counters.orders_sent, 4), {})
         if done - now >= self.tick_warn_ms:
@@ -232,6 +241,7 @@ def start(ws: Workspace, mode: str, wiring: Wiring, *, db_url: str | None = None
         jobs.sweep_parked()
     scheduler = Scheduler(wiring.clock)
     loop = Loop(ctx, jobs, metrics_writer(metrics_path, wiring.clock))
+    loop.should_stop = lambda: scheduler.stopped
     scheduler.add("copytrade_tick", loop.idle_ms, loop.tick)
     scheduler.add("retention", HOUR_MS, lambda at: retention(ctx, jobs), first_at=wiring.clock.now_ms() + HOUR_MS)
     return ctx, jobs, scheduler, loop, code
