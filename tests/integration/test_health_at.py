@@ -27,7 +27,7 @@ def healthy(tmp_path: Path) -> Iterator[Rig]:
     rig.ctx.close()
 
 
-def _verdict(rig: Rig, now: int):  # noqa: ANN202 - the verdict type is what the test reads
+def _verdict(rig: Rig, now: int):
     return health_at(rig.ctx.db, rig.ws.policy, rig.ws.settings, now)
 
 
