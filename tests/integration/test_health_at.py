@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from hlcore.jobs.monitor.health import health_at
+from hlcore.jobs.monitor.health import HealthVerdict, health_at
 from hlcore.storage.schema import audit_log, ingest_health, machine_states
 from tests.integration.test_monitor_ingest import MIN, SEC, T0, Rig, wallets
 
@@ -27,7 +27,7 @@ def healthy(tmp_path: Path) -> Iterator[Rig]:
     rig.ctx.close()
 
 
-def _verdict(rig: Rig, now: int):
+def _verdict(rig: Rig, now: int) -> HealthVerdict:
     return health_at(rig.ctx.db, rig.ws.policy, rig.ws.settings, now)
 
 
