@@ -150,9 +150,10 @@ def live(mode: Annotated[str, typer.Option("--mode", help="live, dry-run or back
         return
     ws = open_workspace(policy, config, mode=mode if mode == "live" else None)
     wiring = Wiring(SystemClock(), time.sleep, random.Random(), new_session, os.environ)
-    from hlcore.logs import configure
+    from hlcore.logs import configure, configure_console
 
     configure(Path(ws.settings.get("app_log_path")), wiring.clock, ws.settings.get("log_level"))
+    configure_console(wiring.clock)  # failed cycles (and the recovery) are printed on stderr too
     ctx, _jobs, scheduler, _loop, code = start(ws, mode, wiring,
                                                metrics_path=Path(ws.settings.get("metrics_log_path")))
     try:
@@ -178,13 +179,15 @@ def _live_monitor(policy: Path | None, config: Path | None, job: str | None, max
     from hlcore.engine.clock import SystemClock
     from hlcore.jobs.copytrade.service import Wiring
     from hlcore.jobs.monitor.service import start as start_monitor
-    from hlcore.logs import configure_components
+    from hlcore.logs import configure_components, configure_console
     from hlcore.ops.baseline import new_session
 
     ws = open_workspace(policy, config)
     wiring = Wiring(SystemClock(), time.sleep, random.Random(), new_session, os.environ)
     interactive = sys.stdout.isatty()
     configure_components(None if interactive else Path("logs"), wiring.clock, ws.settings.get("log_level"))
+    if not interactive:
+        configure_console(wiring.clock)  # warnings and errors stay visible where the process runs
     ctx, _jobs, scheduler = start_monitor(ws, wiring, only=job)
     try:
         engine = ctx.runtime.engine

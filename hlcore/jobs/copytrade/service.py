@@ -118,7 +118,8 @@ def boot(ctx: AppContext, mode: str) -> tuple[Decision, bool]:
     if state.get(CopytradeKey.CONTRACT_VERSION) is None:
         keys[CopytradeKey.CONTRACT_VERSION] = CONTRACT_VERSION
     if state.last_ingest_success_ms() is None and state.cursor() is None:
-        keys[CopytradeKey.LAST_INGEST_SUCCESS_MS] = str(now)  # fresh DB: no history is traded
+        # fresh DB: no history is traded. `last_ingest_success_ms` is not stamped: it moves only on
+        # a complete fetch (issue 11), and the gap rule falls back to this cursor until then
         keys[CopytradeKey.LAST_PROCESSED_TIMESTAMP_MS] = str(now)
     state.set_many(keys, now)
     return decision, usable
