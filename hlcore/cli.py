@@ -29,6 +29,33 @@ PolicyOpt = Annotated[Path | None, typer.Option("--policy", help="Directory hold
                                                 "(default: ./ if it has them, else the packaged policy).")]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Settings file (default: ./config/settings.yaml "
                                                 "if present, else the packaged defaults).")]
+DEFAULT_MODE = "dry-run"  # hlcore.config.settings.DEFAULT_MODE (the safe one), the same for every command
+
+
+def _check_mode(mode: str) -> str:
+    """One message for a bad --mode in every command (exit 2)."""
+    from hlcore.config.settings import RUN_MODES
+
+    if mode not in RUN_MODES:
+        raise BadInput(f"--mode: expected one of {', '.join(RUN_MODES)}, got '{mode}'")
+    return mode
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            out.print(f"hlcore {version('hlcore')}", markup=False)
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            out.print("hlcore (not installed)", markup=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Print the hlcore version and exit.")] = False) -> None:
+    """hlcore: the operational safety policy of a Hyperliquid trading system, as data."""
 
 
 def handles_errors(fn: F) -> F:
@@ -49,6 +76,10 @@ def handles_errors(fn: F) -> F:
         except HlcoreError as exc:
             err.print(f"error: {exc}", markup=False)
             raise typer.Exit(code=exc.exit_code) from None
+        except OSError as exc:  # the environment (an unwritable path, a missing file): one line, no traceback
+            where = f"{exc.filename}: " if exc.filename else ""
+            err.print(f"error: {where}{exc.strerror or exc}", markup=False)
+            raise typer.Exit(code=2) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -122,7 +153,8 @@ def init(directory: Annotated[Path, typer.Argument(help="Where to put machines/,
 
 @app.command()
 @handles_errors
-def live(mode: Annotated[str, typer.Option("--mode", help="live, dry-run or backfill-only.")] = "dry-run",
+def live(mode: Annotated[str, typer.Option("--mode", help="live, dry-run or backfill-only (copytrader; "
+                                            "default dry-run: never sends an order).")] = DEFAULT_MODE,
          app_name: Annotated[str, typer.Option("--app", help="copytrader or monitor.")] = "copytrader",
          max_ticks: Annotated[int | None, typer.Option("--max-ticks", help="Stop after N loop ticks.")] = None,
          job: Annotated[str | None, typer.Option("--job", help="monitor: run only this job (universe, "
@@ -144,6 +176,11 @@ def live(mode: Annotated[str, typer.Option("--mode", help="live, dry-run or back
 
     if app_name not in ("copytrader", "monitor"):
         raise BadInput(f"--app: expected copytrader or monitor, got '{app_name}'")
+    _check_mode(mode)
+    if job is not None and app_name != "monitor":
+        raise BadInput(f"--job: only with --app monitor (the copy-trader runs as one loop), got --app {app_name}")
+    if app_name == "monitor" and mode != DEFAULT_MODE:
+        raise BadInput(f"--mode: the monitor has no run modes (it never trades); drop --mode {mode}")
     load_env()
     if app_name == "monitor":
         _live_monitor(policy, config, job, max_ticks)
@@ -359,8 +396,9 @@ def ops_preflight(exchange_time: Annotated[bool, typer.Option(
                       "--allow-create-db", help="Create the schema if the database is missing (first start only).")]
                   = False,
                   mode: Annotated[str, typer.Option(
-                      "--mode", help="Run mode whose env vars are required: live, dry-run or backfill-only.")]
-                  = "live",
+                      "--mode", help="Run mode whose env vars are required: live, dry-run or backfill-only "
+                      "(default dry-run, as for hlcore live).")]
+                  = DEFAULT_MODE,
                   policy: PolicyOpt = None, config: ConfigOpt = None) -> None:
     """Validate + config hash, env presence (never values), local and exchange time, DB schema.
     Prints preflight_ok, or preflight_failed and each failure (exit 1)."""
@@ -369,7 +407,7 @@ def ops_preflight(exchange_time: Annotated[bool, typer.Option(
     from hlcore.ops.reports import preflight_report
 
     load_env()
-    report = preflight_report(open_workspace(policy, config), system_wiring(), mode=mode,
+    report = preflight_report(open_workspace(policy, config), system_wiring(), mode=_check_mode(mode),
                               exchange_time_check=exchange_time, allow_create_db=allow_create_db)
     _print_report(report)
 
@@ -393,7 +431,8 @@ def ops_poststart(metrics_tail: Annotated[int, typer.Option(
 def ops_validate_run(output: Annotated[Path, typer.Option("--output", help="Evidence file (appended to).")],
                      operator: OperatorOpt = "operator",
                      mode: Annotated[str, typer.Option(
-                         "--mode", help="The run mode validated: live, dry-run or backfill-only.")] = "live",
+                         "--mode", help="The run mode validated: live, dry-run or backfill-only (default "
+                         "dry-run, as for hlcore live).")] = DEFAULT_MODE,
                      exchange_time: Annotated[bool, typer.Option(
                          "--exchange-time", help="Also measure the Binance time offset.")] = False,
                      allow_create_db: Annotated[bool, typer.Option(
@@ -682,7 +721,23 @@ def diff_(base: Annotated[str | None, typer.Argument(help="Git revision or direc
 
 
 def main() -> None:
-    app()
+    """The console entry: a usage error (unknown flag, missing argument) is one line and exit 2."""
+    try:
+        rv = app(standalone_mode=False, prog_name="hlcore")
+    except typer.Abort:
+        err.print("aborted", markup=False)
+        sys.exit(130)
+    except Exception as exc:  # the CLI framework's usage errors carry a message and an exit code
+        message, code = getattr(exc, "format_message", None), getattr(exc, "exit_code", None)
+        if not callable(message) or not isinstance(code, int):
+            raise
+        ctx = getattr(exc, "ctx", None)
+        command = getattr(ctx, "command_path", None) or "hlcore"
+        text = str(message()).strip()
+        if text:  # (no arguments at all: the help was printed, nothing more to say)
+            err.print(f"error: {text} (see: {command} --help)", markup=False)
+        sys.exit(code)
+    sys.exit(rv if isinstance(rv, int) else 0)
 
 
 if __name__ == "__main__":

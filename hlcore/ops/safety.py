@@ -37,6 +37,12 @@ class OpsOutcome:
         out += [f"before_{k}={v}" for k, v in sorted(self.before.items())]
         if self.refused:
             out.append(f"refused={self.refused}")
+            for e in self.effects:  # what the refusing rule says would be accepted (e.g. the allowed codes)
+                if e.get("kind") == "refused" and e.get("allowed") is not None:
+                    allowed = e["allowed"]
+                    shown = (",".join(sorted(str(a) for a in allowed))
+                             if isinstance(allowed, list | tuple | set | frozenset) else allowed)
+                    out.append(f"allowed={shown}")
         else:
             out += [f"after_{k}={v}" for k, v in sorted(self.after.items())]
         if self.dry_run:

@@ -294,6 +294,8 @@ def test_preflight_allow_create_db_bootstraps_and_never_prints_secrets(config: P
 def test_preflight_names_missing_env_vars_without_values(config: Path) -> None:
     seed(config)
     code, text, out = ops(config, "preflight", env={"HYPERLIQUID_TARGET_WALLET": WALLET})
+    assert code == 0 and out["mode"] == "dry-run"  # the default mode is the safe one, as for `hlcore live`
+    code, text, out = ops(config, "preflight", "--mode", "live", env={"HYPERLIQUID_TARGET_WALLET": WALLET})
     assert code == 1 and "preflight_failed" in text
     assert out["env_BINANCE_API_KEY"] == "UNSET" and out["env_BINANCE_API_SECRET"] == "UNSET"
     failures = [line for line in text.splitlines() if line.startswith("failure=")]

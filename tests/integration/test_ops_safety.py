@@ -84,6 +84,9 @@ def test_reset_safety_refuses_halt_to_live_and_records_the_given_code(config: Pa
     seed(config, ("storage_failed", {"app": "copytrader", "operation": "write"}))
     code, out = ops(config, "reset-safety", "--mode", "ARMED_LIVE")
     assert code == 1 and out["refused"] == "halt_to_live_refused"
+    code, out = ops(config, "reset-safety", "--mode", "ARMED_SAFE", "--reason-code", "NO_SUCH_CODE")
+    assert code == 1 and out["refused"] == "unknown_reason_code"
+    assert "MAINTENANCE_SKIP" in out["allowed"].split(",")  # the refusal lists the accepted codes (issue 11)
     code, out = ops(config, "reset-safety", "--mode", "ARMED_SAFE", "--reason-code", "MAINTENANCE_SKIP")
     assert code == 0 and state(config) == ("ARMED_SAFE", "MAINTENANCE_SKIP")
 
