@@ -134,15 +134,24 @@ def hash_(policy: PolicyOpt = None, config: ConfigOpt = None) -> None:
 @handles_errors
 def init(directory: Annotated[Path, typer.Argument(help="Where to put machines/, rules/ and config/.")],
          force: Annotated[bool, typer.Option(help="Overwrite existing policy files.")] = False) -> None:
-    """Copy the default policy and settings into an operator's own repository."""
+    """Copy the default policy, settings and drills into an operator's own repository (the drills,
+    so that `hlcore drill` and `hlcore diff` there replay what the policy does)."""
     targets = {"machines": directory / "machines", "rules": directory / "rules",
-               "config": directory / "config"}
+               "config": directory / "config", "fixtures": directory / "fixtures"}
     existing = [str(p) for p in targets.values() if p.exists() and any(p.iterdir())]
     if existing and not force:
         raise CheckFailed(f"refusing to overwrite {', '.join(existing)} (use --force)")
     for name, target in targets.items():
         target.mkdir(parents=True, exist_ok=True)
         source = default_dir(name)
+        if name == "fixtures":  # one folder per drill: drill.yaml + cassettes/
+            drills = sorted(p.parent for p in source.glob("*/drill.yaml"))
+            for drill in drills:
+                shutil.copytree(drill, target / drill.name, dirs_exist_ok=True)
+            if (source / "README.md").is_file():
+                shutil.copy2(source / "README.md", target / "README.md")
+            out.print(f"wrote {len(drills)} drills under {target}", markup=False)
+            continue
         for path in sorted(source.glob("*.yaml")):
             if name == "config" and path.name != "settings.yaml":
                 continue  # the schema belongs to the installed hlcore, not to the operator
