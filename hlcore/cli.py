@@ -720,8 +720,13 @@ def diff_(base: Annotated[str | None, typer.Argument(help="Git revision or direc
         if history is not None:
             report.history = history_diff(base_side, head_side, history)
         if drills:
+            def progress(line: str) -> None:  # on stderr: stdout carries the report (json stays parseable)
+                err.print(f"diff: {line}", markup=False)
+
             report.behaviour = behaviour_diff(base_side, head_side, fixtures or Path.cwd() / "fixtures", jobs,
-                                              drill_timeout)
+                                              drill_timeout, progress=progress)
+            for warning in report.behaviour.warnings:
+                err.print(f"WARNING: {warning}", markup=False)
         sys.stdout.write(render(report, format))
         sys.stdout.flush()
     if (fail_on == "looser" and any(c.label == LOOSER for c in report.changes)) or (
