@@ -236,8 +236,10 @@ def _live_monitor(policy: Path | None, config: Path | None, job: str | None, max
         configure_console(wiring.clock)  # warnings and errors stay visible where the process runs
     ctx, _jobs, scheduler = start_monitor(ws, wiring, only=job)
     try:
-        engine = ctx.runtime.engine
-        out.print(f"app=monitor health={engine.state('health')} reason={engine.reason('health')} "
+        from hlcore.jobs.monitor.health import health_at
+
+        verdict = health_at(ctx.db, ws.policy, ws.settings, wiring.clock.now_ms())  # health(now), not the stored row
+        out.print(f"app=monitor health={verdict.state} reason={verdict.reason} "
                   f"policy_hash={ws.policy.hash}", markup=False)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: scheduler.stop())
