@@ -84,3 +84,24 @@ def test_every_mode_option_defaults_to_the_safe_mode() -> None:
     assert cli.DEFAULT_MODE == DEFAULT_MODE == "dry-run"
     for fn in (cli.live, cli.ops_preflight, cli.ops_validate_run):
         assert inspect.signature(fn).parameters["mode"].default == DEFAULT_MODE, fn.__name__
+
+
+def test_live_with_the_venues_unreachable_is_loud_and_status_blocks(tmp_path: Path) -> None:
+    """Acceptance (issue 11): `live --mode dry-run --max-ticks 3` offline prints each failed cycle
+    on stderr with its cause and an ISO time; `ops status` then exits 1 (no fetch since boot)."""
+    config = settings(tmp_path, {
+        "db_path": str(tmp_path / "data" / "ct.db"), "app_log_path": str(tmp_path / "logs" / "app.log"),
+        "metrics_log_path": str(tmp_path / "logs" / "metrics.log"),
+        "ingest": {"hyperliquid": {"rest_url": "http://127.0.0.1:1/info",
+                                   "retry": {"max_attempts": 1, "base_delay_ms": 1, "max_delay_ms": 1,
+                                             "jitter_ms": 0}}},
+        "execution": {"binance": {"base_url": "http://127.0.0.1:1"}},
+        "orchestrator": {"loop_idle_sleep_sec": 0.1, "loop_max_idle_sleep_sec": 0.2}})
+    live = hlcore("live", "--mode", "dry-run", "--max-ticks", "3", "--config", str(config), cwd=tmp_path)
+    assert live.returncode == 0, live.stderr
+    failed = [line for line in live.stderr.splitlines() if "ingest fetch failed" in line]
+    assert len(failed) >= 2 and "NETWORK_ERROR" in failed[0] and "Traceback" not in live.stderr
+    assert failed[0][:4].isdigit() and failed[0][10] == "T" and " WARNING " in failed[0]  # ISO-8601 UTC first
+    status = hlcore("ops", "status", "--config", str(config), cwd=tmp_path)
+    assert status.returncode == 1, status.stdout
+    assert "blocker=no_ingest_since_boot" in status.stdout and "last_ingest_success_ms=\n" in status.stdout
