@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 from hlcore.engine.clock import ManualClock
 from hlcore.logs import ConsoleFormatter, JsonFormatter, iso_utc
@@ -29,3 +30,14 @@ def test_json_lines_carry_the_iso_time_and_the_epoch() -> None:
 def test_console_line_is_time_level_message_with_secrets_redacted() -> None:
     line = ConsoleFormatter(ManualClock(T0)).format(_record("ingest fetch failed: signature=abc123 timeout"))
     assert line == "2026-01-24T10:00:00.123Z WARNING ingest fetch failed: signature=<redacted> timeout"
+
+
+X
+    from hlcore.jobs.copytrade.service import metrics_writer
+
+    path = tmp_path / "metrics.log"
+    metrics_writer(path, ManualClock(T0))("heartbeat", 1, {})
+    line = path.read_text(encoding="utf-8")
+    assert line.startswith("[METRICS] ")
+    entry = json.loads(line[len("[METRICS] "):])
+    assert (entry["ts"], entry["time"], entry["name"]) == (T0, "2026-01-24T10:00:00.123Z", "heartbeat")

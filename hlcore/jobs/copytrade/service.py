@@ -29,6 +29,7 @@ from hlcore.engine.decision import Decision
 from hlcore.engine.scheduler import Scheduler
 from hlcore.errors import BadInput
 from hlcore.jobs.copytrade.jobs import CONTRACT_VERSION, CopytradeJobs, Venues
+from hlcore.logs import iso_utc
 from hlcore.storage.copytrade import CopytradeKey, CopytradeState
 from hlcore.storage.db import StorageUnavailable
 from hlcore.workspace import Workspace
@@ -201,13 +202,15 @@ class Loop:
 
 
 def metrics_writer(path: Path | None, clock: Clock) -> Callable[[str, Any, dict[str, Any]], None]:
-    """`[METRICS] {ts,name,value,tags}` lines (copytrader §5); never carries a secret."""
-
+    """`[METRICS] {ts,time,name,value,tags}` lines (copytrader §5; `time` is ISO-8601 UTC for a
+    reader, `ts` epoch ms for tools); never carries a secret."""
     def write(name: str, value: Any, tags: dict[str, Any]) -> None:
         if path is None:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps({"ts": clock.now_ms(), "name": name, "value": value, "tags": tags}, sort_keys=True)
+        now = clock.now_ms()
+        line = json.dumps({"ts": now, "time": iso_utc(now), "name": name, "value": value, "tags": tags},
+                          sort_keys=True)
         with path.open("a", encoding="utf-8") as fh:
             fh.write(f"[METRICS] {line}\n")
 
