@@ -32,7 +32,7 @@ def test_console_line_is_time_level_message_with_secrets_redacted() -> None:
     assert line == "2026-01-24T10:00:00.123Z WARNING ingest fetch failed: signature=<redacted> timeout"
 
 
-X
+def test_metrics_lines_carry_the_iso_time_too(tmp_path: Path) -> None:
     from hlcore.jobs.copytrade.service import metrics_writer
 
     path = tmp_path / "metrics.log"
