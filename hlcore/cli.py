@@ -31,6 +31,33 @@ PolicyOpt = Annotated[Path | None, typer.Option("--policy", help="Directory hold
                                                 "(default: ./ if it has them, else the packaged policy).")]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Settings file (default: ./config/settings.yaml "
                                                 "if present, else the packaged defaults).")]
+DEFAULT_MODE = "dry-run"  # hlcore.config.settings.DEFAULT_MODE (the safe one), the same for every command
+
+
+def _check_mode(mode: str) -> str:
+    """One message for a bad --mode in every command (exit 2)."""
+    from hlcore.config.settings import RUN_MODES
+
+    if mode not in RUN_MODES:
+        raise BadInput(f"--mode: expected one of {', '.join(RUN_MODES)}, got '{mode}'")
+    return mode
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            out.print(f"hlcore {version('hlcore')}", markup=False)
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            out.print("hlcore (not installed)", markup=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Print the hlcore version and exit.")] = False) -> None:
+    """hlcore: the operational safety policy of a Hyperliquid trading system, as data."""
 
 
 def handles_errors(fn: F) -> F:
@@ -140,15 +167,24 @@ def dashboard(port: Annotated[int, typer.Option("--port", help="Port to serve on
 @handles_errors
 def init(directory: Annotated[Path, typer.Argument(help="Where to put machines/, rules/ and config/.")],
          force: Annotated[bool, typer.Option(help="Overwrite existing policy files.")] = False) -> None:
-    """Copy the default policy and settings into an operator's own repository."""
+    """Copy the default policy, settings and drills into an operator's own repository (the drills,
+    so that `hlcore drill` and `hlcore diff` there replay what the policy does)."""
     targets = {"machines": directory / "machines", "rules": directory / "rules",
-               "config": directory / "config"}
+               "config": directory / "config", "fixtures": directory / "fixtures"}
     existing = [str(p) for p in targets.values() if p.exists() and any(p.iterdir())]
     if existing and not force:
         raise CheckFailed(f"refusing to overwrite {', '.join(existing)} (use --force)")
     for name, target in targets.items():
         target.mkdir(parents=True, exist_ok=True)
         source = default_dir(name)
+        if name == "fixtures":  # one folder per drill: drill.yaml + cassettes/
+            drills = sorted(p.parent for p in source.glob("*/drill.yaml"))
+            for drill in drills:
+                shutil.copytree(drill, target / drill.name, dirs_exist_ok=True)
+            if (source / "README.md").is_file():
+                shutil.copy2(source / "README.md", target / "README.md")
+            out.print(f"wrote {len(drills)} drills under {target}", markup=False)
+            continue
         for path in sorted(source.glob("*.yaml")):
             if name == "config" and path.name != "settings.yaml":
                 continue  # the schema belongs to the installed hlcore, not to the operator
@@ -159,7 +195,8 @@ def init(directory: Annotated[Path, typer.Argument(help="Where to put machines/,
 
 @app.command()
 @handles_errors
-def live(mode: Annotated[str, typer.Option("--mode", help="live, dry-run or backfill-only.")] = "dry-run",
+def live(mode: Annotated[str, typer.Option("--mode", help="live, dry-run or backfill-only (copytrader; "
+                                            "default dry-run: never sends an order).")] = DEFAULT_MODE,
          app_name: Annotated[str, typer.Option("--app", help="copytrader or monitor.")] = "copytrader",
          max_ticks: Annotated[int | None, typer.Option("--max-ticks", help="Stop after N loop ticks.")] = None,
          job: Annotated[str | None, typer.Option("--job", help="monitor: run only this job (universe, "
@@ -180,15 +217,21 @@ def live(mode: Annotated[str, typer.Option("--mode", help="live, dry-run or back
 
     if app_name not in ("copytrader", "monitor"):
         raise BadInput(f"--app: expected copytrader or monitor, got '{app_name}'")
+    _check_mode(mode)
+    if job is not None and app_name != "monitor":
+        raise BadInput(f"--job: only with --app monitor (the copy-trader runs as one loop), got --app {app_name}")
+    if app_name == "monitor" and mode != DEFAULT_MODE:
+        raise BadInput(f"--mode: the monitor has no run modes (it never trades); drop --mode {mode}")
     load_env()
     if app_name == "monitor":
         _live_monitor(policy, config, job, max_ticks)
         return
     ws = open_workspace(policy, config, mode=mode if mode == "live" else None)
     wiring = Wiring(SystemClock(), time.sleep, random.Random(), new_session, os.environ)
-    from hlcore.logs import configure
+    from hlcore.logs import configure, configure_console
 
     configure(Path(ws.settings.get("app_log_path")), wiring.clock, ws.settings.get("log_level"))
+    configure_console(wiring.clock)  # failed cycles (and the recovery) are printed on stderr too
     ctx, _jobs, scheduler, _loop, code = start(ws, mode, wiring,
                                                metrics_path=Path(ws.settings.get("metrics_log_path")))
     try:
@@ -230,17 +273,21 @@ def _live_monitor(policy: Path | None, config: Path | None, job: str | None, max
     from hlcore.engine.clock import SystemClock
     from hlcore.jobs.copytrade.service import Wiring
     from hlcore.jobs.monitor.service import start as start_monitor
-    from hlcore.logs import configure_components
+    from hlcore.logs import configure_components, configure_console
     from hlcore.ops.baseline import new_session
 
     ws = open_workspace(policy, config)
     wiring = Wiring(SystemClock(), time.sleep, random.Random(), new_session, os.environ)
     interactive = sys.stdout.isatty()
     configure_components(None if interactive else Path("logs"), wiring.clock, ws.settings.get("log_level"))
+    if not interactive:
+        configure_console(wiring.clock)  # warnings and errors stay visible where the process runs
     ctx, _jobs, scheduler = start_monitor(ws, wiring, only=job)
     try:
-        engine = ctx.runtime.engine
-        out.print(f"app=monitor health={engine.state('health')} reason={engine.reason('health')} "
+        from hlcore.jobs.monitor.health import health_at
+
+        verdict = health_at(ctx.db, ws.policy, ws.settings, wiring.clock.now_ms())  # health(now), not the stored row
+        out.print(f"app=monitor health={verdict.state} reason={verdict.reason} "
                   f"policy_hash={ws.policy.hash}", markup=False)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: scheduler.stop())
@@ -408,8 +455,9 @@ def ops_preflight(exchange_time: Annotated[bool, typer.Option(
                       "--allow-create-db", help="Create the schema if the database is missing (first start only).")]
                   = False,
                   mode: Annotated[str, typer.Option(
-                      "--mode", help="Run mode whose env vars are required: live, dry-run or backfill-only.")]
-                  = "live",
+                      "--mode", help="Run mode whose env vars are required: live, dry-run or backfill-only "
+                      "(default dry-run, as for hlcore live).")]
+                  = DEFAULT_MODE,
                   policy: PolicyOpt = None, config: ConfigOpt = None) -> None:
     """Validate + config hash, env presence (never values), local and exchange time, DB schema.
     Prints preflight_ok, or preflight_failed and each failure (exit 1)."""
@@ -418,7 +466,7 @@ def ops_preflight(exchange_time: Annotated[bool, typer.Option(
     from hlcore.ops.reports import preflight_report
 
     load_env()
-    report = preflight_report(open_workspace(policy, config), system_wiring(), mode=mode,
+    report = preflight_report(open_workspace(policy, config), system_wiring(), mode=_check_mode(mode),
                               exchange_time_check=exchange_time, allow_create_db=allow_create_db)
     _print_report(report)
 
@@ -442,7 +490,8 @@ def ops_poststart(metrics_tail: Annotated[int, typer.Option(
 def ops_validate_run(output: Annotated[Path, typer.Option("--output", help="Evidence file (appended to).")],
                      operator: OperatorOpt = "operator",
                      mode: Annotated[str, typer.Option(
-                         "--mode", help="The run mode validated: live, dry-run or backfill-only.")] = "live",
+                         "--mode", help="The run mode validated: live, dry-run or backfill-only (default "
+                         "dry-run, as for hlcore live).")] = DEFAULT_MODE,
                      exchange_time: Annotated[bool, typer.Option(
                          "--exchange-time", help="Also measure the Binance time offset.")] = False,
                      allow_create_db: Annotated[bool, typer.Option(
@@ -719,8 +768,13 @@ def diff_(base: Annotated[str | None, typer.Argument(help="Git revision or direc
         if history is not None:
             report.history = history_diff(base_side, head_side, history)
         if drills:
+            def progress(line: str) -> None:  # on stderr: stdout carries the report (json stays parseable)
+                err.print(f"diff: {line}", markup=False)
+
             report.behaviour = behaviour_diff(base_side, head_side, fixtures or Path.cwd() / "fixtures", jobs,
-                                              drill_timeout)
+                                              drill_timeout, progress=progress)
+            for warning in report.behaviour.warnings:
+                err.print(f"WARNING: {warning}", markup=False)
         sys.stdout.write(render(report, format))
         sys.stdout.flush()
     if (fail_on == "looser" and any(c.label == LOOSER for c in report.changes)) or (
@@ -729,7 +783,23 @@ def diff_(base: Annotated[str | None, typer.Argument(help="Git revision or direc
 
 
 def main() -> None:
-    app()
+    """The console entry: a usage error (unknown flag, missing argument) is one line and exit 2."""
+    try:
+        rv = app(standalone_mode=False, prog_name="hlcore")
+    except typer.Abort:
+        err.print("aborted", markup=False)
+        sys.exit(130)
+    except Exception as exc:  # the CLI framework's usage errors carry a message and an exit code
+        message, code = getattr(exc, "format_message", None), getattr(exc, "exit_code", None)
+        if not callable(message) or not isinstance(code, int):
+            raise
+        ctx = getattr(exc, "ctx", None)
+        command = getattr(ctx, "command_path", None) or "hlcore"
+        text = str(message()).strip()
+        if text:  # (no arguments at all: the help was printed, nothing more to say)
+            err.print(f"error: {text} (see: {command} --help)", markup=False)
+        sys.exit(code)
+    sys.exit(rv if isinstance(rv, int) else 0)
 
 
 if __name__ == "__main__":

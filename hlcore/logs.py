@@ -8,10 +8,17 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from hlcore.engine.clock import Clock
 from hlcore.redact import scrub
+
+
+def iso_utc(ms: int) -> str:
+    """Epoch ms as ISO-8601 UTC with milliseconds (what an operator reads in a log line)."""
+    return datetime.fromtimestamp(ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{ms % 1000:03d}Z"
 
 
 class JsonFormatter(logging.Formatter):
@@ -21,7 +28,8 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         message = scrub(record.getMessage())
-        entry = {"ts": self.clock.now_ms(), "level": record.levelname, "logger": record.name, "msg": message}
+        now = self.clock.now_ms()
+        entry = {"time": iso_utc(now), "ts": now, "level": record.levelname, "logger": record.name, "msg": message}
         if record.exc_info:
             entry["exc"] = record.exc_info[0].__name__ if record.exc_info[0] else None
         return json.dumps(entry, sort_keys=True, ensure_ascii=False)
@@ -39,6 +47,30 @@ def configure(path: Path | None, clock: Clock, level: str = "INFO") -> logging.H
     root.handlers = [h for h in root.handlers if not isinstance(h.formatter, JsonFormatter)]
     root.addHandler(handler)
     root.setLevel(level)
+    return handler
+
+
+class ConsoleFormatter(logging.Formatter):
+    """One plain line for a person watching the terminal: ISO time, level, message."""
+
+    def __init__(self, clock: Clock):
+        super().__init__()
+        self.clock = clock
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = scrub(record.getMessage())
+        return f"{iso_utc(self.clock.now_ms())} {record.levelname} {message}"
+
+
+def configure_console(clock: Clock, level: str = "WARNING") -> logging.Handler:
+    """Echo hlcore's warnings and errors on stderr besides the log file, so a failing live process
+    is loud where it runs (each failed cycle, then the first success after failures)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(level)
+    handler.setFormatter(ConsoleFormatter(clock))
+    root = logging.getLogger("hlcore")
+    root.handlers = [h for h in root.handlers if not isinstance(h.formatter, ConsoleFormatter)]
+    root.addHandler(handler)
     return handler
 
 

@@ -16,7 +16,7 @@ import vcr
 
 from hlcore.config.settings import WALLET_ENV, load_env
 from hlcore.engine.clock import SystemClock
-from hlcore.errors import BadInput
+from hlcore.errors import BadInput, CheckFailed
 from hlcore.workspace import open_workspace
 from replay.cassettes import SECRET_HEADERS, SIGNING_FIELDS, scrub_request, scrub_response, scrub_text
 from replay.drill import CASSETTE_DIR, DRILL_FILE
@@ -70,6 +70,16 @@ def placeholder(text: str, wallet: str) -> str:
     return re.sub(re.escape(wallet), WALLET, text, flags=re.IGNORECASE)
 
 
+def recorded_interactions(cassette: Path) -> int:
+    """How many interactions the cassette file holds (0 when vcrpy wrote no file)."""
+    import yaml
+
+    if not cassette.is_file():
+        return 0
+    data = yaml.safe_load(cassette.read_text(encoding="utf-8")) or {}
+    return len(data.get("interactions") or []) if isinstance(data, dict) else 0
+
+
 def record_cassettes(name: str, app: str, seconds: int, fixtures: Path, policy: Path | None,
                      config: Path | None) -> Path:
     if not re.fullmatch(r"[a-z0-9_]+", name):
@@ -111,6 +121,12 @@ def record_cassettes(name: str, app: str, seconds: int, fixtures: Path, policy: 
                 ctx.close()
         finally:
             os.chdir(cwd)
+    if recorded_interactions(cassette) == 0:  # offline, or nothing answered: say so, write no skeleton
+        for empty in (cassette.parent, target):  # leave no empty drill folder behind
+            if empty.is_dir() and not any(empty.iterdir()):
+                empty.rmdir()
+        raise CheckFailed(f"nothing recorded in {seconds} s: no venue answered (offline? wrong URL in the "
+                          f"settings?); {cassette} was not written")
     drill_file = target / DRILL_FILE
     if not drill_file.exists():
         stamp = datetime.fromtimestamp(start_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{start_ms % 1000:03d}Z"

@@ -34,6 +34,7 @@ SCHEMA_FILE = "schema.yaml"
 
 # Run modes and their secrets are the CLI contract of copytrader §1/§7, not tunable policy.
 RUN_MODES = ("live", "dry-run", "backfill-only")
+DEFAULT_MODE = "dry-run"  # the safe mode (never sends an order): every command's --mode default
 WALLET_ENV = "HYPERLIQUID_TARGET_WALLET"
 BINANCE_KEY_ENV = "BINANCE_API_KEY"
 BINANCE_SECRET_ENV = "BINANCE_API_SECRET"

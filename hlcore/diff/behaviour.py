@@ -24,6 +24,7 @@ from hlcore.diff.sides import Side
 from hlcore.errors import HlcoreError
 
 MASK = "<hash>"
+NO_DRILLS = "NO DRILLS"
 _SHA256 = re.compile(r"\b[0-9a-f]{64}\b")
 
 
@@ -64,10 +65,16 @@ class BehaviourReport:
     changed: list[DrillChange] = field(default_factory=list)
     errors: list[dict[str, str]] = field(default_factory=list)  # drill, side, message
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # the behaviour was not checked: said loudly
 
     def to_dict(self) -> dict[str, Any]:
         return {"replayed": self.replayed, "changed": [c.to_dict() for c in self.changed], "errors": self.errors,
-                "notes": self.notes}
+                "notes": self.notes, "warnings": self.warnings, "no_drills": self.no_drills}
+
+    @property
+    def no_drills(self) -> bool:
+        """No drill was found to replay: nothing says what the change does."""
+        return any(w.startswith(NO_DRILLS) for w in self.warnings)
 
 
 def _mask(node: Any, secrets: frozenset[str]) -> Any:
@@ -145,10 +152,13 @@ def compare(path: Path, base: Replayed, head: Replayed) -> DrillChange | None:
 Task = tuple[Path, Path, Path | None, tuple[str, ...]]
 
 
-def run_pool(tasks: list[Task], workers: int, timeout: float) -> list[Replayed]:
+def run_pool(tasks: list[Task], workers: int, timeout: float,
+             on_done: Callable[[int, int], None] | None = None) -> list[Replayed]:
     """Replay every task in `spawn`ed worker processes (a forked child can inherit a lock another
     thread held, and a drill may run threads); a replay that outlives `timeout` seconds is reported
-    as an error and its pool is killed, and the unfinished rest starts again in a fresh pool."""
+    as an error and its pool is killed, and the unfinished rest starts again in a fresh pool.
+    `on_done(finished, total)` is called as replays finish (progress)."""
+    reported = 0
     results: dict[int, Replayed] = {}
     pending = list(range(len(tasks)))
     context = multiprocessing.get_context("spawn")
@@ -159,6 +169,10 @@ def run_pool(tasks: list[Task], workers: int, timeout: float) -> list[Replayed]:
         stuck: list[int] = []
         while not all(f.done() for f in futures) and not stuck:
             wait(list(futures), timeout=0.5, return_when=FIRST_COMPLETED)
+            finished = len(results) + sum(1 for f in futures if f.done())
+            if on_done is not None and finished > reported:
+                reported = finished
+                on_done(finished, len(tasks))
             now = time.monotonic()
             for f, i in futures.items():
                 if f.running():
@@ -190,17 +204,18 @@ def behaviour_diff(base: Side, head: Side, fixtures: Path, jobs: int | None = No
         return report
     from replay.suite import discover
 
-    drills = discover(fixtures.resolve())
+    drills = discover(fixtures.resolve()) if fixtures.is_dir() else []
     if not drills:
-        report.notes.append(f"no drills found under {fixtures}/*/drill.yaml")
+        report.warnings.append(f"{NO_DRILLS}: none found under {fixtures}/*/drill.yaml, so what this change does "
+                               "was NOT replayed (hlcore init copies the default drills; or pass --fixtures DIR)")
         return report
     tasks = [(d, side.root, side.settings_file, (side.policy.hash, side.config_hash))
              for d in drills for side in (base, head)]
-    results = run_pool(tasks, max(1, min(jobs or os.cpu_count() or 1, len(tasks))), timeout)
+    on_done = None if progress is None else (lambda done, total: progress(f"replayed {done}/{total} drill runs "
+                                                                          f"({len(drills)} drills x 2 sides)"))
+    results = run_pool(tasks, max(1, min(jobs or os.cpu_count() or 1, len(tasks))), timeout, on_done)
     for i, d in enumerate(drills):
         rb, rh = results[2 * i], results[2 * i + 1]
-        if progress:
-            progress(d.name)
         if rb.error or rh.error:
             for side, r in (("base", rb), ("head", rh)):
                 if r.error:

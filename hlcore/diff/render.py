@@ -54,6 +54,8 @@ def _summary_line(report: Report) -> str:
 
 
 def _drills_line(b: BehaviourReport) -> str:
+    if b.no_drills:
+        return "NO DRILLS FOUND: behaviour not checked"
     return f"{b.replayed} drill{'s' if b.replayed != 1 else ''} replayed under both sides, " \
            f"{len(b.changed)} outcome{'s' if len(b.changed) != 1 else ''} changed"
 
@@ -92,6 +94,7 @@ def render_text(r: Report) -> str:
         for e in r.behaviour.errors:
             out.append(f"  could not replay {e['drill']} under {e['side']}: {e['message']}")
         out += [f"  note: {n}" for n in r.behaviour.notes]
+        out += [f"  WARNING: {w}" for w in r.behaviour.warnings]
     if r.history is not None:
         out += ["", *_history_text(r.history)]
     return "\n".join(out) + "\n"
@@ -158,7 +161,8 @@ def render_md(r: Report) -> str:
         out.append("No semantic change: the policies are the same after normalisation.")
     if r.behaviour is not None:
         out += ["", "#### Drills", ""]
-        if not r.behaviour.changed:
+        out += [f"> **WARNING**: {_cell(w)}" for w in r.behaviour.warnings]
+        if not r.behaviour.changed and not r.behaviour.no_drills:
             out.append("No drill outcome changed.")
         for d in r.behaviour.changed:
             out += ["<details>", f"<summary><b>{d.drill}</b>: verdict {d.verdict[0]} → {d.verdict[1]}</summary>",

@@ -117,6 +117,9 @@ class Runtime:
                     mirrors[mirror["reason"]] = row["reason"] or ""
                 if "since" in mirror:
                     mirrors[mirror["since"]] = str(row["since_ms"])
+                if "message" in mirror:  # the reason's declared text, stored with every transition
+                    declared = self.policy.reasons.get(row["reason"] or "")
+                    mirrors[mirror["message"]] = declared.text if declared else ""
         joined = conn is not None
         with storage_errors("persist decision"), self.db.begin_or_join(conn) as conn:
             if self._has(machine_states.name):

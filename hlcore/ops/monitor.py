@@ -233,17 +233,22 @@ def _cadence_ms(ctx: AppContext, job: str) -> int:
 
 
 def status(ctx: AppContext) -> MonitorOpsResult:
-    """Read-only §8 `monitor status`; refused (exit 1) unless health is the fully healthy state."""
+    """Read-only §8 `monitor status`; refused (exit 1) unless health is the fully healthy state.
+    Health is `health(now)` (monitor §3.1), not the last stored row: a dead health job or ingestion
+    process cannot leave it HEALTHY while the data age."""
+    from hlcore.jobs.monitor.health import health_at
+
     result = MonitorOpsResult()
     now = ctx.clock.now_ms()
     engine = ctx.runtime.engine
-    state, reason = engine.state(HEALTH), engine.reason(HEALTH)
+    verdict = health_at(ctx.db, ctx.workspace.policy, ctx.settings, now)
+    state, reason = verdict.state, verdict.reason
     target = healthy_state(ctx)
     result.add(health=state, reason=reason)
-    latched_since = engine.var(HEALTH, LATCH_VAR)
-    locked = {n for n, st in ctx.workspace.policy.machines[HEALTH].states.items() if not st.allows}
-    result.add(latched=state in locked, latched_since=latched_since,
-               manual_halt=bool(engine.var(HEALTH, "manual_halt")))
+    age = verdict.age_ms
+    result.add(data_age_sec=None if age is None else age // 1000, stored_health=verdict.stored_state,
+               stored_reason=verdict.stored_reason)
+    result.add(latched=verdict.latched, latched_since=verdict.latched_since, manual_halt=verdict.manual_halt)
     result.add(system_stale=engine.state(SYSTEM_STALE))
     result.add(signal_lock=engine.state(SIGNAL_LOCK), signal_lock_reason=engine.reason(SIGNAL_LOCK))
     signals_store = SignalStore(ctx.db)

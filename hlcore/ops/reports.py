@@ -75,6 +75,8 @@ ACTIONS = {
     "parked_unknown": "UNKNOWN orders past their retry budget: check exchange connectivity, then "
                       "hlcore ops recover-orders (runbook Incident Response 3, Order State Recovery)",
     "time_offset": "fix the host's time sync (NTP) before starting (runbook Scripted Preflight)",
+    "no_ingest_since_boot": "no Hyperliquid fetch has succeeded since the last boot: check the network, "
+                            "ingest.hyperliquid.rest_url and the live process's stderr (runbook Incident Response 2)",
 }
 
 
@@ -306,6 +308,9 @@ def _findings(ws: Workspace, r: Report, snap: Snapshot) -> None:
         r.blocker("unknown_burst")
     if snap.cursor_event_missing:
         r.blocker("cursor_event_missing")
+    boot, success = snap.get(CopytradeKey.BOOT_MS), snap.get(CopytradeKey.LAST_INGEST_SUCCESS_MS)
+    if boot is not None and (success is None or int(success) < int(boot)):  # failure is loud (issue 11)
+        r.blocker("no_ingest_since_boot")
     if not is_halt and not is_live and mode:
         r.warning(mode, action_key="restricted_mode")
     if ws.settings.get("ingest.maintenance_skip_gap"):

@@ -15,7 +15,7 @@ from typing import Any
 from hlcore.app import AppContext
 from hlcore.jobs.copytrade.jobs import ORDER
 from hlcore.jobs.copytrade.order_status import OrderStatuses
-from hlcore.storage.copytrade import CopytradeState, Events, Orders, ReconcileRuns
+from hlcore.storage.copytrade import CopytradeKey, CopytradeState, Events, Orders, ReconcileRuns
 from hlcore.storage.repos import AuditLog
 
 SAFETY = "safety"  # the machine the operator table drives (contract name, like a fact kind)
@@ -37,6 +37,12 @@ class OpsOutcome:
         out += [f"before_{k}={v}" for k, v in sorted(self.before.items())]
         if self.refused:
             out.append(f"refused={self.refused}")
+            for e in self.effects:  # what the refusing rule says would be accepted (e.g. the allowed codes)
+                if e.get("kind") == "refused" and e.get("allowed") is not None:
+                    allowed = e["allowed"]
+                    shown = (",".join(sorted(str(a) for a in allowed))
+                             if isinstance(allowed, list | tuple | set | frozenset) else allowed)
+                    out.append(f"allowed={shown}")
         else:
             out += [f"after_{k}={v}" for k, v in sorted(self.after.items())]
         if self.dry_run:
@@ -88,6 +94,8 @@ def run_operator_command(ctx: AppContext, command: str, *, operator: str, reason
                 "abandoned_from_ms": evidence.abandoned_from_ms, "abandoned_to_ms": evidence.abandoned_to_ms,
                 "maintenance_skip_applied_ms": now})
         ctx.runtime.persist(decision, conn=conn)
+        if reason_message and decision.transitions:  # the operator's words beat the reason's declared text
+            CopytradeState(ctx.db).set_many({CopytradeKey.SAFETY_REASON_MESSAGE: reason_message}, now, conn=conn)
         ctx.runtime.announce(conn)
         AuditLog(ctx.db).write({
             "timestamp_ms": now, "category": "ops", "entity_id": SAFETY, "from_state": before["safety_mode"],

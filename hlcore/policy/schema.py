@@ -38,7 +38,7 @@ MACHINE_SCHEMA: dict[str, Any] = {
     "fallback": {"type": "dict", "schema": {"state": {**_NAME, "required": True},
                                              "reason": {**_CODE, "required": True}}},
     "vars": {"type": "dict", "keysrules": _NAME},
-    "mirror": {"type": "dict", "schema": {"state": _NAME, "reason": _NAME, "since": _NAME}},
+    "mirror": {"type": "dict", "schema": {"state": _NAME, "reason": _NAME, "since": _NAME, "message": _NAME}},
     "safety_order": {"type": "list", "schema": _NAME},  # safest state first: how `hlcore diff` labels moves
     "states": {
         "type": "dict", "required": True, "empty": False, "keysrules": _NAME,

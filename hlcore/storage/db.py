@@ -18,7 +18,7 @@ from typing import Any, Literal
 from sqlalchemy import Connection, Engine, Table, create_engine, event, inspect, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError
 from sqlalchemy.pool import StaticPool
 
 from hlcore.errors import BadInput, HlcoreError
@@ -180,17 +180,22 @@ def open_database(url: str, *, busy_timeout_ms: int = 5000) -> Database:
             _sqlite_pragmas(engine, busy_timeout_ms=busy_timeout_ms, wal=not in_memory)
         else:
             engine = create_engine(parsed, pool_pre_ping=True)
-    except ImportError as exc:
-        raise StorageUnavailable(
-            f"database driver for {parsed.drivername!r} is not installed: {exc}", exc
-        ) from exc
+    except (ImportError, NoSuchModuleError) as exc:  # the environment, not the database: bad input
+        raise BadInput(
+            f"db_url: the database driver for {parsed.drivername!r} is not installed or unknown ({exc}); "
+            "install it (e.g. pip install psycopg) or use postgresql+psycopg://"
+        ) from None
     return Database(engine)
 
 
 def sqlite_url(path: str | Path) -> str:
     """The SQLite URL of a file path, creating its parent folder so the first connect can succeed."""
     p = Path(path).expanduser().resolve()
-    p.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInput(f"db_path: cannot create the database folder {p.parent}: "
+                       f"{exc.strerror or exc}; point db_path at a writable place") from None
     return f"sqlite:///{p}"
 
 

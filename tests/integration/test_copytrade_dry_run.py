@@ -176,3 +176,51 @@ def test_cli_live_dry_run_on_a_cassette_never_calls_binance(tmp_path: Path, monk
     assert Orders(ctx.db).results_by_status() == {"SIMULATED": 1}
     ctx.close()
     assert "heartbeat" in (tmp_path / "metrics.log").read_text(encoding="utf-8")
+
+
+class _Unreachable(requests.adapters.BaseAdapter):
+    """Every request fails to connect (the venues unreachable)."""
+
+    def send(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        raise requests.ConnectionError(f"cannot connect to {request.url}")
+
+    def close(self) -> None:
+        pass
+
+
+def test_failed_fetches_are_loud_and_only_a_complete_fetch_stamps_success(
+        tmp_path: Path, workspace: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 11: each failed cycle is one WARNING line with its cause, the first success after
+    failures says so; `last_ingest_success_ms` is not stamped at boot nor by a failed fetch, and
+    `ops status` blocks while no fetch has succeeded since boot."""
+    from hlcore.ops.reports import status_report
+    from hlcore.storage.copytrade import CopytradeState
+
+    clock = ManualClock(T0)
+    offline = requests.Session()
+    offline.mount("https://", _Unreachable())
+    w = Wiring(clock, lambda s: clock.advance(int(s * 1000)), random.Random(7), lambda _venue: offline,
+               {"HYPERLIQUID_TARGET_WALLET": WALLET})
+    ctx, jobs, _scheduler, _loop, code = start(workspace, "dry-run", w)
+    assert code == 0
+    state = CopytradeState(ctx.db)
+    assert state.last_ingest_success_ms() is None  # boot stamps the cursor, not a success
+    caplog.set_level("WARNING", logger="hlcore")
+    assert jobs.ingest() == 0 and jobs.ingest() == 0
+    failed = [r.getMessage() for r in caplog.records if "ingest fetch failed" in r.getMessage()]
+    assert len(failed) == 2 and "(2 in a row)" in failed[1] and "NETWORK_ERROR" in failed[1]
+    assert state.last_ingest_success_ms() is None
+    blocked = status_report(workspace, clock.now_ms())
+    assert not blocked.ok and "blocker=no_ingest_since_boot" in blocked.lines
+
+    jobs.venues.hyperliquid.http.session = requests.Session()  # the network is back
+    clock.set(T0 + 60_000)
+    tape = cassette(tmp_path / "hl.yaml", [(T0 - 5_000, T0 + 60_000, [])])
+    recorder = vcr.VCR(record_mode="none", match_on=["method", "uri", "json_body"])
+    recorder.register_matcher("json_body", json_body)
+    with recorder.use_cassette(str(tape)):
+        assert jobs.ingest() == 0
+    assert any(r.getMessage() == "ingest fetch succeeded after 2 failed cycles" for r in caplog.records)
+    assert state.last_ingest_success_ms() == T0 + 60_000
+    assert "blocker=no_ingest_since_boot" not in status_report(workspace, clock.now_ms()).lines
+    ctx.close()

@@ -294,6 +294,8 @@ def test_preflight_allow_create_db_bootstraps_and_never_prints_secrets(config: P
 def test_preflight_names_missing_env_vars_without_values(config: Path) -> None:
     seed(config)
     code, text, out = ops(config, "preflight", env={"HYPERLIQUID_TARGET_WALLET": WALLET})
+    assert code == 0 and out["mode"] == "dry-run"  # the default mode is the safe one, as for `hlcore live`
+    code, text, out = ops(config, "preflight", "--mode", "live", env={"HYPERLIQUID_TARGET_WALLET": WALLET})
     assert code == 1 and "preflight_failed" in text
     assert out["env_BINANCE_API_KEY"] == "UNSET" and out["env_BINANCE_API_SECRET"] == "UNSET"
     failures = [line for line in text.splitlines() if line.startswith("failure=")]
@@ -379,7 +381,25 @@ def test_validate_run_appends_an_evidence_bundle(config: Path, tmp_path: Path) -
     assert "preflight_ok" in content and KEY not in content and SECRET not in content
 
 
-def test_validate_run_redacts_the_database_url_and_fails_when_unreachable(tmp_path: Path) -> None:
+def test_validate_run_with_no_database_driver_is_bad_input_without_the_password(tmp_path: Path) -> None:
+    """No PostgreSQL driver installed: the environment is wrong, one line, exit 2 (issue 11)."""
+    config = write_config(tmp_path, db_url="postgresql://ops:hunter2@127.0.0.1:1/hlcore")
+    evidence = tmp_path / "evidence.txt"
+    result = runner.invoke(app, ["ops", "validate-run", "--output", str(evidence), "--policy", str(ROOT),
+                                 "--config", str(config)], env=ENV_NONE | ENV_OK)
+    assert result.exit_code == 2 and "db_url" in result.output and "driver" in result.output
+    assert "hunter2" not in result.output and "Traceback" not in result.output
+
+
+def test_validate_run_redacts_the_database_url_and_fails_when_unreachable(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from hlcore.ops import reports
+    from hlcore.storage.db import StorageUnavailable
+
+    def unreachable(url: str, **_k: Any) -> Any:
+        raise StorageUnavailable(f"storage unavailable while connecting: could not connect to {url}")
+
+    monkeypatch.setattr(reports, "open_database", unreachable)
     config = write_config(tmp_path, db_url="postgresql://ops:hunter2@127.0.0.1:1/hlcore")
     evidence = tmp_path / "evidence.txt"
     code, text, _ = ops(config, "validate-run", "--output", str(evidence), env=ENV_OK)

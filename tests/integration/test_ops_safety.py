@@ -84,8 +84,32 @@ def test_reset_safety_refuses_halt_to_live_and_records_the_given_code(config: Pa
     seed(config, ("storage_failed", {"app": "copytrader", "operation": "write"}))
     code, out = ops(config, "reset-safety", "--mode", "ARMED_LIVE")
     assert code == 1 and out["refused"] == "halt_to_live_refused"
-    code, out = ops(config, "reset-safety", "--mode", "ARMED_SAFE", "--reason-code", "MAINTENANCE_SKIP")
+    code, out = ops(config, "reset-safety", "--mode", "ARMED_SAFE", "--reason-code", "NO_SUCH_CODE")
+    assert code == 1 and out["refused"] == "unknown_reason_code"
+    assert "MAINTENANCE_SKIP" in out["allowed"].split(",")  # the refusal lists the accepted codes (issue 11)
+    code, out = ops(config, "reset-safety", "--mode", "ARMED_SAFE", "--reason-code", "MAINTENANCE_SKIP",
+                    "--reason-message", "gap abandoned after the planned maintenance")
     assert code == 0 and state(config) == ("ARMED_SAFE", "MAINTENANCE_SKIP")
+    assert message(config) == "gap abandoned after the planned maintenance"  # the operator's words (issue 11)
+
+
+def message(config: Path) -> str | None:
+    ctx = open_app(open_workspace(ROOT, config), SystemClock(), persist_start=False)
+    try:
+        return CopytradeState(ctx.db).get(CopytradeKey.SAFETY_REASON_MESSAGE)
+    finally:
+        ctx.close()
+
+
+def test_every_safety_transition_stores_its_message(config: Path) -> None:
+    """`safety_reason_message` is written with the transition: the reason's declared text."""
+    from hlcore.workspace import open_workspace as ws_open
+
+    seed(config)
+    texts = ws_open(ROOT, config).policy.reasons
+    assert message(config) == texts["BOOTSTRAP"].text and message(config)
+    seed(config, ("storage_failed", {"app": "copytrader", "operation": "write"}))
+    assert state(config)[0] == "HALT" and message(config) == texts["STORAGE_UNAVAILABLE"].text
 
 
 def test_maintenance_skip_dry_run_real_and_repeat(config: Path, tmp_path: Path) -> None:

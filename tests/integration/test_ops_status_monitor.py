@@ -6,6 +6,7 @@ import random
 from pathlib import Path
 
 import yaml
+from freezegun import freeze_time
 from typer.testing import CliRunner
 
 from hlcore.cli import app
@@ -13,6 +14,7 @@ from hlcore.engine.clock import ManualClock
 from hlcore.jobs.copytrade.service import Wiring
 from hlcore.jobs.monitor.service import start
 from hlcore.workspace import open_workspace
+from replay.runner import wall_time
 from replay.wallets import address
 from replay.worlds.monitor import lb_row, leaderboard
 from tests.support.fakes import monitor_venues
@@ -38,7 +40,9 @@ def test_status_shows_the_monitor_section(tmp_path: Path) -> None:
     ctx.close()
 
     runner = CliRunner()
-    result = runner.invoke(app, ["ops", "monitor-status", "--policy", str(ROOT), "--config", str(config)])
+    with freeze_time(wall_time(T0 + 11 * 60_000 + 5_000)):  # health is read at now: 5 s after the last run
+        result = runner.invoke(app, ["ops", "monitor-status", "--policy", str(ROOT), "--config", str(config)])
+        both = runner.invoke(app, ["ops", "status", "--policy", str(ROOT), "--config", str(config)])
     assert result.exit_code == 0, result.output
     tokens = result.output.split()
     assert "health=HEALTHY" in tokens and "signal_lock=OPEN" in tokens
@@ -46,6 +50,14 @@ def test_status_shows_the_monitor_section(tmp_path: Path) -> None:
         ["signal_asset=HYPE", "signal_asset=BTC", "signal_asset=ETH"]
     assert tokens.count(f"signal_ts={T0 + 10 * 60_000}") == 3
 
-    both = runner.invoke(app, ["ops", "status", "--policy", str(ROOT), "--config", str(config)])
     assert both.exit_code == 1  # the copy-trader has no database here: a blocker
     assert "blocker=db_missing" in both.output and "monitor_health=HEALTHY" in both.output
+
+    # nothing has run since: 11 minutes later health(now) is STALE AGE_STALE although the last stored
+    # evaluation said HEALTHY (issue 11: a dead monitor never reads healthy)
+    with freeze_time(wall_time(T0 + 22 * 60_000)):
+        later = runner.invoke(app, ["ops", "monitor-status", "--policy", str(ROOT), "--config", str(config)])
+    assert later.exit_code == 1, later.output
+    tokens = later.output.split()
+    assert "health=STALE" in tokens and "reason=AGE_STALE" in tokens and "stored_health=HEALTHY" in tokens
+    assert "data_age_sec=660" in tokens and "ok=false" in tokens

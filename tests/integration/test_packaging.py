@@ -19,6 +19,7 @@ def test_wheel_ships_default_policy_and_config(tmp_path: Path) -> None:
         assert shipped == {p.name for p in (ROOT / sub).glob("*.yaml")}
     assert "hlcore/_defaults/config/settings.yaml" in names
     assert "hlcore/_defaults/config/schema.yaml" in names
+    assert "hlcore/_defaults/fixtures/gap_exceeded/drill.yaml" in names  # `hlcore init` copies the drills
     assert "replay/__init__.py" in names
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     assert "hlcore = hlcore.cli:main" in zipfile.ZipFile(wheel).read(entry).decode()

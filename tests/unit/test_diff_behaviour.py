@@ -87,3 +87,34 @@ def test_alert_rows_count_as_delivered_or_suppressed_with_reason() -> None:
     assert change is not None
     assert change.alerts == {"exit_cluster delivered": (1, 0), "exit_cluster suppressed/cooldown": (1, 1),
                              "exit_cluster suppressed/daily_cap": (0, 1)}
+
+
+def test_no_drills_is_said_loudly_in_every_format(tmp_path: Path) -> None:
+    """Issue 11: a repository with no drills gets a warning, not a quiet "0 drills replayed"."""
+    import json
+    import shutil
+    from contextlib import ExitStack
+
+    from hlcore.diff.behaviour import behaviour_diff
+    from hlcore.diff.render import Report, render
+    from hlcore.diff.semantic import semantic_diff
+    from hlcore.diff.sides import load_side
+
+    root = Path(__file__).resolve().parents[2]
+    head_dir = tmp_path / "head"
+    for sub in ("machines", "rules"):
+        shutil.copytree(root / sub, head_dir / sub)
+    rules = head_dir / "rules" / "health.yaml"
+    rules.write_text(rules.read_text(encoding="utf-8").replace("order: 10", "order: 11"), encoding="utf-8")
+    empty = tmp_path / "fixtures"
+    empty.mkdir()
+    with ExitStack() as stack:
+        base, head = load_side(str(root), stack, cwd=root), load_side(str(head_dir), stack, cwd=root)
+        assert base.policy.hash != head.policy.hash
+        report = Report(base, head, semantic_diff(base, head))
+        report.behaviour = behaviour_diff(base, head, empty)
+        assert report.behaviour.no_drills and report.behaviour.replayed == 0
+        assert "NO DRILLS" in render(report, "text") and "WARNING" in render(report, "text")
+        assert "**WARNING**" in render(report, "md")
+        doc = json.loads(render(report, "json"))
+    assert doc["drills"]["no_drills"] is True and doc["drills"]["warnings"][0].startswith("NO DRILLS")

@@ -115,6 +115,9 @@ def test_init_copies_a_valid_policy_and_refuses_to_overwrite(tmp_path: Path, mon
     assert (target / "rules" / "facts.yaml").is_file()
     assert (target / "config" / "settings.yaml").is_file()
     assert not (target / "config" / "schema.yaml").exists()
+    drills = sorted(d.name for d in (ROOT / "fixtures").iterdir() if (d / "drill.yaml").is_file())
+    assert sorted(d.name for d in (target / "fixtures").iterdir() if (d / "drill.yaml").is_file()) == drills
+    assert list((target / "fixtures" / "gap_exceeded" / "cassettes").glob("*.yaml"))  # the drills' cassettes too
     monkeypatch.chdir(target)  # ./machines, ./rules and ./config are picked up by default
     validated = runner.invoke(app, ["validate"])
     assert validated.exit_code == 0, validated.output

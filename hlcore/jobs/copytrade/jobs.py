@@ -110,14 +110,16 @@ class CopytradeJobs:
         # submit needs no query. Intents found at startup are queried first (copytrader §3.3 NONE).
         self._fresh: set[str] = set()
         self.next_query_ms: int | None = None  # when the earliest paced UNKNOWN query is due (§4.6)
+        self.failed_fetches = 0  # consecutive failed ingest fetches (reported, then the recovery)
 
     # ------------------------------------------------------------------ ingest (§4.1, §4.2)
     def ingest(self) -> int:
         """Gap rule, then (if the `ingest` gate is open) one fetch from the cursor; returns new events."""
         now = self.ctx.clock.now_ms()
         boot = self.state.boot_ms() or now
-        last_success = self.state.last_ingest_success_ms() or boot
         cursor = self.state.cursor()
+        # no complete fetch yet (fresh DB): the gap is measured from the cursor the first boot set
+        last_success = self.state.last_ingest_success_ms() or (cursor.timestamp_ms if cursor else boot)
         self.tick_cursor = cursor
         decision = self.ctx.runtime.observe("ingest_tick", {
             "last_ingest_success_ms": last_success,
@@ -132,7 +134,9 @@ class CopytradeJobs:
         start = (cursor.timestamp_ms if cursor else boot) - int(self.settings.get("ingest.cursor_overlap_ms"))
         fetched = self.venues.hyperliquid.user_fills_by_time(self.venues.target_wallet, start, now)
         if isinstance(fetched, VenueError):
-            log.warning("ingest fetch failed: %s %s", fetched.code, fetched.message)
+            self.failed_fetches += 1  # one line per failed cycle, with its cause (issue 11: failure is loud)
+            log.warning("ingest fetch failed (%d in a row): %s %s", self.failed_fetches, fetched.code,
+                        fetched.message)
             return 0
         self.ctx.runtime.observe("backfill_result", {"complete": fetched.complete,
                                                      "history_limit_reached": fetched.history_limit_reached,
@@ -161,6 +165,9 @@ class CopytradeJobs:
             self.counters.skipped.append(skip["reason"])
         if fetched.complete:
             self.state.stamp_ingest_success(now)
+            if self.failed_fetches:
+                log.warning("ingest fetch succeeded after %d failed cycles", self.failed_fetches)
+                self.failed_fetches = 0
         self.counters.backfill_count += sum(1 for r in rows if r["is_replay"])
         return added
 

@@ -30,6 +30,7 @@ from hlcore.engine.decision import Decision
 from hlcore.engine.scheduler import Scheduler
 from hlcore.errors import BadInput
 from hlcore.jobs.copytrade.jobs import CONTRACT_VERSION, CopytradeJobs, Venues
+from hlcore.logs import iso_utc
 from hlcore.storage.copytrade import CopytradeKey, CopytradeState
 from hlcore.storage.db import StorageUnavailable
 from hlcore.workspace import Workspace
@@ -119,7 +120,8 @@ def boot(ctx: AppContext, mode: str) -> tuple[Decision, bool]:
     if state.get(CopytradeKey.CONTRACT_VERSION) is None:
         keys[CopytradeKey.CONTRACT_VERSION] = CONTRACT_VERSION
     if state.last_ingest_success_ms() is None and state.cursor() is None:
-        keys[CopytradeKey.LAST_INGEST_SUCCESS_MS] = str(now)  # fresh DB: no history is traded
+        # fresh DB: no history is traded. `last_ingest_success_ms` is not stamped: it moves only on
+        # a complete fetch (issue 11), and the gap rule falls back to this cursor until then
         keys[CopytradeKey.LAST_PROCESSED_TIMESTAMP_MS] = str(now)
     state.set_many(keys, now)
     return decision, usable
@@ -209,13 +211,15 @@ class Loop:
 
 
 def metrics_writer(path: Path | None, clock: Clock) -> Callable[[str, Any, dict[str, Any]], None]:
-    """`[METRICS] {ts,name,value,tags}` lines (copytrader §5); never carries a secret."""
-
+    """`[METRICS] {ts,time,name,value,tags}` lines (copytrader §5; `time` is ISO-8601 UTC for a
+    reader, `ts` epoch ms for tools); never carries a secret."""
     def write(name: str, value: Any, tags: dict[str, Any]) -> None:
         if path is None:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps({"ts": clock.now_ms(), "name": name, "value": value, "tags": tags}, sort_keys=True)
+        now = clock.now_ms()
+        line = json.dumps({"ts": now, "time": iso_utc(now), "name": name, "value": value, "tags": tags},
+                          sort_keys=True)
         with path.open("a", encoding="utf-8") as fh:
             fh.write(f"[METRICS] {line}\n")
 

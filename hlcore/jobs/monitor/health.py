@@ -1,5 +1,14 @@
-"""The health job: measure ingestion from the stored runs and let the policy judge it
-(spec/monitor.md §3.1, §4.3, §5, S7).
+"""Health (spec/monitor.md §3.1, §4.3, §5, S7): one verdict, computed at the instant asked.
+
+`health_at(db, policy, settings, now)` is the read-only `health(now)` of §3.1: it measures the
+stored ingest runs at `now` and lets the policy's own health table and machine (restored from
+storage: the latch, a manual halt, the dirty machines) judge them, writing nothing. Readers that
+are not a job (`ops monitor-status`, `ops status`, a dashboard) call it; a job that gates on health
+(signal lock, alert gate, signal rows, dashboard view) calls `HealthMeter.observe_now` first, which
+feeds the same measurement to its own engine, so no reader trusts a verdict older than the data,
+whichever processes are alive.
+
+The health job itself:
 
 It computes the `health_evaluated` fact (storage reachable, latest and latest usable run, age and
 the System Stale age reference, coverage, lowest per-asset non-null rate, clean adjacent streak),
@@ -16,8 +25,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from hlcore.app import AppContext
-from hlcore.engine.clock import Clock
+from hlcore.engine.clock import Clock, ManualClock
 from hlcore.engine.decision import Decision, Effect
+from hlcore.engine.runtime import Runtime
 from hlcore.jobs.monitor import (
     ALERT_SURFACED,
     HEALTH,
@@ -26,7 +36,8 @@ from hlcore.jobs.monitor import (
     observe,
     report_storage_failure,
 )
-from hlcore.storage.db import StorageUnavailable
+from hlcore.policy.model import Policy
+from hlcore.storage.db import Database, StorageUnavailable
 from hlcore.storage.monitor import (
     HealthRecord,
     IngestHealth,
@@ -38,6 +49,7 @@ from hlcore.storage.monitor import (
 log = logging.getLogger("hlcore.monitor.health")
 
 JOB = "health"
+EVALUATED = "health_evaluated"  # the fact the policy's health table judges
 _PAGE = 120  # runs read per page while counting the clean streak
 
 
@@ -75,37 +87,33 @@ def alert_text(effect: Effect) -> str:
     return template.replace("{minutes}", str(minutes))
 
 
-class HealthJob:
-    """`run(now)` after each snapshot run and every minute at second 30 (§5)."""
+class HealthMeter:
+    """Measures the `health_evaluated` fact from stored runs at any instant (one code path for the
+    health job, the jobs that gate on health and the read-only `health_at`)."""
 
-    def __init__(self, ctx: AppContext, clock: Clock):
-        self.ctx = ctx
-        self.clock = clock
-        self.runtime = ctx.runtime
-        self.engine = ctx.runtime.engine
-        s = ctx.settings
-        self.interval_ms = int(float(s.get("monitor.snapshots.interval_sec")) * 1000)
-        self.nonnull_ok_pct = float(s.get("monitor.health.nonnull_ok_pct"))
-        self.statuses = RunStatuses.from_policy(ctx.workspace.policy)
-        self.runs = IngestRuns(ctx.db)
-        self.health = IngestHealth(ctx.db)
-        self.state = MonitorState(ctx.db)
+    def __init__(self, db: Database, policy: Policy, settings: Any):
+        self.db = db
+        self.policy = policy
+        self.interval_ms = int(float(settings.get("monitor.snapshots.interval_sec")) * 1000)
+        self.nonnull_ok_pct = float(settings.get("monitor.health.nonnull_ok_pct"))
+        self.statuses = RunStatuses.from_policy(policy)
+        self.runs = IngestRuns(db)
+        self.state = MonitorState(db)
 
-    # ------------------------------------------------------------------ measure
     def is_clean(self, run: IngestRun) -> bool:
         """§2 clean run: the full status (success) and every asset non-null ≥ `nonnull_ok_pct`."""
         values = list(run.nonnull_pct.values())
         return (run.status == self.statuses.full and bool(values)
                 and all(v is not None and v >= self.nonnull_ok_pct for v in values))
 
-    def clean_streak(self, latest: IngestRun | None) -> int:
+    def clean_streak(self, latest: IngestRun | None, conn: Any = None) -> int:
         """Consecutive clean, minute-adjacent runs ending at the latest run; a missing minute (or
         any non-clean run) ends it."""
         if latest is None:
             return 0
         streak, newer, cursor = 0, None, latest.snapshot_ts
         while True:
-            page = self.runs.newest_first(at_or_before=cursor, limit=_PAGE)
+            page = self.runs.newest_first(at_or_before=cursor, limit=_PAGE, conn=conn)
             for run in page:
                 if newer is not None and run.snapshot_ts == newer.snapshot_ts:
                     continue  # the page boundary repeats the last run read
@@ -117,13 +125,18 @@ class HealthJob:
                 return streak
             cursor = newer.snapshot_ts
 
-    def measure(self, now_ms: int) -> HealthMeasure:
-        """The `health_evaluated` fact from stored runs; unreadable storage is `storage_ok=false`."""
+    def measure(self, now_ms: int, *, record_first_start: bool = True, conn: Any = None) -> HealthMeasure:
+        """The `health_evaluated` fact from stored runs; unreadable storage is `storage_ok=false`.
+        A read-only caller (`record_first_start=False`) never writes the first-start stamp; with
+        none stored its age reference is 0 (a fresh install is NO_DATA either way)."""
         try:
-            first_start = self.state.ensure_first_start(now_ms)
-            latest = self.runs.latest(at_or_before=now_ms)
-            usable = self.runs.latest(at_or_before=now_ms, statuses=self.statuses.usable)
-            streak = self.clean_streak(latest)
+            if record_first_start:
+                first_start = self.state.ensure_first_start(now_ms, conn=conn)
+            else:
+                first_start = self.state.first_start_ts(conn=conn) or now_ms
+            latest = self.runs.latest(at_or_before=now_ms, conn=conn)
+            usable = self.runs.latest(at_or_before=now_ms, statuses=self.statuses.usable, conn=conn)
+            streak = self.clean_streak(latest, conn)
         except StorageUnavailable as exc:
             fact = {"storage_ok": False, "has_usable_run": None, "latest_status": None, "age_ms": None,
                     "age_ref_ms": None, "coverage_pct": None, "min_nonnull_pct": None, "clean_streak": 0,
@@ -143,16 +156,88 @@ class HealthJob:
         }
         return HealthMeasure(fact, latest, usable)
 
+    def observe_now(self, runtime: Runtime, now_ms: int, *, conn: Any = None) -> Decision:
+        """Bring `runtime`'s health machine to the verdict at `now_ms` before a job reads it (the
+        decision is not persisted: the caller persists it with its own rows)."""
+        return runtime.observe(EVALUATED, dict(self.measure(now_ms, conn=conn).fact), persist=False)
+
+
+@dataclass(frozen=True)
+class HealthVerdict:
+    """`health(now)`: the state and reason the policy gives the stored data at `at_ms`.
+
+    Attributes:
+        state, reason: the health machine after evaluating the data at `at_ms`.
+        latched: the state shuts the signal gate (effective STALE: the latch).
+        latched_since, manual_halt: the machine's variables after the evaluation.
+        facts: the measured `health_evaluated` fact (age_ms, coverage_pct, clean_streak, ...).
+        stored_state, stored_reason: what the last persisted evaluation said (for display only).
+        error: storage could not be read (the verdict is then the policy's storage-outage one).
+    """
+
+    at_ms: int
+    state: str
+    reason: str | None
+    latched: bool
+    latched_since: int | None
+    manual_halt: bool
+    facts: Mapping[str, Any]
+    stored_state: str | None
+    stored_reason: str | None
+    error: str | None = None
+
+    @property
+    def age_ms(self) -> int | None:
+        age = self.facts.get("age_ms")
+        return None if age is None else int(age)
+
+
+def gate_shut(policy: Policy, state: str) -> bool:
+    """True while `state` shuts the signal gate (the latch)."""
+    return SIGNALS_GATE not in policy.machines[HEALTH].states[state].allows
+
+
+def health_at(db: Database, policy: Policy, settings: Any, now_ms: int) -> HealthVerdict:
+    """`health(now)` (monitor §3.1), read-only: evaluate the stored runs at `now_ms` with the policy's
+    health table on a scratch engine restored from storage; nothing is written. Raises
+    `StorageUnavailable` only if the machine states cannot be restored."""
+    runtime = Runtime(db, policy, settings, ManualClock(now_ms))
+    runtime.start(persist=False)
+    engine = runtime.engine
+    stored_state, stored_reason = engine.state(HEALTH), engine.reason(HEALTH)
+    m = HealthMeter(db, policy, settings).measure(now_ms, record_first_start=False)
+    engine.observe(EVALUATED, dict(m.fact))
+    state = engine.state(HEALTH)
+    return HealthVerdict(at_ms=now_ms, state=state, reason=engine.reason(HEALTH), latched=gate_shut(policy, state),
+                         latched_since=engine.var(HEALTH, "latched_since"),
+                         manual_halt=bool(engine.var(HEALTH, "manual_halt")), facts=dict(m.fact),
+                         stored_state=stored_state, stored_reason=stored_reason, error=m.error)
+
+
+class HealthJob:
+    """`run(now)` after each snapshot run and every minute at second 30 (§5)."""
+
+    def __init__(self, ctx: AppContext, clock: Clock):
+        self.ctx = ctx
+        self.clock = clock
+        self.runtime = ctx.runtime
+        self.engine = ctx.runtime.engine
+        self.meter = HealthMeter(ctx.db, ctx.workspace.policy, ctx.settings)
+        self.health = IngestHealth(ctx.db)
+        self.state = MonitorState(ctx.db)
+
+    def measure(self, now_ms: int) -> HealthMeasure:
+        return self.meter.measure(now_ms)
+
     # ------------------------------------------------------------------ evaluate
     def latched(self) -> bool:
         """True while the `health` state shuts the signal gate (effective STALE: the latch)."""
-        machine = self.ctx.workspace.policy.machines[HEALTH]
-        return SIGNALS_GATE not in machine.states[self.engine.state(HEALTH)].allows
+        return gate_shut(self.ctx.workspace.policy, self.engine.state(HEALTH))
 
     def run(self, now_ms: int | None = None) -> HealthOutcome:
         now = self.clock.now_ms() if now_ms is None else now_ms
         m = self.measure(now)
-        decision, failure = observe(self.runtime, "health_evaluated", dict(m.fact))
+        decision, failure = observe(self.runtime, EVALUATED, dict(m.fact))
         state, reason, latched = self.engine.state(HEALTH), self.engine.reason(HEALTH), self.latched()
         error = m.error or (None if failure is None else str(failure))
         record = HealthRecord(
@@ -182,4 +267,5 @@ class HealthJob:
         return HealthOutcome(decision, state, reason, latched, m.fact, stored, alerts, error)
 
 
-__all__ = ["HealthJob", "HealthMeasure", "HealthOutcome", "alert_text"]
+__all__ = ["HealthJob", "HealthMeasure", "HealthMeter", "HealthOutcome", "HealthVerdict", "alert_text", "gate_shut",
+           "health_at"]

@@ -78,9 +78,17 @@ class MonitorJobs:
             return False
 
     def dashboard_cycle(self, at_ms: int) -> None:
-        """Re-derive the dashboard view (monitor §3.5) from health and the latest signal's age."""
+        """Re-derive the dashboard view (monitor §3.5) from health at this instant (§3.1
+        `health(now)`, whichever jobs are alive) and the latest signal's age."""
         self.ctx.runtime.sync()  # adopt an operator halt/resume
         now = self.ctx.clock.now_ms()
+        health = self.health.meter.observe_now(self.ctx.runtime, now)
+        try:
+            with self.ctx.db.transaction() as conn:
+                self.ctx.runtime.persist(health, conn=conn)
+                self.alerts.write([health], conn=conn)  # System Stale, if this read opened the episode
+        except StorageUnavailable as exc:  # the decision stands in memory; the next good write saves it
+            log.error("dashboard health evaluation not written: %s", exc)
         store = SignalStore(self.ctx.db)
         try:
             stamps = [t for t in (store.latest_signal_ts(a) for a in self.ctx.settings.get("monitor.assets"))

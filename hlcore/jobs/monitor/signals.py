@@ -34,6 +34,7 @@ from hlcore.errors import BadInput
 from hlcore.jobs.monitor import RunStatuses, observe, report_storage_failure
 from hlcore.jobs.monitor import formulas as f
 from hlcore.jobs.monitor.alerts import ALERT_SUPPRESSED, ALERT_SURFACED, AlertWriter
+from hlcore.jobs.monitor.health import HealthMeter
 from hlcore.policy.model import Policy
 from hlcore.storage.db import StorageUnavailable
 from hlcore.storage.monitor_signals import SignalStore
@@ -282,6 +283,7 @@ class SignalJob:
         self.alerts = alerts or AlertWriter(ctx)
         self.cfg = SignalSettings.load(ctx.settings, ctx.workspace.policy)
         self.statuses = RunStatuses.from_policy(ctx.workspace.policy)
+        self.meter = HealthMeter(ctx.db, ctx.workspace.policy, ctx.settings)
 
     # ------------------------------------------------------------------ entry point
     def run(self, slot_ts: int) -> SignalRun:
@@ -327,7 +329,7 @@ class SignalJob:
             row["computation_ms"] = self.clock.now_ms() - started
             candidates.append((m, row))
         with self.ctx.db.transaction() as conn:  # the cycle's one transaction
-            lock = self._check(PHASE_COMMIT, None, conn=conn)
+            checks = self._check(PHASE_COMMIT, None, conn=conn)
             committing = self.engine.may(COMMIT_GATE)
             if committing:
                 now = self.clock.now_ms()
@@ -337,9 +339,9 @@ class SignalJob:
                     [_positioning_row(slot_ts, m) for m, _ in candidates],
                     conn=conn,
                 )
-        self._record(lock, result)
+        self._record(checks, result)
         if not committing:  # closed inside the commit: nothing of the cycle was written
-            result.blocked_reason = self._blocked_reason(lock)
+            result.blocked_reason = self._blocked_reason(checks[-1])
             return self._abandon(slot_ts, result)
         result.committed = tuple(m.asset for m, _ in candidates)
         result.dropped = tuple(dropped)
@@ -454,21 +456,26 @@ class SignalJob:
         first = self.store.first_start_ts(conn=conn)
         return None if first is None else now - first
 
-    def _check(self, phase: str, asset: str | None, *, conn: Any = None) -> Decision:
-        """Observe `signal_lock_check` (not yet persisted: see `_record`)."""
+    def _check(self, phase: str, asset: str | None, *, conn: Any = None) -> list[Decision]:
+        """Health at this instant (monitor §3.1 `health(now)`: the lock, the alert gate and the
+        row's `health_state` never read a verdict older than the data, even with the health job
+        dead), then `signal_lock_check`; neither is persisted yet (see `_record`)."""
+        health = self.meter.observe_now(self.runtime, self.clock.now_ms(), conn=conn)
         fields = {"phase": phase, "asset": asset, "age_ref_ms": self._age_ref_ms(conn)}
-        return self.runtime.observe(LOCK_CHECK, fields, persist=False)
+        return [health, self.runtime.observe(LOCK_CHECK, fields, persist=False)]
 
-    def _record(self, decision: Decision, result: SignalRun) -> None:
-        """Persist a lock check with the System Stale row it may have fired (the locked signal job
-        fires it too, S7) in one transaction of its own: for the check inside the commit that is
-        after the cycle's transaction ends, so a rolled-back cycle still records the closed lock."""
-        with self.ctx.db.transaction() as conn:
-            self.runtime.persist(decision, conn=conn)
-            result.alerts += self.alerts.write([decision], conn=conn)
-        result.decisions.append(decision)
+    def _record(self, decisions: list[Decision], result: SignalRun) -> None:
+        """Persist a health evaluation and lock check, each with the System Stale row it may have
+        fired (the locked signal job fires it too, S7), in transactions of their own: for the check
+        inside the commit that is after the cycle's transaction ends, so a rolled-back cycle still
+        records the closed lock."""
+        for decision in decisions:  # one transaction each: a joined persist re-sends rows until commit
+            with self.ctx.db.transaction() as conn:
+                self.runtime.persist(decision, conn=conn)
+                result.alerts += self.alerts.write([decision], conn=conn)
+        result.decisions.extend(decisions)
         if not self.engine.may(COMPUTE_GATE) or not self.engine.may(COMMIT_GATE):
-            _log_effects(decision)
+            _log_effects(decisions[-1])
 
     def _lock_without_storage(self, result: SignalRun) -> None:
         """G0 for a cycle storage stopped: the outage made health STALE (H6), so the lock closes
@@ -481,11 +488,11 @@ class SignalJob:
             _log_effects(decision)
 
     def _lock_open(self, result: SignalRun, phase: str, asset: str | None) -> bool:
-        decision = self._check(phase, asset)
-        self._record(decision, result)
+        checks = self._check(phase, asset)
+        self._record(checks, result)
         if self.engine.may(COMPUTE_GATE):
             return True
-        result.blocked_reason = self._blocked_reason(decision)
+        result.blocked_reason = self._blocked_reason(checks[-1])
         return False
 
     def _blocked_reason(self, decision: Decision) -> str | None:
