@@ -6,8 +6,9 @@
 transaction, and never writes. An unreachable database or a schema mismatch is not an error here:
 it comes back as `storage_ok=False`, which the policy turns into the halt view (§3.5, §6).
 
-`current_health` is the ONE place the dashboard's health verdict comes from, so the shared
-`health(now)` function (issue 11) can replace it without touching the view model.
+`current_health` is the ONE place the dashboard's health verdict comes from: `load_state` asks the
+shared `health(now)` (`hlcore.jobs.monitor.health.health_at`, monitor §3.1) at the instant read, so a
+dead health job's last HEALTHY row is never what the page shows.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from hlcore.jobs.monitor import RunStatuses
+from hlcore.jobs.monitor.health import health_at
 from hlcore.policy.model import Policy
 from hlcore.storage.db import Database, StorageUnavailable
 from hlcore.storage.repos import MachineStateStore
@@ -27,6 +29,7 @@ from hlcore.storage.schema import (
     asset_positioning,
     ingest_health,
     ingest_runs,
+    machine_states,
     signal_contributors,
     signals,
 )
@@ -63,6 +66,7 @@ class StoredState:
     history: Sequence[Mapping[str, Any]] = ()               # signals rows of the longest chart window
     recent_alerts: Sequence[Mapping[str, Any]] = ()         # surfaced alerts of the last 24 h
     system_alert: Mapping[str, Any] | None = None           # the latest surfaced system alert, however old
+    health: Health | None = None                            # health(now), evaluated when the state was read
 
     def machine(self, name: str) -> Mapping[str, Any] | None:
         """The stored singleton instance of machine `name`, if any."""
@@ -117,20 +121,29 @@ def load_state(db: Database, policy: Policy, settings: Any, now_ms: int) -> Stor
                        alerts.c.message)
                 .where(alerts.c.asset.is_(None), alerts.c.alert_ts <= now_ms, alerts.c.suppressed.is_(False))
                 .order_by(alerts.c.alert_ts.desc(), alerts.c.id.desc()).limit(1)).mappings().first()
+            # health(now) restores the stored machines: only meaningful when none is from after `now`
+            # (a page asked for an earlier instant falls back to the rows as of then, current_health)
+            written = func.coalesce(machine_states.c.updated_at_ms, machine_states.c.since_ms)
+            from_future = conn.execute(select(func.count()).select_from(machine_states)
+                                       .where(written > now_ms)).scalar()
+        verdict = None if from_future else health_at(db, policy, settings, now_ms)
     except StorageUnavailable as exc:
         return StoredState(now_ms, False, str(exc))
     return StoredState(now_ms, True, None, machines, None if health_row is None else dict(health_row),
                        None if latest_run is None else dict(latest_run), usable_ts, sig_ts, slot, contributors,
-                       positioning, history, recent, None if system_alert is None else dict(system_alert))
+                       positioning, history, recent, None if system_alert is None else dict(system_alert),
+                       None if verdict is None else Health(verdict.state, verdict.reason, now_ms))
 
 
 def current_health(stored: StoredState, policy: Policy) -> Health:
     """The health verdict the dashboard shows (§3.1: one health for every layer).
 
-    Today: whichever is newer of the health job's latest `ingest_health` row and the stored `health`
-    machine (an operator halt changes the machine before the next evaluation row). Nothing stored:
-    the machine's initial state (H0). Issue 11's `health(now)` replaces this body at merge time.
+    A state read from storage carries `health(now)` and that is the answer. A StoredState built by
+    hand (view-model tests) carries none: then whichever is newer of the latest `ingest_health` row
+    and the stored `health` machine; nothing stored: the machine's initial state (H0).
     """
+    if stored.health is not None:
+        return stored.health
     machine = policy.machines[HEALTH]
     row, inst = stored.health_row, stored.machine(HEALTH)
     row_at = None if row is None else int(row["health_ts"])
