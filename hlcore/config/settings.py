@@ -15,7 +15,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -100,12 +100,38 @@ class Settings:
 # --------------------------------------------------------------------------- loading
 
 
+_VALIDATED: dict[tuple[str, bytes | None, str | None], Settings] = {}
+
+
+def _stamp(config_dir: Path) -> str:
+    """Sizes and mtimes of the packaged defaults and schema: an edited one is validated afresh."""
+    stats = [(config_dir / name).stat() for name in (SETTINGS_FILE, SCHEMA_FILE)]
+    return f"{config_dir}|" + "|".join(f"{st.st_size}:{st.st_mtime_ns}" for st in stats)
+
+
 def load_settings(path: Path | None, mode: str | None = None) -> Settings:
     """Defaults, then the user's file deep-merged over them, validated by schema and checks.
 
     `mode` (a run mode) also runs the checks declared with `modes:` for it, e.g. live needs a
     gap window. Raises one BadInput holding every problem; never a traceback for bad input.
+    A process keeps what it validated, by (defaults, file content, mode): a drill boots the app
+    and runs operator commands many times over the same settings, and cerberus is most of the
+    cost. Bad input is never kept (it is reported afresh, with its file and line).
     """
+    try:
+        raw = path.read_bytes() if path is not None else None
+        key = (_stamp(default_dir("config")), raw, mode)
+    except OSError:
+        return _load_settings(path, mode)  # unreadable: reported by the loader
+    cached = _VALIDATED.get(key)
+    if cached is None:
+        cached = _VALIDATED[key] = _load_settings(path, mode)
+        while len(_VALIDATED) > 32:
+            _VALIDATED.pop(next(iter(_VALIDATED)))
+    return cached if path is None or cached.file == str(path) else replace(cached, file=str(path))
+
+
+def _load_settings(path: Path | None, mode: str | None) -> Settings:
     config_dir = default_dir("config")
     defaults = load_yaml(config_dir / SETTINGS_FILE, _display(config_dir / SETTINGS_FILE))
     schema_src = load_yaml(config_dir / SCHEMA_FILE, _display(config_dir / SCHEMA_FILE))
