@@ -14,7 +14,7 @@ import random
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import requests
 from requests.structures import CaseInsensitiveDict
@@ -203,16 +203,16 @@ class VenueHttp:
         `DirectTransport` gets the parts as they are."""
         if self._direct is not None:
             return self._direct.exchange(method, url, params, json_body, headers)
-        assert isinstance(self.session, requests.Session)
-        merged = dict(self.session.headers)
+        session = cast(requests.Session, self.session)
+        merged = dict(session.headers)
         merged.update(headers or {})
         prepared = requests.Request(method, url, params=params, json=json_body, headers=merged).prepare()
         origin = url.split("/", 3)[:3]
         key = "/".join(origin)
         env = self._env_settings.get(key)
         if env is None:
-            env = self._env_settings[key] = self.session.merge_environment_settings(key, {}, None, None, None)
-        return self.session.send(prepared, timeout=self.timeout_s, allow_redirects=False, **env)
+            env = self._env_settings[key] = session.merge_environment_settings(key, {}, None, None, None)
+        return session.send(prepared, timeout=self.timeout_s, allow_redirects=False, **env)
 
     # ------------------------------------------------------------------ one attempt
     def _once(self, method: str, url: str, params: Mapping[str, Any] | None, json_body: Any,
