@@ -1,5 +1,7 @@
 """The whole drill suite, timed: per drill (all its runs) and in total, cold (first run in the
-process: policy parsing included) and warm (policy cached). Target: the suite <= 10 s here.
+process: policy parsing included) and warm (policy cached), in wall seconds and in CPU seconds
+summed over the drills (what a shared machine does not distort). Targets: the suite <= 10 s
+wall; the CPU summed <= 40 s (issue 12).
 
 Run: python benchmarks/drills.py [-k PATTERN] [--repeat N] [--jobs N]   (prints figures; asserts nothing)
 With --jobs > 1 each drill's seconds are measured inside its worker process (no cache is shared).
@@ -19,6 +21,7 @@ sys.path.insert(0, str(ROOT))
 from replay.suite import discover, run_suite  # noqa: E402
 
 TARGET_S = 10.0
+TARGET_CPU_S = 40.0
 
 
 def main() -> None:
@@ -52,6 +55,9 @@ def main() -> None:
         (e["app"] for e in r.outcome.entries if e["kind"] == "process" and e.get("app")), "") == "copytrader")
     print(f"suite: cold {cold_s:.2f} s{warm_text} (jobs={args.jobs}); target <= {TARGET_S:.0f} s: {verdict}")
     print(f"by app (cold): copytrader {copy:.2f} s, monitor {cold.seconds - copy:.2f} s")
+    cpu = sum(r.cpu_s for r in cold.results)
+    print(f"CPU summed (cold): {cpu:.2f} s; target <= {TARGET_CPU_S:.0f} s: "
+          f"{'met' if cpu <= TARGET_CPU_S else 'NOT met'}")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import shutil
 import sys
 from collections.abc import Callable
@@ -741,6 +742,10 @@ def diff_(base: Annotated[str | None, typer.Argument(help="Git revision or direc
           jobs: Annotated[int | None, typer.Option("--jobs", help="Drill replays in parallel (default: CPUs).")] = None,
           drill_timeout: Annotated[float, typer.Option("--drill-timeout", help="Seconds one drill replay may take "
                                                        "before it is reported as an error.")] = 300,
+          cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Where base-side drill journals are "
+                                                         "cached (default: $XDG_CACHE_HOME/hlcore/diff).")] = None,
+          cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse cached base-side journals.")]
+          = True,
           textconv: Annotated[Path | None, typer.Option("--textconv", help="Print one policy file normalised (the "
                                                         "git diff textconv driver) and exit.")] = None) -> None:
     """Semantic and behavioural diff of two policies, each change labelled stricter, looser or neutral."""
@@ -768,11 +773,10 @@ def diff_(base: Annotated[str | None, typer.Argument(help="Git revision or direc
         if history is not None:
             report.history = history_diff(base_side, head_side, history)
         if drills:
-            def progress(line: str) -> None:  # on stderr: stdout carries the report (json stays parseable)
-                err.print(f"diff: {line}", markup=False)
-
+            where = cache_dir or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hlcore" / "diff"
             report.behaviour = behaviour_diff(base_side, head_side, fixtures or Path.cwd() / "fixtures", jobs,
-                                              drill_timeout, progress=progress)
+                                              drill_timeout, lambda line: err.print(f"diff: {line}", markup=False),
+                                              where if cache else None)
             for warning in report.behaviour.warnings:
                 err.print(f"WARNING: {warning}", markup=False)
         sys.stdout.write(render(report, format))

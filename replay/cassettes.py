@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -86,8 +87,27 @@ def scrub_response(response: dict[str, Any], secrets: tuple[str, ...] = ()) -> d
     return {**response, "headers": headers, "body": body}
 
 
+RequestKey = tuple[str, str, bytes | None]  # (method, scrubbed URI, canonical scrubbed body)
+
+
+def _normalized_uri(uri: str) -> str:
+    """As vcrpy's `uri` matcher compares: an empty path is "/"."""
+    parts = urlsplit(uri)
+    return uri if parts.path else urlunsplit((parts.scheme, parts.netloc, "/", parts.query, parts.fragment))
+
+
+def request_key(method: str, url: str, body: bytes | str | None) -> RequestKey:
+    """What vcrpy's method + uri + body matchers compare, after the scrubber, as one hashable key."""
+    parts = urlsplit(url)
+    uri = urlunsplit((parts.scheme, parts.netloc, parts.path, _scrub_pairs(parts.query), ""))
+    return method, _normalized_uri(uri), scrub_body(body)
+
+
 class CassetteDeck:
-    """The drill's cassettes, tried in the order the drill lists them."""
+    """The drill's cassettes, tried in the order the drill lists them. Each is loaded once by
+    vcrpy (its recorded format, its scrubber) and indexed by request key: playing is a dict
+    lookup, with vcrpy's order kept (first cassette with an unplayed match, then the first
+    unplayed interaction in it)."""
 
     def __init__(self, paths: list[Path]):
         self.paths = paths
@@ -95,24 +115,35 @@ class CassetteDeck:
             read_text(p, what="cassette")
         self.cassettes = [Cassette.load(path=str(p), record_mode=RecordMode.NONE, match_on=MATCH_ON,
                                         before_record_request=scrub_request) for p in paths]
+        self._index: list[dict[RequestKey, deque[tuple[int, dict[str, str], bytes]]]] = []
+        for cassette in self.cassettes:
+            index: dict[RequestKey, deque[tuple[int, dict[str, str], bytes]]] = {}
+            for request, response in cassette.data:  # already scrubbed by vcrpy's load (before_record_request)
+                key = request_key(request.method, request.uri, request.body)
+                index.setdefault(key, deque()).append(_reply(response))
+            self._index.append(index)
 
     def play(self, method: str, url: str, body: bytes | str | None,
-             headers: Mapping[str, str]) -> tuple[int, dict[str, str], bytes] | None:
+             headers: Mapping[str, str] | None = None) -> tuple[int, dict[str, str], bytes] | None:
         """The next unplayed recorded response for this request, or None."""
-        if not self.cassettes:
-            return None
-        request = Request(method, url, body, dict(headers))
-        for cassette in self.cassettes:
-            if cassette.can_play_response_for(request):
-                response = cassette.play_response(request)
-                content = response["body"]["string"]
-                raw = content.encode() if isinstance(content, str) else content
-                flat = {k: (v[0] if isinstance(v, list) else v) for k, v in (response.get("headers") or {}).items()}
-                return int(response["status"]["code"]), flat, raw
+        return self.play_key(request_key(method, url, body)) if self._index else None
+
+    def play_key(self, key: RequestKey) -> tuple[int, dict[str, str], bytes] | None:
+        for index in self._index:
+            queue = index.get(key)
+            if queue:
+                return queue.popleft()
         return None
 
     def unplayed(self) -> int:
-        return sum(1 for c in self.cassettes for i in range(len(c.data)) if not c.play_counts[i])
+        return sum(len(queue) for index in self._index for queue in index.values())
+
+
+def _reply(response: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+    content = response["body"]["string"]
+    raw = content.encode() if isinstance(content, str) else content
+    flat = {k: (v[0] if isinstance(v, list) else v) for k, v in (response.get("headers") or {}).items()}
+    return int(response["status"]["code"]), flat, raw
 
 
 def write_cassette(path: Path, interactions: list[dict[str, Any]]) -> None:

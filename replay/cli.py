@@ -64,6 +64,9 @@ def register(app: typer.Typer) -> None:
               jobs: Annotated[int, typer.Option("--jobs", "-j", help="Drills run in parallel (processes); "
                                                 "0 = one per CPU.")] = 0,
               format: Annotated[str, typer.Option("--format", help="text, json or md.")] = "text",
+              write_golden: Annotated[bool, typer.Option("--write-golden", help="(Re)write each passing drill's "
+                                                         "fixtures/<name>/golden.jsonl (review the diff).")]
+              = False,
               policy: PolicyOpt = None, config: ConfigOpt = None) -> None:
         """Run every drill under fixtures/ (offline: SQLite, cassettes, scripted clock) and print a summary
         (exit 0 all pass, 1 a drill failed, 2 a drill file is bad)."""
@@ -90,6 +93,8 @@ def register(app: typer.Typer) -> None:
             journals.mkdir(parents=True, exist_ok=True)
             for outcome in suite.outcomes():
                 (journals / f"{outcome.drill}.jsonl").write_text(outcome.journal(), encoding="utf-8")
+        if write_golden:
+            _write_goldens(suite, dirs)
         wall_s = time.perf_counter() - started
         rows = summary_rows(suite)
         cov = measure(open_workspace(policy, config).policy, suite.outcomes(), suite.hits) if coverage else None
@@ -130,6 +135,21 @@ def register(app: typer.Typer) -> None:
 
         path = record_cassettes(name, app_name, seconds, fixtures, policy, config)
         out.print(f"recorded {path} (secrets scrubbed); edit {path.parent.parent / 'drill.yaml'}", markup=False)
+
+
+def _write_goldens(suite: "SuiteResult", dirs: list[Path]) -> None:
+    """Each passing drill's journal into its golden file; a failing drill's is left as it was."""
+    from hlcore.cli import err
+    from replay.golden import write_golden
+
+    changed = written = 0
+    for directory, result in zip(dirs, suite.results, strict=True):
+        if result.outcome is None or result.verdict != "pass":
+            err.print(f"golden: {directory.name} not written ({result.verdict})", markup=False)
+            continue
+        written += 1
+        changed += write_golden(directory, result.outcome.journal())
+    err.print(f"golden: {written} journals written, {changed} changed", markup=False)
 
 
 def _text(out: Console, rows: list[dict[str, object]], suite: "SuiteResult", cov: "Coverage | None",

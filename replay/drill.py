@@ -21,6 +21,7 @@ from replay.registry import CHECKS, GIVENS, MODIFIERS, STEPS, Kind, load_all
 
 DRILL_FILE = "drill.yaml"
 CASSETTE_DIR = "cassettes"
+GOLDEN_FILE = "golden.jsonl"  # the drill's reviewed journal (replay.golden); not part of the fixture's hash
 APPS = ("copytrader", "monitor")
 
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$")
@@ -118,9 +119,10 @@ def duration_ms(value: Any) -> int | None:
 
 
 def fixture_hash(directory: Path) -> str:
-    """sha256 over every file of the fixture folder (relative path + bytes), sorted."""
+    """sha256 over every file of the fixture folder (relative path + bytes), sorted; the golden
+    journal is the output, not the input, so it is left out (it records this very hash)."""
     digest = hashlib.sha256()
-    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+    for path in sorted(p for p in directory.rglob("*") if p.is_file() and p.name != GOLDEN_FILE):
         digest.update(path.relative_to(directory).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 

@@ -34,7 +34,7 @@ from hlcore.errors import BadInput, Problem
 from hlcore.jobs.copytrade.service import Wiring
 from hlcore.policy.loader import load_policy
 from hlcore.resources import resolve_policy_dir
-from hlcore.storage.db import Database, open_database
+from hlcore.storage.db import Database
 from hlcore.storage.repos import load_json
 from hlcore.storage.schema import audit_log, metadata
 from hlcore.workspace import Workspace
@@ -43,6 +43,7 @@ from replay.cassettes import CassetteDeck
 from replay.drill import CASSETTE_DIR, Drill, Expectation, Run, Step, deep_merge, load_drill
 from replay.registry import CHECKS, GIVENS, STEPS
 from replay.storage_faults import StorageFaults
+from replay.template_db import fresh_database
 from replay.transport import DrillTransport, ProcessKilled
 from replay.worlds.copytrade import CopytraderDriver
 from replay.worlds.monitor import MonitorDriver
@@ -269,8 +270,7 @@ class Player:
     # ------------------------------------------------------------------ world
     def seed(self) -> None:
         self.ws = self.open_workspace()
-        self.db = open_database(database_url(self.ws.settings, self.run.app))
-        self.db.create_schema(self.start_ms)
+        self.db = fresh_database(database_url(self.ws.settings, self.run.app), self.start_ms, _SCRATCH)
         self.db_id = self.db_file_id()
         for key in sorted(self.run.given):
             GIVENS[key].handler(self, self.run.given[key])

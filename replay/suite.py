@@ -35,6 +35,7 @@ class DrillResult:
     seconds: float
     outcome: Outcome | None = None
     problems: list[str] | None = None  # bad input: the located problems (exit 2)
+    cpu_s: float = 0.0  # CPU of the process running it (all threads) while it ran
 
     @property
     def verdict(self) -> str:
@@ -68,12 +69,13 @@ class SuiteResult:
 
 def run_one(directory: Path, policy: Path | None, config: Path | None, coverage: bool) -> DrillResult:
     """One drill, all its runs; bad input becomes the result's located problems."""
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     try:
         outcome = replay(directory, policy, config, coverage=coverage)
     except BadInput as exc:
-        return DrillResult(directory.name, time.perf_counter() - started, problems=[str(p) for p in exc.problems])
-    return DrillResult(directory.name, time.perf_counter() - started, outcome)
+        return DrillResult(directory.name, time.perf_counter() - started, problems=[str(p) for p in exc.problems],
+                           cpu_s=time.process_time() - cpu)
+    return DrillResult(directory.name, time.perf_counter() - started, outcome, cpu_s=time.process_time() - cpu)
 
 
 def run_suite(dirs: Iterable[Path], *, policy: Path | None = None, config: Path | None = None,

@@ -16,13 +16,15 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
 from requests.adapters import BaseAdapter
+from requests.structures import CaseInsensitiveDict
 
+from hlcore.adapters.http import Answer
 from hlcore.engine.clock import Clock
-from replay.cassettes import CassetteDeck
+from replay.cassettes import CassetteDeck, RequestKey, request_key
 
 FAULT_KINDS = ("timeout", "reset", "429", "418", "5xx", "malformed", "schema", "error", "crash", "lost", "html",
                "empty")
@@ -112,6 +114,7 @@ class DrillTransport(BaseAdapter):
         self.calls: list[Call] = []
         self.on_call = on_call  # the runner flushes audit rows before each call (single-threaded apps)
         self.lock = threading.RLock()
+        self._splits: dict[str, SplitResult] = {}  # each venue URL split once
 
     def session(self) -> requests.Session:
         s = requests.Session()
@@ -129,9 +132,9 @@ class DrillTransport(BaseAdapter):
 
     # ------------------------------------------------------------------ one request
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        """A prepared request (a plain `requests.Session` mounted on this adapter: tests, tools)."""
         url = urlsplit(request.url or "")
         method = request.method or "GET"
-        venue = self.world.venue_of(url.netloc) or url.netloc
         raw_body = request.body.encode() if isinstance(request.body, str) else request.body
         payload: Any = None
         params = dict(parse_qsl(url.query))
@@ -140,12 +143,41 @@ class DrillTransport(BaseAdapter):
                 payload = json.loads(raw_body)
             except ValueError:
                 params.update(dict(parse_qsl(raw_body.decode("utf-8", "replace"))))
+        reply = self._serve(method, url.netloc, url.path, params, payload,
+                            lambda: request_key(method, request.url or "", raw_body))
+        return self._response(request, reply)
+
+    def exchange(self, method: str, url: str, params: Mapping[str, Any] | None, json_body: Any,
+                 headers: Mapping[str, str] | None) -> Answer:
+        """What `VenueHttp` sends in a drill: answered from its parts, no `requests` preparation.
+        The URL, body, params and payload the world and cassettes see are those `requests` would
+        have sent (params urlencoded into the query; the body JSON-encoded)."""
+        split = self._splits.get(url)
+        if split is None:
+            split = self._splits[url] = urlsplit(url)
+        query = _encode_params(params) if params else ""
+        if split.query:
+            query = f"{split.query}&{query}" if query else split.query
+        raw_body = None if json_body is None else json.dumps(json_body, allow_nan=False).encode()
+        payload: Any = None if raw_body is None else json.loads(raw_body)
+        world_params = dict(parse_qsl(query)) if query else {}
+        full = urlunsplit((split.scheme, split.netloc, split.path, query, ""))
+        reply = self._serve(method, split.netloc, split.path, world_params, payload,
+                            lambda: request_key(method, full, raw_body))
+        answer_headers: CaseInsensitiveDict[str] = CaseInsensitiveDict()
+        answer_headers.update({"Content-Type": "application/json", **reply.headers})
+        return Answer(reply.status, answer_headers, _content(reply))
+
+    def _serve(self, method: str, netloc: str, path: str, params: dict[str, str], payload: Any,
+               key: Callable[[], RequestKey]) -> Reply:
+        """Log the call, then answer it: a scripted fault, the cassettes, or the world."""
+        venue = self.world.venue_of(netloc) or netloc
         op = payload.get("type") if isinstance(payload, dict) else None
         user = payload.get("user") if isinstance(payload, dict) else None
         if self.on_call is not None:
             self.on_call()
         with self.lock:
-            call = Call(self.clock.now_ms(), venue, method, url.path, op, user, "world")
+            call = Call(self.clock.now_ms(), venue, method, path, op, user, "world")
             self.calls.append(call)
             fault = next((f for f in self.faults if f.matches(call, call.ts_ms)), None)
             if fault is not None and fault.times is not None:
@@ -156,25 +188,26 @@ class DrillTransport(BaseAdapter):
         if delay is not None and delay.takes_ms:
             self.clock.advance(delay.takes_ms)  # type: ignore[attr-defined]  # the call takes this long
         if fault is not None and fault.kind not in ("schema", "crash", "lost"):
-            return self._fault(request, fault)
+            return self._fault(fault)
         with self.lock:
-            played = self.deck.play(method, request.url or "", raw_body, dict(request.headers))
+            played = self.deck.play_key(key()) if self.deck.cassettes else None
             if played is not None:
                 if fault is None:
                     call.served = "cassette"
                 reply = Reply(played[0], headers=played[1], raw=played[2])
             else:
-                reply = self.world.answer(venue, method, url.path, params, payload)
+                reply = self.world.answer(venue, method, path, params, payload)
         if fault is not None and fault.kind == "crash":
-            raise ProcessKilled(f"killed during {method} {url.path}")
+            raise ProcessKilled(f"killed during {method} {path}")
         if fault is not None and fault.kind == "lost":
-            raise requests.Timeout(f"answer to {method} {url.path} lost after the venue acted on it")
+            raise requests.Timeout(f"answer to {method} {path} lost after the venue acted on it")
         if fault is not None and fault.kind == "schema":
             body = json.loads(reply.raw) if reply.raw is not None else reply.body
             reply = Reply(reply.status, _drop(body, fault.drop), reply.headers)
-        return self._response(request, reply)
+        return reply
 
-    def _fault(self, request: requests.PreparedRequest, fault: Fault) -> requests.Response:
+    @staticmethod
+    def _fault(fault: Fault) -> Reply:
         kind = fault.kind
         if kind == "timeout":
             raise requests.Timeout("scripted timeout")
@@ -182,26 +215,24 @@ class DrillTransport(BaseAdapter):
             raise requests.ConnectionError("scripted connection reset by peer")
         if kind in ("429", "418"):
             headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
-            return self._response(request, Reply(int(kind), {"code": -1003, "msg": fault.msg or "Too many requests"},
-                                                 headers))
+            return Reply(int(kind), {"code": -1003, "msg": fault.msg or "Too many requests"}, headers)
         if kind == "5xx":
-            return self._response(request, Reply(fault.status or 503, {"code": -1001,
-                                                                        "msg": fault.msg or "Service unavailable"}))
+            return Reply(fault.status or 503, {"code": -1001, "msg": fault.msg or "Service unavailable"})
         if kind == "malformed":
-            return self._response(request, Reply(200, raw=b'{"truncated": [1, 2'))
+            return Reply(200, raw=b'{"truncated": [1, 2')
         if kind == "html":  # a gateway's error page, served as 200 (status or fault.status)
-            return self._response(request, Reply(fault.status or 200, raw=b"<html><body><h1>502 Bad Gateway</h1>"
-                                                 b"</body></html>", headers={"Content-Type": "text/html"}))
+            return Reply(fault.status or 200, raw=b"<html><body><h1>502 Bad Gateway</h1></body></html>",
+                         headers={"Content-Type": "text/html"})
         if kind == "empty":  # a 200 with no body at all
-            return self._response(request, Reply(fault.status or 200, raw=b""))
+            return Reply(fault.status or 200, raw=b"")
         # error: a venue error code in the venue's error body
-        return self._response(request, Reply(fault.status or 400, {"code": fault.code, "msg": fault.msg or ""}))
+        return Reply(fault.status or 400, {"code": fault.code, "msg": fault.msg or ""})
 
     @staticmethod
     def _response(request: requests.PreparedRequest, reply: Reply) -> requests.Response:
         response = requests.Response()
         response.status_code = reply.status
-        response._content = reply.raw if reply.raw is not None else json.dumps(reply.body).encode()
+        response._content = _content(reply)
         response.headers.update({"Content-Type": "application/json", **reply.headers})
         response.request = request
         response.url = request.url or ""
@@ -209,11 +240,26 @@ class DrillTransport(BaseAdapter):
         return response
 
 
+def _encode_params(params: Mapping[str, Any]) -> str:
+    """Query parameters as `requests` encodes them (None values left out, sequences repeated)."""
+    pairs: list[tuple[str, Any]] = []
+    for key, values in params.items():
+        for value in (values if isinstance(values, list | tuple) else [values]):
+            if value is not None:
+                pairs.append((key, value))
+    return urlencode(pairs)
+
+
+def _content(reply: Reply) -> bytes:
+    return reply.raw if reply.raw is not None else json.dumps(reply.body).encode()
+
+
 class DrillSession:
-    """The drill's `requests.Session`: the three members `VenueHttp` uses (`headers`,
-    `merge_environment_settings`, `send`), handing each prepared request straight to the drill
-    transport. A real session would add nothing a drill can observe here (no cookies, no
-    redirects, no proxies) and costs a third of a simulated venue call."""
+    """What `VenueHttp` gets in a drill: a `DirectTransport` (`exchange`: the request's parts go
+    straight to the drill transport, no `requests.Request.prepare`, no cookie jar) that also has
+    the `requests.Session` members (`headers`, `merge_environment_settings`, `send`) for callers
+    that prepare requests themselves. A real session would add nothing a drill can observe here
+    (no cookies, no redirects, no proxies) and costs most of a simulated venue call."""
 
     def __init__(self, adapter: DrillTransport):
         self.adapter = adapter
@@ -226,6 +272,11 @@ class DrillSession:
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         kwargs.pop("allow_redirects", None)
         return self.adapter.send(request, **kwargs)
+
+    def exchange(self, method: str, url: str, params: Mapping[str, Any] | None, json_body: Any,
+                 headers: Mapping[str, str] | None) -> Answer:
+        """`VenueHttp`'s direct seam (`hlcore.adapters.http.DirectTransport`): no request preparation."""
+        return self.adapter.exchange(method, url, params, json_body, headers)
 
     def close(self) -> None:
         pass

@@ -1,9 +1,10 @@
 """The only module that talks HTTP: one `requests.Session` per venue, timeouts, a weight-based
 rate limiter, a shared cooldown after 429/418, and retries for idempotent reads.
 
-Live and replay differ only in what sits under the session (the network, or vcrpy cassettes)
-and in the clock/sleep/rng injected here. Failures come back as `VenueError` values, never as
-exceptions: the caller turns them into facts.
+Live and replay differ only in what sits under `VenueHttp` (a `requests.Session` to the network,
+or a `DirectTransport`: the drill's cassettes and venue model, answered from the request's parts
+without `requests` preparing it) and in the clock/sleep/rng injected here. Failures come back
+as `VenueError` values, never as exceptions: the caller turns them into facts.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import random
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, cast, runtime_checkable
 
 import requests
+from requests.structures import CaseInsensitiveDict
 from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attempt
 
 from hlcore.engine.clock import Clock
@@ -57,6 +59,27 @@ class HttpResult:
     headers: Mapping[str, str] = field(default_factory=dict)
     sent_ms: int = 0
     received_ms: int = 0
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A venue's raw answer from a `DirectTransport`: the parts of `requests.Response` used here."""
+
+    status_code: int
+    headers: CaseInsensitiveDict[str]
+    content: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+@runtime_checkable
+class DirectTransport(Protocol):
+    """What answers a request from its parts (a drill's transport), instead of a session sending
+    a prepared request; it raises `requests.Timeout`/`requests.RequestException` as a session does."""
+
+    def exchange(self, method: str, url: str, params: Mapping[str, Any] | None, json_body: Any,
+                 headers: Mapping[str, str] | None) -> Answer: ...
 
 
 @dataclass(frozen=True)
@@ -120,7 +143,8 @@ class VenueHttp:
     def __init__(self, name: str, base_url: str, *, clock: Clock, sleep: Callable[[float], None],
                  rng: random.Random, timeout_ms: int, retry: RetryPolicy, limiter: WeightLimiter | None = None,
                  default_cooldown_ms: int = 5000, max_wait_ms: int = 60_000,
-                 session: requests.Session | None = None, request_limiter: WeightLimiter | None = None,
+                 session: requests.Session | DirectTransport | None = None,
+                 request_limiter: WeightLimiter | None = None,
                  used_weight_limit: int | None = None):
         self.name = name
         self.base_url = base_url.rstrip("/")
@@ -136,6 +160,8 @@ class VenueHttp:
         self.default_cooldown_ms = default_cooldown_ms
         self.max_wait_ms = max_wait_ms
         self.session = session or requests.Session()
+        self._direct = self.session if isinstance(self.session, DirectTransport) else None
+        self._retrying: dict[int, Retrying] = {}  # per attempt count; tenacity keeps call state per thread
         self._env_settings: dict[str, dict[str, Any]] = {}  # proxies/verify/cert per origin (read once)
         self.cooldown_until_ms = 0
         self.used_weight_header: int | None = None
@@ -150,36 +176,48 @@ class VenueHttp:
                 idempotent: bool = True, url: str | None = None) -> HttpResult | VenueError:
         """Send one request (retrying idempotent reads); return the parsed JSON or a VenueError."""
         attempts = self.retry.max_attempts if idempotent else 1
+        full = url or f"{self.base_url}{path}"
+        if attempts <= 1:  # nothing to retry: no retry object either
+            return self._once(method, full, params, json_body, headers, weight)
+        retrying = self._retrying.get(attempts)
+        if retrying is None:
+            retrying = self._retrying[attempts] = Retrying(
+                stop=stop_after_attempt(attempts),
+                wait=self._wait,
+                sleep=self._sleep,
+                retry=retry_if_result(lambda r: isinstance(r, VenueError) and r.retryable and r.sent),
+                retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+                reraise=False,
+            )
+        result: HttpResult | VenueError = retrying(self._once, method, full, params, json_body, headers, weight)
+        return result
 
-        def wait(state: RetryCallState) -> float:
-            outcome = state.outcome.result() if state.outcome else None
-            after = outcome.retry_after_ms if isinstance(outcome, VenueError) and outcome.retry_after_ms else 0
-            return max(self.retry.delay_ms(state.attempt_number, self.rng), after) / 1000
+    def _wait(self, state: RetryCallState) -> float:
+        outcome = state.outcome.result() if state.outcome else None
+        after = outcome.retry_after_ms if isinstance(outcome, VenueError) and outcome.retry_after_ms else 0
+        return max(self.retry.delay_ms(state.attempt_number, self.rng), after) / 1000
 
-        retrying = Retrying(
-            stop=stop_after_attempt(attempts),
-            wait=wait,
-            sleep=self.sleep,
-            retry=retry_if_result(lambda r: isinstance(r, VenueError) and r.retryable and r.sent),
-            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
-            reraise=False,
-        )
-        return retrying(self._once, method, url or f"{self.base_url}{path}", params, json_body, headers, weight)
+    def _sleep(self, seconds: float) -> None:
+        self.sleep(seconds)  # late-bound: a test may swap `sleep` after construction
 
     def _send(self, method: str, url: str, params: Mapping[str, Any] | None, json_body: Any,
-              headers: Mapping[str, str] | None) -> requests.Response:
+              headers: Mapping[str, str] | None) -> requests.Response | Answer:
         """`session.request` without its per-call merging (cookies, hooks, environment): prepare
         the request alone, with the session's headers, and send it with the environment's proxy
-        and TLS settings read once per origin. Neither venue uses cookies or redirects."""
-        merged = dict(self.session.headers)
+        and TLS settings read once per origin. Neither venue uses cookies or redirects. A
+        `DirectTransport` gets the parts as they are."""
+        if self._direct is not None:
+            return self._direct.exchange(method, url, params, json_body, headers)
+        session = cast(requests.Session, self.session)
+        merged = dict(session.headers)
         merged.update(headers or {})
         prepared = requests.Request(method, url, params=params, json=json_body, headers=merged).prepare()
         origin = url.split("/", 3)[:3]
         key = "/".join(origin)
         env = self._env_settings.get(key)
         if env is None:
-            env = self._env_settings[key] = self.session.merge_environment_settings(key, {}, None, None, None)
-        return self.session.send(prepared, timeout=self.timeout_s, allow_redirects=False, **env)
+            env = self._env_settings[key] = session.merge_environment_settings(key, {}, None, None, None)
+        return session.send(prepared, timeout=self.timeout_s, allow_redirects=False, **env)
 
     # ------------------------------------------------------------------ one attempt
     def _once(self, method: str, url: str, params: Mapping[str, Any] | None, json_body: Any,
@@ -253,7 +291,7 @@ def _retry_after_ms(value: str | None) -> int | None:
         return None
 
 
-def _venue_code(response: requests.Response) -> int | None:
+def _venue_code(response: requests.Response | Answer) -> int | None:
     try:
         body = response.json()
     except ValueError:

@@ -15,7 +15,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from hlcore.config.hashing import redact_url
 from hlcore.config.ranges import StrictNumbers, checks_off, non_finite, schema_problems
 from hlcore.errors import BadInput, Problem
 from hlcore.resources import default_dir
-from hlcore.yamlsource import PathKey, Source, format_path, load_yaml
+from hlcore.yamlsource import PathKey, Source, format_path, load_yaml, read_text
 
 SETTINGS_FILE = "settings.yaml"
 SCHEMA_FILE = "schema.yaml"
@@ -103,12 +103,35 @@ class Settings:
 # --------------------------------------------------------------------------- loading
 
 
+_VALIDATED: dict[tuple[str, bytes | None, str | None], Settings] = {}
+
+
+def _stamp(config_dir: Path) -> str:
+    """Sizes and mtimes of the packaged defaults and schema: an edited one is validated afresh."""
+    stats = [(config_dir / name).stat() for name in (SETTINGS_FILE, SCHEMA_FILE)]
+    return f"{config_dir}|" + "|".join(f"{st.st_size}:{st.st_mtime_ns}" for st in stats)
+
+
 def load_settings(path: Path | None, mode: str | None = None) -> Settings:
     """Defaults, then the user's file deep-merged over them, validated by schema and checks.
 
     `mode` (a run mode) also runs the checks declared with `modes:` for it, e.g. live needs a
     gap window. Raises one BadInput holding every problem; never a traceback for bad input.
+    A process keeps what it validated, by (defaults, file content, mode): a drill boots the app
+    and runs operator commands many times over the same settings, and cerberus is most of the
+    cost. Bad input is never kept (it is reported afresh, with its file and line).
     """
+    raw = read_text(path) if path is not None else None  # bounded: a fifo or /dev/zero is bad input, not a hang
+    key = (_stamp(default_dir("config")), raw, mode)
+    cached = _VALIDATED.get(key)
+    if cached is None:
+        cached = _VALIDATED[key] = _load_settings(path, mode)
+        while len(_VALIDATED) > 32:
+            _VALIDATED.pop(next(iter(_VALIDATED)))
+    return cached if path is None or cached.file == str(path) else replace(cached, file=str(path))
+
+
+def _load_settings(path: Path | None, mode: str | None) -> Settings:
     user = load_yaml(path) if path is not None else None  # first: a hostile file fails before any other work
     config_dir = default_dir("config")
     defaults = _packaged(config_dir / SETTINGS_FILE)

@@ -4,10 +4,16 @@ A drill is the same timeline of world changes on both sides, so any journal diff
 policy change at work. The policy and config hashes (and any SHA-256 a line prints) differ
 whenever anything does, so they are masked before comparing. Drills run in worker processes (two per drill) because each
 replay boots the real copy-trader on its own SQLite database.
+
+The base side of a drill is cached (`cache_dir`), keyed by the hash of the code that replays it,
+the side's policy and settings, and the drill's fixture: diffing a change against the same base
+again replays only the head side.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import multiprocessing
 import os
 import re
@@ -150,15 +156,68 @@ def compare(path: Path, base: Replayed, head: Replayed) -> DrillChange | None:
 
 
 Task = tuple[Path, Path, Path | None, tuple[str, ...]]
+_CODE_ROOT = Path(__file__).resolve().parents[2]
+
+
+def code_hash() -> str:
+    """sha256 over the code that replays drills (hlcore/ and replay/ sources): a cached journal
+    is only as good as the code that wrote it."""
+    digest = hashlib.sha256()
+    for package in ("hlcore", "replay"):
+        for path in sorted((_CODE_ROOT / package).rglob("*.py")):
+            digest.update(path.relative_to(_CODE_ROOT).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def cache_key(code: str, side: Side, drill: Path) -> str:
+    from replay.drill import fixture_hash
+
+    parts = (code, side.policy.hash, side.config_hash, fixture_hash(drill), drill.name)
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def _cached(cache_dir: Path | None, key: str) -> Replayed | None:
+    path = cache_dir / f"{key}.json" if cache_dir is not None else None
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8")) if path is not None and path.is_file() else None
+    except (OSError, ValueError):
+        return None  # unreadable: replay it again
+    if not isinstance(doc, dict):
+        return None
+    return Replayed(doc["drill"], doc["verdict"], tuple(doc["failures"]), tuple(doc["lines"]),
+                    tuple(doc["entries"]))
+
+
+def _store(cache_dir: Path | None, key: str, r: Replayed) -> None:
+    if cache_dir is None or r.error:
+        return
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = cache_dir / f"{key}.tmp{os.getpid()}"
+        tmp.write_text(json.dumps({"drill": r.drill, "verdict": r.verdict, "failures": list(r.failures),
+                                   "lines": list(r.lines), "entries": list(r.entries)}), encoding="utf-8")
+        tmp.replace(cache_dir / f"{key}.json")
+    except OSError:
+        pass  # a cache that cannot be written only costs time
+
+
+def _collect(futures: dict[Future[Replayed], int], tasks: list[Task], results: dict[int, Replayed],
+             on_done: Callable[[int, Replayed], None] | None) -> None:
+    """Take each newly finished replay (as soon as it finishes: progress is live)."""
+    for f, i in futures.items():
+        if f.done() and i not in results and not f.cancelled():
+            results[i] = f.result() if f.exception() is None else Replayed(
+                tasks[i][0].name, error=f"replay crashed: {f.exception()!r}")
+            if on_done is not None:
+                on_done(i, results[i])
 
 
 def run_pool(tasks: list[Task], workers: int, timeout: float,
-             on_done: Callable[[int, int], None] | None = None) -> list[Replayed]:
+             on_done: Callable[[int, Replayed], None] | None = None) -> list[Replayed]:
     """Replay every task in `spawn`ed worker processes (a forked child can inherit a lock another
     thread held, and a drill may run threads); a replay that outlives `timeout` seconds is reported
     as an error and its pool is killed, and the unfinished rest starts again in a fresh pool.
-    `on_done(finished, total)` is called as replays finish (progress)."""
-    reported = 0
+    `on_done(task index, result)` is called as each replay finishes (progress)."""
     results: dict[int, Replayed] = {}
     pending = list(range(len(tasks)))
     context = multiprocessing.get_context("spawn")
@@ -169,21 +228,14 @@ def run_pool(tasks: list[Task], workers: int, timeout: float,
         stuck: list[int] = []
         while not all(f.done() for f in futures) and not stuck:
             wait(list(futures), timeout=0.5, return_when=FIRST_COMPLETED)
-            finished = len(results) + sum(1 for f in futures if f.done())
-            if on_done is not None and finished > reported:
-                reported = finished
-                on_done(finished, len(tasks))
             now = time.monotonic()
             for f, i in futures.items():
                 if f.running():
                     started.setdefault(f, now)
                     if now - started[f] > timeout:
                         stuck.append(i)
-        for f, i in futures.items():
-            if f.done() and not f.cancelled() and f.exception() is None:
-                results[i] = f.result()
-            elif f.done() and not f.cancelled():
-                results[i] = Replayed(tasks[i][0].name, error=f"replay crashed: {f.exception()!r}")
+            _collect(futures, tasks, results, on_done)
+        _collect(futures, tasks, results, on_done)
         for i in stuck:
             results[i] = Replayed(tasks[i][0].name, error=f"replay did not finish within {timeout:g} s")
         if stuck:
@@ -195,8 +247,11 @@ def run_pool(tasks: list[Task], workers: int, timeout: float,
 
 
 def behaviour_diff(base: Side, head: Side, fixtures: Path, jobs: int | None = None, timeout: float = 300,
-                   progress: Callable[[str], None] | None = None) -> BehaviourReport:
-    """Replay every drill under `fixtures` under both sides; report the drills whose journal changed."""
+                   progress: Callable[[str], None] | None = None,
+                   cache_dir: Path | None = None) -> BehaviourReport:
+    """Replay every drill under `fixtures` under both sides; report the drills whose journal changed.
+    `progress` hears one line per finished replay; base-side journals come from `cache_dir` when
+    the same code, base and fixture wrote them before."""
     report = BehaviourReport()
     if (base.policy.hash, base.config_hash) == (head.policy.hash, head.config_hash):
         report.notes.append("policy and settings hash the same on both sides: every drill replays identically, "
@@ -209,11 +264,36 @@ def behaviour_diff(base: Side, head: Side, fixtures: Path, jobs: int | None = No
         report.warnings.append(f"{NO_DRILLS}: none found under {fixtures}/*/drill.yaml, so what this change does "
                                "was NOT replayed (hlcore init copies the default drills; or pass --fixtures DIR)")
         return report
-    tasks = [(d, side.root, side.settings_file, (side.policy.hash, side.config_hash))
-             for d in drills for side in (base, head)]
-    on_done = None if progress is None else (lambda done, total: progress(f"replayed {done}/{total} drill runs "
-                                                                          f"({len(drills)} drills x 2 sides)"))
-    results = run_pool(tasks, max(1, min(jobs or os.cpu_count() or 1, len(tasks))), timeout, on_done)
+    code = code_hash() if cache_dir is not None else ""
+    keys = [cache_key(code, base, d) if cache_dir is not None else "" for d in drills]
+    known = {i: r for i, r in enumerate(_cached(cache_dir, k) if k else None for k in keys) if r is not None}
+    tasks: list[Task] = []
+    slots: list[tuple[int, str]] = []  # (drill index, side) of each task
+    for i, d in enumerate(drills):
+        for label, side in (("base", base), ("head", head)):
+            if label == "base" and i in known:
+                continue
+            tasks.append((d, side.root, side.settings_file, (side.policy.hash, side.config_hash)))
+            slots.append((i, label))
+    if progress and known:
+        progress(f"{len(known)} base journals from the cache ({cache_dir})")
+    done = [0]
+
+    def finished(t: int, r: Replayed) -> None:
+        done[0] += 1
+        if progress:
+            i, label = slots[t]
+            progress(f"[{done[0]}/{len(tasks)}] {drills[i].name} ({label}): {r.error or r.verdict}")
+
+    replayed = run_pool(tasks, max(1, min(jobs or os.cpu_count() or 1, len(tasks) or 1)), timeout, finished) \
+        if tasks else []
+    results: list[Replayed] = []
+    by_slot = dict(zip(slots, replayed, strict=True))
+    for i in range(len(drills)):
+        rb = known.get(i) or by_slot[(i, "base")]
+        if i not in known:
+            _store(cache_dir, keys[i], rb)
+        results += [rb, by_slot[(i, "head")]]
     for i, d in enumerate(drills):
         rb, rh = results[2 * i], results[2 * i + 1]
         if rb.error or rh.error:

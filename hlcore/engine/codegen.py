@@ -13,6 +13,7 @@ Null semantics match `conditions.py`: an ordered comparison with a null side is 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from types import CodeType
 from typing import Any
 
 from hlcore.policy.conditions import OPERATORS, UNITS_MS, Compiler, parse_duration
@@ -141,6 +142,9 @@ def _is_literal(expr: str) -> bool:
     return True
 
 
+_CODE: dict[tuple[str, str], CodeType] = {}  # generated source -> compiled code object
+
+
 def compile_kind(kind: str, tables: list[tuple[Any, list[tuple[Any, Any]]]], policy: Policy, compiler: Compiler,
                  config: Any, singletons: Mapping[str, Any],
                  holds: Mapping[tuple[str, str], frozenset[str]],
@@ -196,7 +200,11 @@ def compile_kind(kind: str, tables: list[tuple[Any, list[tuple[Any, Any]]]], pol
             lines.append("        break")
     source = "\n".join(lines) + "\n"
     namespace: dict[str, Any] = dict(gen.ns)
-    code = compile(source, f"<policy:{kind}>", "exec")
+    code = _CODE.get((kind, source))
+    if code is None:  # a process boots the same policy many times (drills, operator commands)
+        code = _CODE[(kind, source)] = compile(source, f"<policy:{kind}>", "exec")
+        while len(_CODE) > 256:
+            _CODE.pop(next(iter(_CODE)))
     exec(code, namespace)  # the source above is generated from the validated policy only
     run = namespace["run"]
     run.source = source  # type: ignore[attr-defined]

@@ -39,9 +39,16 @@ class Runtime:
         self._unsaved_rows: dict[str, dict[str, Any]] = {}
         self._unsaved_tallies: list[dict[str, Any]] = []
         self._revision: str | None = None  # the last operator revision this process has adopted
+        self._present: set[str] = set()  # tables seen in storage (see `_has`)
 
     def _has(self, table: str) -> bool:
-        return table in self.db._existing_tables()
+        """Whether storage has `table` (an older schema may not). A table once seen stays: tables
+        are never dropped under a running process, so persist does not reflect the schema each time."""
+        if table in self._present:
+            return True
+        present = self.db._existing_tables()
+        self._present |= present
+        return table in present
 
     def start(self, persist: bool = True) -> Decision:
         """Restore every persisted instance (mirrors fill in for an older schema) and seed the rest.

@@ -7,6 +7,7 @@ Lint (reachability, traps, nondeterminism …) runs on the result, in `lint.py`.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
@@ -97,13 +98,43 @@ def load_policy(policy_dir: Path, config: ConfigView) -> Policy:
     data = getattr(config, "data", None)
     if data is None:
         return build_policy(read_sources(policy_dir), config)
-    key = (str(policy_dir.resolve()), _stamp(policy_dir), json.dumps(data, sort_keys=True, default=str))
+    stamp = _stamp(policy_dir)
+    key = (str(policy_dir.resolve()), stamp, json.dumps(data, sort_keys=True, default=str))
     policy = _LOADED.get(key)
     if policy is None:
-        policy = _LOADED[key] = build_policy(read_sources(policy_dir), config)
+        sources, shapes = _shaped(policy_dir, stamp)
+        policy = _LOADED[key] = _Builder(sources, config, copy.deepcopy(shapes)).build()
         while len(_LOADED) > 8:
             _LOADED.pop(next(iter(_LOADED)))
     return policy
+
+
+_SHAPED: dict[tuple[str, str], tuple[dict[str, Source], dict[str, tuple[dict[str, Any] | None, list[Problem]]]]] = {}
+
+
+def _shaped(policy_dir: Path, stamp: str) -> tuple[dict[str, Source],
+                                                   dict[str, tuple[dict[str, Any] | None, list[Problem]]]]:
+    """The policy files parsed and shape-validated once per stamp: neither depends on settings,
+    and cerberus is most of a load (a drill variant with other settings rebuilds only the rest)."""
+    key = (str(policy_dir.resolve()), stamp)
+    found = _SHAPED.get(key)
+    if found is None:
+        sources = read_sources(policy_dir)
+        found = _SHAPED[key] = (sources, {name: validate_shape(src, _schema_of(name, src))
+                                          for name, src in sources.items()})
+        while len(_SHAPED) > 4:
+            _SHAPED.pop(next(iter(_SHAPED)))
+    return found
+
+
+def _schema_of(name: str, src: Source) -> dict[str, Any]:
+    if name.startswith("machines/"):
+        return MACHINE_SCHEMA
+    if isinstance(src.data, dict) and "facts" in src.data:
+        return FACTS_SCHEMA
+    if isinstance(src.data, dict) and "invariants" in src.data:
+        return INVARIANTS_SCHEMA  # checked by policy/invariants.py, on the built policy
+    return RULES_SCHEMA
 
 
 def build_policy(sources: Mapping[str, Source], config: ConfigView) -> Policy:
@@ -112,8 +143,10 @@ def build_policy(sources: Mapping[str, Source], config: ConfigView) -> Policy:
 
 
 class _Builder:
-    def __init__(self, sources: Mapping[str, Source], config: ConfigView):
+    def __init__(self, sources: Mapping[str, Source], config: ConfigView,
+                 shapes: Mapping[str, tuple[dict[str, Any] | None, list[Problem]]] | None = None):
         self.sources = dict(sources)
+        self.shapes = shapes  # validate_shape's answer per file, when already known
         self.config = config
         self.problems: list[Problem] = []
         self.machines: dict[str, MachineDef] = {}
@@ -147,15 +180,8 @@ class _Builder:
     # -- build -----------------------------------------------------------------------------
     def build(self) -> Policy:
         for name, src in sorted(self.sources.items()):
-            if name.startswith("machines/"):
-                schema = MACHINE_SCHEMA
-            elif isinstance(src.data, dict) and "facts" in src.data:
-                schema = FACTS_SCHEMA
-            elif isinstance(src.data, dict) and "invariants" in src.data:
-                schema = INVARIANTS_SCHEMA  # checked by policy/invariants.py, on the built policy
-            else:
-                schema = RULES_SCHEMA
-            doc, problems = validate_shape(src, schema)
+            shaped = self.shapes.get(name) if self.shapes is not None else None
+            doc, problems = shaped if shaped is not None else validate_shape(src, _schema_of(name, src))
             self.problems.extend(problems)
             if doc is not None:
                 self.docs[name] = doc

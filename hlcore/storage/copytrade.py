@@ -974,20 +974,25 @@ class Baselines:
                 norm = normalise_symbol(symbol)
                 totals[norm] = totals.get(norm, Decimal(0)) + qty
         for correlation_id, filled, payload_text in rows:
-            payload = load_json(payload_text) or {}
-            side = str(payload.get("side", "")).upper()
-            if side == BUY:
-                sign = Decimal(1)
-            elif side == SELL:
-                sign = Decimal(-1)
-            else:
-                raise ValueError(f"intent {correlation_id!r} has side {payload.get('side')!r}, not {BUY}/{SELL}")
-            symbol = payload.get("symbol")
-            if not symbol:
-                raise ValueError(f"intent {correlation_id!r} has no symbol")
-            norm = normalise_symbol(str(symbol))
-            totals[norm] = totals.get(norm, Decimal(0)) + sign * (_dec(filled) or Decimal(0))
+            norm, signed = signed_fill(correlation_id, filled, payload_text)
+            totals[norm] = totals.get(norm, Decimal(0)) + signed
         return {sym: qty for sym, qty in sorted(totals.items()) if abs(qty) > dust}
+
+
+def signed_fill(correlation_id: str, filled: Any, payload_text: Any) -> tuple[str, Decimal]:
+    """One result's part of the local position: (normalised symbol, +qty for BUY / −qty for SELL)."""
+    payload = load_json(payload_text) or {}
+    side = str(payload.get("side", "")).upper()
+    if side == BUY:
+        sign = Decimal(1)
+    elif side == SELL:
+        sign = Decimal(-1)
+    else:
+        raise ValueError(f"intent {correlation_id!r} has side {payload.get('side')!r}, not {BUY}/{SELL}")
+    symbol = payload.get("symbol")
+    if not symbol:
+        raise ValueError(f"intent {correlation_id!r} has no symbol")
+    return normalise_symbol(str(symbol)), sign * (_dec(filled) or Decimal(0))
 
 
 __all__ = [
@@ -1018,4 +1023,5 @@ __all__ = [
     "event_key",
     "normalise_symbol",
     "parse_event_key",
+    "signed_fill",
 ]

@@ -201,6 +201,17 @@ class Universe:
         by rank. When every wallet is covered every minute this is rank order; when the weight
         budget cannot cover everyone, each cycle starts where the previous one had to stop."""
         t, s = wallet_universe_current, wallet_snapshots
+        with self.db.begin_or_join(conn) as c:
+            ranked = list(c.execute(select(t.c.wallet_id).order_by(t.c.rank)).scalars())
+            # The usual minute: every current wallet has a good row at the newest good slot, so all
+            # tie there and rank decides; that reads one slot, not the whole table grouped.
+            newest = c.execute(select(s.c.snapshot_ts).where(s.c.position_szi.is_not(None))
+                               .order_by(s.c.snapshot_ts.desc()).limit(1)).scalar()  # walks the key backwards
+            if newest is not None:
+                good = set(c.execute(select(s.c.wallet_id).where(s.c.snapshot_ts == newest,
+                                                                 s.c.position_szi.is_not(None))).scalars())
+                if good.issuperset(ranked):
+                    return ranked
         last = (select(s.c.wallet_id, func.max(s.c.snapshot_ts).label("last_ts"))
                 .where(s.c.position_szi.is_not(None)).group_by(s.c.wallet_id).subquery())
         query = (select(t.c.wallet_id).outerjoin(last, last.c.wallet_id == t.c.wallet_id)

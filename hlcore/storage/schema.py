@@ -162,6 +162,7 @@ order_results = Table(
     *_nonneg_check("order_results", "query_attempts"),
     Index("ix_order_results_status", "status"),
     Index("ix_order_results_exchange_order_id", "exchange_order_id"),
+    Index("ix_order_results_updated_at_ms", "updated_at_ms"),  # local positions fold in only new results
 )
 
 audit_log = Table(

@@ -1,5 +1,6 @@
-"""Every drill under fixtures/ passes and replays byte-identically; bad drill files exit 2 with
-file:line; a drill whose outcome differs exits 1 naming the expectation (issue 5)."""
+"""Every drill under fixtures/ passes and replays byte-identically to its committed golden
+journal (issue 12: once, not twice; `hlcore drill --write-golden` rewrites them); bad drill files
+exit 2 with file:line; a drill whose outcome differs exits 1 naming the expectation (issue 5)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hlcore.cli import app
+from replay.golden import first_difference, golden_path
 from replay.runner import replay
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,12 +45,36 @@ def test_every_spec_scenario_has_a_drill_with_cassettes() -> None:
 
 
 @pytest.mark.parametrize("directory", DRILLS, ids=[d.name for d in DRILLS])
-def test_drill_passes_and_replays_identically(directory: Path) -> None:
-    first = replay(directory)
-    assert first.failures == [] and first.verdict == "pass"
-    assert replay(directory).journal() == first.journal()
-    cassettes = [e for e in first.entries if e["kind"] == "cassettes"]
+def test_drill_passes_and_matches_its_golden_journal(directory: Path) -> None:
+    outcome = replay(directory)
+    assert outcome.failures == [] and outcome.verdict == "pass"
+    golden = golden_path(directory)
+    assert golden.is_file(), f"no {golden.name}: run `hlcore drill -k {directory.name} --write-golden`"
+    difference = first_difference(golden.read_text(encoding="utf-8"), outcome.journal())
+    assert difference is None, (f"{directory.name}: journal differs from {golden.name} (if intended: "
+                                f"`hlcore drill -k {directory.name} --write-golden`, review the diff)\n{difference}")
+    cassettes = [e for e in outcome.entries if e["kind"] == "cassettes"]
     assert cassettes and all(e["unplayed"] == 0 for e in cassettes), "every recorded interaction is played"
+
+
+def test_first_difference_names_the_line_and_both_sides() -> None:
+    assert first_difference("a\nb\n", "a\nb\n") is None
+    assert first_difference("a\nb\n", "a\nc\n") == "line 2 differs:\n  golden: b\n  replay: c"
+    assert first_difference("a\n", "a\nz\n") == "line 2: only the replay has it (1 vs 2 lines):\n  replay: z"
+    assert first_difference("a\n", "a") == "the journals differ in line endings or a final newline"
+
+
+def test_write_golden_writes_each_drills_journal_and_leaves_the_fixture_hash(tmp_path: Path) -> None:
+    target = tmp_path / "fixtures" / "gap_exceeded"
+    shutil.copytree(ROOT / "fixtures" / "gap_exceeded", target)
+    golden_path(target).unlink()
+    before = replay(target)
+    result = CliRunner().invoke(app, ["drill", "--fixtures", str(tmp_path / "fixtures"), "-j", "1",
+                                      "--write-golden"])
+    assert result.exit_code == 0, result.output
+    assert "golden: 1 journals written, 1 changed" in result.stderr
+    assert golden_path(target).read_text(encoding="utf-8") == before.journal()
+    assert replay(target).fixture_hash == before.fixture_hash  # the golden file is not an input
 
 
 def test_gap_exceeded_cli_timeline_and_journal(tmp_path: Path) -> None:

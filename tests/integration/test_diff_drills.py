@@ -37,9 +37,15 @@ def setup(tmp_path: Path, old: str, new: str) -> tuple[Path, Path, Path]:
 
 
 def run(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(app, ["diff", *args])
+    return run_full(*args)[:2]
+
+
+def run_full(*args: str) -> tuple[int, str, str]:
+    """`hlcore diff ARGS` (no cache unless ARGS name one: a test never writes to ~/.cache)."""
+    extra = [] if "--cache-dir" in args else ["--no-cache"]
+    result = CliRunner().invoke(app, ["diff", *args, *extra])
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result.exit_code, result.stdout
+    return result.exit_code, result.stdout, result.stderr
 
 
 def test_a_narrower_backfill_window_changes_gap_exceeded(tmp_path: Path) -> None:
@@ -76,3 +82,21 @@ def test_a_threshold_no_drill_reads_changes_no_outcome(tmp_path: Path) -> None:
     assert code == 1  # the threshold change itself is looser
     report = json.loads(out)
     assert report["drills"]["replayed"] == 1 and report["drills"]["changed"] == []
+
+
+def test_the_base_side_is_cached_by_code_policy_settings_and_fixture(tmp_path: Path) -> None:
+    """A second diff against the same base replays the head only; the report is the same."""
+    base, head, fixtures = setup(tmp_path, "backfill_window_ms: 600000 ", "backfill_window_ms: 599999 ")
+    args = (str(base), str(head), "--fixtures", str(fixtures), "--format", "json", "--jobs", "1",
+            "--cache-dir", str(tmp_path / "cache"))
+    code, first, progress = run_full(*args)
+    assert code == 0 and "base journals from the cache" not in progress
+    assert f"[1/2] {DRILL} (base): pass" in progress or f"[2/2] {DRILL} (base): pass" in progress
+    assert len(list((tmp_path / "cache").glob("*.json"))) == 1
+    code, second, progress = run_full(*args)
+    assert code == 0 and "1 base journals from the cache" in progress
+    assert f"[1/1] {DRILL} (head): fail" in progress
+    assert json.loads(second)["drills"] == json.loads(first)["drills"]
+    (fixtures / DRILL / "drill.yaml").write_text((fixtures / DRILL / "drill.yaml").read_text() + "\n")
+    code, _third, progress = run_full(*args)  # the fixture changed: its base is replayed again
+    assert "from the cache" not in progress and f"{DRILL} (base): pass" in progress

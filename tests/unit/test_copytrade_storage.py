@@ -789,3 +789,53 @@ def test_local_positions_refuse_an_unknown_side(db: Database) -> None:
     _filled(db, orders, "odd", "HOLD", "BTCUSDT", "0.5", T0)
     with pytest.raises(ValueError, match="side"):
         Baselines(db).local_positions()
+
+
+# --------------------------------------------------------------------------------------------------
+# Local positions kept incrementally (issue 12): always equal to the full recomputation
+# --------------------------------------------------------------------------------------------------
+
+
+def test_local_book_follows_every_write_as_the_full_recomputation_does(db: Database) -> None:
+    from hlcore.engine.runtime import OPS_REVISION
+    from hlcore.storage.local_book import LocalBook
+    from hlcore.storage.repos import SystemState
+
+    orders, book = Orders(db), LocalBook(db)
+    steps: list[Any] = [
+        lambda: _filled(db, orders, "early", "BUY", "BTCUSDT", "0.5", T0 - 10),  # before any baseline
+        lambda: Baselines(db).sync({"BTC-USDT": "1.0"}, "ops", "test", T0),
+        lambda: _filled(db, orders, "a", "BUY", "BTC_USDT", "0.5", T0 + 10),
+        lambda: _filled(db, orders, "b", "SELL", "ETHUSDT", "0.3", T0 + 20),
+        # a partial fill that completes later: the same row updated, counted once at its latest qty
+        lambda: orders.upsert_result("b", "FILLED", T0 + 30, filled_qty=Decimal("0.7"), contract_version=CONTRACT),
+        lambda: _filled(db, orders, "c", "SELL", "BTCUSDT", "1.5", T0 + 30),  # same ms as the last stamp
+        lambda: SystemState(db).set(OPS_REVISION, "7", T0 + 40),
+        lambda: Baselines(db).sync({"BTCUSDT": "2.0"}, "ops", "again", T0 + 50, replace=True),  # a new baseline
+        lambda: _filled(db, orders, "d", "BUY", "BTCUSDT", "0.25", T0 + 60),
+    ]
+    seen = []
+    for step in steps:
+        step()
+        kept = book.positions(T0 + 100)
+        assert kept == Baselines(db).local_positions()
+        seen.append(kept)
+    assert seen[4] == {"BTCUSDT": Decimal("1.5"), "ETHUSDT": Decimal("-0.7")}
+    assert seen[5] == {"ETHUSDT": Decimal("-0.7")}  # 1.0 + 0.5 − 1.5 = 0: dropped as dust
+    assert seen[-1] == {"BTCUSDT": Decimal("2.25")}
+
+
+def test_local_book_reads_only_new_results(db: Database) -> None:
+    """After the first read, a read folds in only the rows stamped since: a row written behind the
+    book's back with an old stamp is not seen until something makes it rebuild (reconcile does)."""
+    from hlcore.storage.local_book import LocalBook
+
+    orders, book = Orders(db), LocalBook(db)
+    _filled(db, orders, "a", "BUY", "BTCUSDT", "0.5", T0 + 10)
+    assert book.positions(T0 + 20) == {"BTCUSDT": Decimal("0.5")}
+    with db.transaction() as conn:  # not through upsert_result: an old stamp
+        conn.execute(schema.order_results.update().values(filled_qty=Decimal("0.9"), updated_at_ms=T0))
+    assert book.positions(T0 + 20) == {"BTCUSDT": Decimal("0.5")}
+    book.forget()
+    assert book.positions(T0 + 20) == {"BTCUSDT": Decimal("0.9")} == Baselines(db).local_positions()
+    assert book.positions(T0 - 1) == {"BTCUSDT": Decimal("0.9")}  # a clock behind what was seen: rebuilt

@@ -42,6 +42,7 @@ from hlcore.storage.copytrade import (
 )
 from hlcore.storage.copytrade import normalise_symbol as norm
 from hlcore.storage.ingest_skips import IngestSkips
+from hlcore.storage.local_book import LocalBook
 from hlcore.storage.schema import order_intents
 
 log = logging.getLogger("hlcore.copytrade")
@@ -99,6 +100,7 @@ class CopytradeJobs:
         self.state = CopytradeState(ctx.db)
         self.events = Events(ctx.db)
         self.orders = Orders(ctx.db)
+        self.book = LocalBook(ctx.db)  # local positions, kept incrementally (decisions read it per event)
         self.counters = Counters()
         self.tick_cursor: Cursor | None = None
         event_machine = self.policy.machines[EVENT]
@@ -307,7 +309,18 @@ class CopytradeJobs:
         return (local > 0) == (prev > 0)
 
     def _local_positions(self) -> dict[str, Decimal]:
-        return Baselines(self.ctx.db).local_positions()
+        return self.book.positions(self.ctx.clock.now_ms())
+
+    def _checked_local_positions(self) -> dict[str, Decimal]:
+        """The full recomputation (reconcile's own figure), and the running sum checked against it:
+        a disagreement is a bug, logged and repaired by rebuilding the sum."""
+        full = Baselines(self.ctx.db).local_positions()
+        kept = self.book.positions(self.ctx.clock.now_ms())
+        if kept != full:
+            log.error("local positions kept incrementally %s differ from the full recomputation %s: rebuilt",
+                      kept, full)
+            self.book.forget()
+        return full
 
     # ------------------------------------------------------------------ execute (§3.3, §4.5, §4.6)
     def execute(self, stop: Callable[[], bool] = lambda: False) -> int:
@@ -463,7 +476,7 @@ class CopytradeJobs:
         self._venue_fault("positionRisk", snapshot)
         http = client.http
         fetch_ok = not isinstance(snapshot, VenueError)
-        local = self._local_positions()
+        local = self._checked_local_positions()
         exchange: dict[str, Decimal] = {}
         position_mode_ok = True
         age = None
