@@ -78,11 +78,13 @@ def record_cassettes(name: str, app: str, seconds: int, fixtures: Path, policy: 
     secrets = tuple(os.environ.get(k, "") for k in ("BINANCE_API_KEY", "BINANCE_API_SECRET"))
     with tempfile.TemporaryDirectory(prefix="hlcore-record-") as tmp, recorder(secrets).use_cassette(str(cassette)):
         os.chdir(tmp)  # a throwaway database: recording never touches the operator's
+        scratch = f"sqlite:///{Path(tmp).resolve() / 'record.db'}"  # db_path is relative to the config file
         try:
             if app == "copytrader":
-                ctx, _jobs, scheduler, _loop, _code = start(ws, "dry-run", wiring)  # dry-run: no order, ever
+                ctx, _jobs, scheduler, _loop, _code = start(ws, "dry-run", wiring, db_url=scratch,
+                                                            allow_create_db=True)  # dry-run: no order, ever
             else:
-                ctx, _jobs, scheduler = start_monitor(ws, wiring)
+                ctx, _jobs, scheduler = start_monitor(ws, wiring, db_url=scratch, allow_create_db=True)
             try:
                 scheduler.run_until(start_ms + seconds * 1000,
                                     lambda ts: time.sleep(max(0.0, (ts - clock.now_ms()) / 1000)))

@@ -54,11 +54,22 @@ class Settings:
         maps: dotted paths of dict-valued settings (`meta: {map: true}` in the schema), which
             `keys()` lists as leaves while their entries stay addressable.
         file: the user file it was loaded from, or None for the defaults alone.
+        base_dir: the absolute folder of that file, against which relative paths such as
+            `db_path` resolve (not the current directory: `live` started elsewhere must find the
+            same database); None for the defaults alone (then the current directory).
     """
 
     data: dict[str, Any]
     maps: frozenset[str] = frozenset()
     file: str | None = None
+    base_dir: str | None = None
+
+    def path(self, dotted: str) -> Path:
+        """A path setting made absolute: relative to the config file's folder (`base_dir`)."""
+        value = Path(str(self.get(dotted))).expanduser()
+        if value.is_absolute():
+            return value
+        return (Path(self.base_dir) if self.base_dir else Path.cwd()) / value
 
     def get(self, dotted: str) -> Any:
         """`get("safety.warn_threshold")`; a section or map comes back as a copy."""
@@ -130,7 +141,8 @@ def load_settings(path: Path | None, mode: str | None = None) -> Settings:
     problems += _Checker(merged, origins, bad_paths, mode, user_file).run(checks, schema_src)
     if problems:
         raise BadInput(sorted(problems, key=lambda p: (p.file, p.line or 0, p.path)))
-    return Settings(data=merged, maps=frozenset(_map_paths(schema, "")), file=user_file)
+    return Settings(data=merged, maps=frozenset(_map_paths(schema, "")), file=user_file,
+                    base_dir=str(path.resolve().parent) if path is not None else None)
 
 
 def _display(path: Path) -> str:

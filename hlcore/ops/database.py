@@ -37,7 +37,7 @@ from hlcore.config.settings import Settings
 from hlcore.engine.clock import Clock
 from hlcore.errors import BadInput, CheckFailed
 from hlcore.storage.copytrade import CopytradeKey
-from hlcore.storage.db import Database, open_database, sqlite_url
+from hlcore.storage.db import Database, create_sqlite_file, open_database, sqlite_url
 from hlcore.storage.repos import AuditLog
 from hlcore.storage.schema import SCHEMA_VERSION_KEY, audit_log, order_intents, order_results, system_state
 from hlcore.workspace import Workspace
@@ -86,7 +86,7 @@ class DbTarget:
                 database = make_url(url).database
                 return cls(url, Path(database).expanduser().resolve() if database else None)
             return cls(url, None)
-        path = Path(settings.get("db_path")).expanduser().resolve()
+        path = settings.path("db_path").resolve()  # relative to the config file's folder
         return cls(f"sqlite:///{path}", path)
 
     @property
@@ -223,7 +223,7 @@ def _pg_backup(ws: Workspace, target: DbTarget, stamp: str, result: CommandResul
         env["PGPASSWORD"] = str(url.password)  # never on the command line (process list)
     dsn = URL.create("postgresql", username=url.username, host=url.host, port=url.port, database=url.database,
                      query=url.query).render_as_string(hide_password=False)
-    folder = Path(ws.settings.get("db_path")).expanduser().resolve().parent
+    folder = ws.settings.path("db_path").resolve().parent
     folder.mkdir(parents=True, exist_ok=True)
     dest = free_path(folder / f"backup-{stamp}.dump")
     done = run([pg_dump, "--format=custom", f"--file={dest}", f"--dbname={dsn}"], env=env,
@@ -332,9 +332,9 @@ def rebuild(ws: Workspace, clock: Clock, *, force: bool, backup_first: bool, ope
         side = target.path.with_name(target.path.name + suffix)
         if side.exists():
             side.unlink()
+    create_sqlite_file(target.path, now)  # built aside and linked into place: never half-made
     fresh = open_database(target.url)
     try:
-        fresh.create_schema(now)
         status = fresh.schema_status()
         result.add("schema_version", fresh.stored_schema_version())
         result.add("schema_status", status)

@@ -48,6 +48,10 @@ SCHEMA_VERSION = 4
 SCHEMA_VERSION_KEY = "schema_version"
 """The `system_state` key holding the stored layout version (a storage key, not policy)."""
 
+DB_IDENTITY_KEY = "db_identity"
+"""The `system_state` key naming this database: written once at creation, checked at boot and
+every tick, so a database deleted or replaced under a running process is noticed (issue 10)."""
+
 metadata = MetaData()
 
 

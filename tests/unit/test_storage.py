@@ -218,7 +218,9 @@ def test_schema_status_ok_missing_and_mismatch(db: Database, tmp_path: Path) -> 
     with db.transaction() as conn:
         conn.execute(schema.system_state.delete())
     assert db.stored_schema_version() is None
-    assert db.schema_status() == "mismatch"
+    assert db.schema_status() == "incomplete"  # no version and not one row: an interrupted first boot
+    SystemState(db).set("safety_mode", "ARMED_SAFE", T0)
+    assert db.schema_status() == "mismatch"  # no version but state: never re-initialised
 
 
 def test_partial_tables_are_a_mismatch(tmp_path: Path) -> None:
@@ -237,7 +239,9 @@ def test_system_state_upsert(db: Database) -> None:
     state.set("safety_mode", "HALT", T0 + 5)
     assert state.get("safety_mode") == "HALT"
     state.set_many({"safety_reason_code": "BACKFILL_WINDOW_EXCEEDED", "safety_mode": "ARMED_SAFE"}, T0 + 9)
-    assert state.all() == {
+    stored = state.all()
+    assert stored.pop("db_identity").startswith(f"{T0}-")  # written once at creation (issue 10)
+    assert stored == {
         "safety_mode": "ARMED_SAFE",
         "safety_reason_code": "BACKFILL_WINDOW_EXCEEDED",
         "schema_version": "4",
