@@ -12,6 +12,7 @@ Counts, per case:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -255,10 +256,8 @@ def random_kills(home: Path, kills: int, seed: int, *, max_alive_s: float = 1.5)
         for _ in range(kills):
             proc = rig.spawn()
             delay = rng.uniform(0.0, max_alive_s)
-            try:
+            with contextlib.suppress(TimeoutError):
                 rig.wait_for(proc, "writer lock", lambda proc=proc: rig.holds_lock(proc), 60)
-            except TimeoutError:
-                pass
             venues.trade()
             time.sleep(delay / 2)
             venues.trade()
@@ -310,10 +309,8 @@ def first_boot_kills(home: Path, kills: int, seed: int, max_alive_s: float = 0.5
             rig = Rig(home / f"install-{i}", venues)
             proc = rig.spawn(allow_create=True)
             delay = rng.uniform(0.0, max_alive_s)
-            try:
+            with contextlib.suppress(TimeoutError):
                 rig.wait_for(proc, "writer lock", lambda proc=proc, rig=rig: rig.holds_lock(proc), 60)
-            except TimeoutError:
-                pass
             time.sleep(delay)
             if kill(proc) is None:
                 counts.kills += 1

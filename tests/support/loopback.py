@@ -20,7 +20,6 @@ from urllib.parse import parse_qsl, urlsplit
 
 from replay.worlds.copytrade import WALLET, CopytradeWorld, hl_fill
 
-
 SIZE = Decimal("2.0")
 
 

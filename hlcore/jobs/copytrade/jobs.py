@@ -10,6 +10,7 @@ before it is ever sent.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -87,6 +88,9 @@ class CopytradeJobs:
         self.orders = Orders(ctx.db)
         self.counters = Counters()
         self.tick_cursor: Cursor | None = None
+        # is storage still the database this process booted on? The loop installs its identity
+        # check (service.Loop.database_ok); asked again right before each order is sent (issue 10)
+        self.database_ok: Callable[[], bool] = lambda: True
         event_machine = self.policy.machines[EVENT]
         self.pending_state = event_machine.initial
         self.open_event_states = [s for s, d in event_machine.states.items() if not d.final]
@@ -342,6 +346,8 @@ class CopytradeJobs:
             if found.order is not None:
                 self._outcome(cid, found)
                 return
+        if not self.database_ok():  # deleted or replaced since the tick began: not one more order
+            return
         gate = "order.reduce" if payload["reduce_only"] else "order.open"
         if not self.engine.may(gate):  # the pre-hook: the policy turns this into its rejection code
             self._answer(cid, GATE_CLOSED, message=f"gate {gate} closed")

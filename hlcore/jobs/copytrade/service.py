@@ -162,7 +162,7 @@ class Loop:
         wait, self.wait_ms = self.wait_ms, min(self.wait_ms * 2, self.max_idle_ms)
         return wait
 
-    def _database_checked(self) -> bool:
+    def database_ok(self) -> bool:
         """Before anything else in a tick: is this still our database (issue 10)? If not, the
         policy's HALT is taken in memory at once and the loop does no more work until a restart
         (which refuses a missing database without --allow-create-db). Only a re-versioned database
@@ -184,7 +184,7 @@ class Loop:
     def _tick(self, at_ms: int) -> int:
         now = self.ctx.clock.now_ms()
         self.ticks += 1
-        if not self._database_checked():
+        if not self.database_ok():
             return self.max_idle_ms
         self.ctx.runtime.sync()  # an operator command may have changed the safety mode
         if self.jobs.venues.binance is not None and now >= self.next_reconcile_ms:
@@ -261,6 +261,7 @@ def start(ws: Workspace, mode: str, wiring: Wiring, *, db_url: str | None = None
         jobs.sweep_parked()
     scheduler = Scheduler(wiring.clock)
     loop = Loop(ctx, jobs, metrics_writer(metrics_path, wiring.clock))
+    jobs.database_ok = loop.database_ok
     scheduler.add("copytrade_tick", loop.idle_ms, loop.tick)
     scheduler.add("retention", HOUR_MS, lambda at: retention(ctx, jobs), first_at=wiring.clock.now_ms() + HOUR_MS)
     return ctx, jobs, scheduler, loop, code
