@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event, inspect, select
+from sqlalchemy import Connection, Engine, Table, create_engine, event, inspect, literal_column, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
@@ -169,7 +169,8 @@ class Database:
 
     def _all_empty(self, tables: set[str]) -> bool:
         with storage_errors("counting rows"), self.engine.connect() as conn:
-            return all(conn.execute(select(metadata.tables[name]).limit(1)).first() is None for name in sorted(tables))
+            return all(conn.execute(select(literal_column("1")).select_from(metadata.tables[name]).limit(1)).first()
+                       is None for name in sorted(tables))
 
     def dispose(self) -> None:
         """Close pooled connections (for SQLite files: release the file)."""
