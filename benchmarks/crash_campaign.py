@@ -45,12 +45,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="hlcore-crash-") as tmp:
         home = Path(tmp)
         cases = [
-            ("random_kills", lambda: random_kills(home / "kills", args.kills, args.seed)),
-            ("two_writers", lambda: two_writers(home / "two")[0]),
-            ("first_boot_kills", lambda: first_boot_kills(home / "first", args.first_boot_kills, args.seed)),
-            ("deleted_db", lambda: deleted_database(home / "deleted")[0]),
+            lambda: random_kills(home / "kills", args.kills, args.seed),
+            lambda: two_writers(home / "two")[0],
+            lambda: first_boot_kills(home / "first", args.first_boot_kills, args.seed),
+            lambda: deleted_database(home / "deleted")[0],
         ]
-        for name, run in cases:
+        for run in cases:
             t0 = time.monotonic()
             counts = run()
             results.append(counts)
