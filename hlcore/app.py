@@ -23,16 +23,17 @@ from hlcore.storage.writer_lock import FileWriterLock, ProcessLocalLock, WriterL
 from hlcore.workspace import Workspace
 
 APPS = ("copytrader", "monitor")
+DATABASE_URL_ENV = "DATABASE_URL"  # overrides db_url / monitor.db_url for both apps
 SERVICE_COMMAND = "live"  # how a running service names itself in the lock file (`live --mode …`)
 
 
 def database_url(settings: Settings, app: str) -> str:
-    """The app's database: `db_url` (or DATABASE_URL for the monitor) over the SQLite `db_path`,
-    which is relative to the config file's folder (never the working directory)."""
-    if app == "monitor":
-        url = os.environ.get("DATABASE_URL") or settings.get("monitor.db_url")
-        return url or sqlite_url(settings.path("monitor.db_path"))
-    return settings.get("db_url") or sqlite_url(settings.path("db_path"))
+    """The app's database: DATABASE_URL from the environment (so a password-bearing URL never sits
+    in a file), else `db_url`, else the SQLite `db_path`, which is relative to the config file's
+    folder (never the working directory)."""
+    prefix = "monitor." if app == "monitor" else ""
+    url = os.environ.get(DATABASE_URL_ENV) or settings.get(f"{prefix}db_url")
+    return url or sqlite_url(settings.path(f"{prefix}db_path"))
 
 
 def database_file(url: str) -> Path | None:

@@ -24,7 +24,7 @@ import yaml
 from freezegun import freeze_time
 from sqlalchemy import select
 
-from hlcore.app import AppContext, database_url
+from hlcore.app import DATABASE_URL_ENV, AppContext, database_url
 from hlcore.config.settings import load_settings
 from hlcore.engine import trace
 from hlcore.engine.clock import ManualClock
@@ -165,8 +165,10 @@ class Player:
     """One run: process lifecycle (boot, crash, restart), the clock, the world, the journal and
     the checks. Steps and checks (replay.steps, replay.checks, replay.worlds.*) act through it."""
 
-    def __init__(self, drill: Drill, run: Run, policy: Path | None, config: Path | None, tmp: Path):
+    def __init__(self, drill: Drill, run: Run, policy: Path | None, config: Path | None, tmp: Path,
+                 database: str | None = None):
         self.drill, self.run, self.tmp = drill, run, tmp
+        self.database = database  # a server database the run uses instead of the SQLite db_path
         self.driver = DRIVERS[run.app]
         self.start_ms = run.start_ms
         self.policy = policy.resolve() if policy is not None else None
@@ -381,12 +383,15 @@ class Player:
     def frozen(self) -> Iterator[None]:
         freezer = freeze_time(wall_time(self.start_ms))
         self.clock.frozen = freezer.start()
-        database_env = os.environ.pop("DATABASE_URL", None)  # the drill's storage, never the operator's
+        database_env = os.environ.pop(DATABASE_URL_ENV, None)  # the drill's storage, never the operator's
+        if self.database is not None:
+            os.environ[DATABASE_URL_ENV] = self.database  # the app reads it as live would (one path)
         try:
             yield
         finally:
+            os.environ.pop(DATABASE_URL_ENV, None)
             if database_env is not None:
-                os.environ["DATABASE_URL"] = database_env
+                os.environ[DATABASE_URL_ENV] = database_env
             self.clock.frozen = None
             freezer.stop()
 
@@ -417,11 +422,22 @@ class Player:
         return [e for _, _, e in sorted(self.entries, key=lambda x: (x[0], x[1]))]
 
 
+def empty_database(url: str) -> None:
+    """Drop every hlcore table at `url`, so a run on a server database starts as on a new file."""
+    db = open_database(url)
+    try:
+        with db.transaction() as conn:
+            metadata.drop_all(conn)
+    finally:
+        db.dispose()
+
+
 def replay(directory: Path, policy: Path | None = None, config: Path | None = None,
-           coverage: bool = False) -> Outcome:
+           coverage: bool = False, database: str | None = None) -> Outcome:
     """Load and play every run of the drill in `directory` (bad input raises BadInput).
     `policy` is a directory holding machines/ and rules/; `config` a settings file the drill's
-    own `config` overrides are merged over (default: the packaged defaults)."""
+    own `config` overrides are merged over (default: the packaged defaults). `database`: a
+    PostgreSQL URL each run uses (emptied of hlcore's tables first) instead of a SQLite file."""
     drill = load_drill(directory)
     policy = resolve_policy_dir(policy.resolve() if policy is not None else None)  # before the chdir below
     config = config.resolve() if config is not None else None
@@ -433,7 +449,9 @@ def replay(directory: Path, policy: Path | None = None, config: Path | None = No
             os.chdir(tmp)  # relative data/ and logs/ paths land in the temporary folder
             try:
                 with trace.collecting(hits) if coverage else contextlib.nullcontext():
-                    player = Player(drill, run, policy, config, Path(tmp))
+                    if database is not None:
+                        empty_database(database)
+                    player = Player(drill, run, policy, config, Path(tmp), database)
                     if outcome is None:
                         outcome = Outcome(drill.name, drill.runbook, player.open_workspace().policy.hash,
                                           drill.fixture_hash)

@@ -31,7 +31,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.engine import URL, make_url
 
-from hlcore.app import AppContext, open_app
+from hlcore.app import DATABASE_URL_ENV, AppContext, open_app
 from hlcore.config.hashing import redact_url
 from hlcore.config.settings import Settings
 from hlcore.engine.clock import Clock
@@ -79,7 +79,7 @@ class DbTarget:
 
     @classmethod
     def of(cls, settings: Settings) -> DbTarget:
-        url = settings.get("db_url")
+        url = os.environ.get(DATABASE_URL_ENV) or settings.get("db_url")  # as hlcore.app.database_url
         if url:
             backend = make_url(url).get_backend_name()
             if backend == "sqlite":

@@ -20,10 +20,11 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, Table, create_engine, event, inspect, literal_column, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
 from sqlalchemy.pool import StaticPool
 
+from hlcore.config.hashing import redact_url
 from hlcore.errors import BadInput, HlcoreError
 from hlcore.storage.schema import DB_IDENTITY_KEY, SCHEMA_VERSION, SCHEMA_VERSION_KEY, metadata, system_state
 
@@ -201,9 +202,9 @@ def open_database(url: str, *, busy_timeout_ms: int = 5000) -> Database:
     empty database; replay relies on that.
     """
     try:
-        parsed = make_url(url)
+        parsed = driver_url(url)
     except ArgumentError as exc:
-        raise BadInput(f"invalid database URL {url!r}: {exc}") from exc
+        raise BadInput(f"invalid database URL {redact_url(url)!r}: {exc}") from exc
     backend = parsed.get_backend_name()
     if backend not in SUPPORTED_BACKENDS:
         raise BadInput(
@@ -222,10 +223,23 @@ def open_database(url: str, *, busy_timeout_ms: int = 5000) -> Database:
         else:
             engine = create_engine(parsed, pool_pre_ping=True)
     except ImportError as exc:
-        raise StorageUnavailable(
-            f"database driver for {parsed.drivername!r} is not installed: {exc}", exc
-        ) from exc
+        package = DRIVER_PACKAGES.get(parsed.drivername, parsed.drivername)
+        raise BadInput(f"database driver missing: {parsed.drivername} needs {package}; "
+                       f"install it with: pip install 'hlcore[postgres]'") from exc
     return Database(engine)
+
+
+DRIVER_PACKAGES = {"postgresql+psycopg": "psycopg (psycopg 3)", "postgresql+psycopg2": "psycopg2"}
+"""The pip package behind each driver name, for the one-line "driver missing" error."""
+
+
+def driver_url(url: str) -> URL:
+    """`url` parsed, with a bare `postgresql://` meaning psycopg 3 (the driver `hlcore[postgres]`
+    installs) rather than SQLAlchemy's psycopg2 default."""
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
 
 
 def new_identity(now_ms: int | None) -> str:
