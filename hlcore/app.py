@@ -6,9 +6,7 @@ venues, the HTTP transport) differs between them.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from hlcore.engine.clock import Clock
 from hlcore.engine.runtime import Runtime
 from hlcore.errors import BadInput, CheckFailed
 from hlcore.storage.db import Database, create_sqlite_file, open_database, sqlite_url
+from hlcore.storage.pg_lock import AdvisoryWriterLock
 from hlcore.storage.writer_lock import FileWriterLock, ProcessLocalLock, WriterLock, WriterLockHeld, lock_path_for
 from hlcore.workspace import Workspace
 
@@ -44,17 +43,15 @@ def database_file(url: str) -> Path | None:
     return Path(parsed.database).expanduser().resolve()
 
 
-def writer_lock(url: str) -> WriterLock:
-    """The system's single-writer lock (DESIGN §7): a file lock beside a SQLite file. Until the
-    PostgreSQL advisory lock lands, a PostgreSQL URL is locked host-locally by a file named after
-    the URL's hash (one host per database is the supported PostgreSQL set-up today)."""
+def writer_lock(url: str, app: str) -> WriterLock:
+    """The system's single-writer lock (DESIGN §7): a file lock beside a SQLite file, a session
+    advisory lock (keyed by the app) on PostgreSQL, nothing for an in-memory database."""
     path = database_file(url)
     if path is not None:
         return FileWriterLock(lock_path_for(path))
     if make_url(url).get_backend_name() == "sqlite":
         return ProcessLocalLock()
-    digest = hashlib.sha256(make_url(url).render_as_string(hide_password=True).encode()).hexdigest()[:16]
-    return FileWriterLock(Path(tempfile.gettempdir()) / f"hlcore-{digest}.lock")
+    return AdvisoryWriterLock(url, app)
 
 
 def prepare_database(url: str, now_ms: int, *, allow_create: bool) -> None:
@@ -112,7 +109,7 @@ def lock_system(workspace: Workspace, app: str, *, command: str, since_ms: int, 
                 wait_s: float | None = None) -> WriterLock:
     """Take the system's writer lock or raise WriterLockHeld naming the holder (exit 2).
     `wait_s` None: the operator wait of the settings (`orchestrator.writer_lock_wait_sec`)."""
-    lock = writer_lock(url or database_url(workspace.settings, app))
+    lock = writer_lock(url or database_url(workspace.settings, app), app)
     wait = float(workspace.settings.get("orchestrator.writer_lock_wait_sec")) if wait_s is None else wait_s
     lock.acquire(wait_s=wait, since_ms=since_ms, command=command)
     return lock
@@ -129,7 +126,7 @@ def operator_lock(workspace: Workspace, app: str, *, command: str, since_ms: int
     starts ARMED_SAFE (docs/decisions.md, issue 10). Commands that replace the database never come
     here: they use `lock_system` and are refused while the service runs.
     """
-    lock = writer_lock(database_url(workspace.settings, app))
+    lock = writer_lock(database_url(workspace.settings, app), app)
     try:
         lock.acquire(wait_s=0.0, since_ms=since_ms, command=command)
         return lock
@@ -148,7 +145,8 @@ def open_locked(workspace: Workspace, clock: Clock, app: str, *, command: str, a
     lock = lock_system(workspace, app, command=command, since_ms=clock.now_ms(), url=url, wait_s=0.0)
     try:
         prepare_database(url, clock.now_ms(), allow_create=allow_create)
-        return open_app(workspace, clock, app, url=url, lock=lock)
+        # PostgreSQL: no file to build aside; the schema is created in one transaction by open_app
+        return open_app(workspace, clock, app, url=url, lock=lock, create=allow_create)
     except BaseException:
         lock.release()
         raise
