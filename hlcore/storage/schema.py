@@ -92,7 +92,7 @@ processed_txs = Table(
     "processed_txs",
     metadata,
     Column("tx_hash", Text, nullable=False),
-    Column("event_index", Integer, nullable=False),
+    Column("event_index", BigInteger, nullable=False),  # a fill id can exceed 32 bits (PostgreSQL INTEGER)
     Column("symbol", Text, nullable=False),
     _ms("timestamp_ms", nullable=False),
     Column("is_replay", Boolean, nullable=False, server_default=false()),

@@ -43,10 +43,14 @@ def test_every_spec_scenario_has_a_drill_with_cassettes() -> None:
 
 
 @pytest.mark.parametrize("directory", DRILLS, ids=[d.name for d in DRILLS])
-def test_drill_passes_and_replays_identically(directory: Path) -> None:
+def test_drill_passes_and_replays_identically(directory: Path, pg_database: str) -> None:
+    """Each drill passes on SQLite, and again on PostgreSQL (the worker's own database) with a
+    byte-identical journal: the second run proves determinism and backend parity at once."""
     first = replay(directory)
     assert first.failures == [] and first.verdict == "pass"
-    assert replay(directory).journal() == first.journal()
+    on_postgresql = replay(directory, database=pg_database)
+    assert on_postgresql.failures == [] and on_postgresql.verdict == "pass"
+    assert on_postgresql.journal() == first.journal()
     cassettes = [e for e in first.entries if e["kind"] == "cassettes"]
     assert cassettes and all(e["unplayed"] == 0 for e in cassettes), "every recorded interaction is played"
 
