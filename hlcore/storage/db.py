@@ -26,6 +26,7 @@ from sqlalchemy.pool import StaticPool
 
 from hlcore.config.hashing import redact_url
 from hlcore.errors import BadInput, HlcoreError
+from hlcore.storage.runbook_columns import add_runbook_columns
 from hlcore.storage.schema import DB_IDENTITY_KEY, SCHEMA_VERSION, SCHEMA_VERSION_KEY, metadata, system_state
 
 SchemaStatus = Literal["ok", "missing", "incomplete", "mismatch"]
@@ -97,6 +98,8 @@ class Database:
             if conn.dialect.name == "sqlite":
                 conn.exec_driver_sql("SAVEPOINT hlcore_create_schema")  # opens the transaction for DDL
             metadata.create_all(conn, checkfirst=True)
+            for table in metadata.sorted_tables:  # a table made before they existed gets them too
+                add_runbook_columns(conn, table)
             stored = dict(conn.execute(
                 select(system_state.c["key"], system_state.c.value)
                 .where(system_state.c["key"].in_([SCHEMA_VERSION_KEY, DB_IDENTITY_KEY]))
