@@ -80,6 +80,7 @@ def pg_server() -> Iterator[str]:
         yield url
         return
     folder = Path(tempfile.mkdtemp(prefix="hlcore-pg-"))
+    folder.chmod(0o755)  # the server runs as another user when we are root
     try:
         yield pg.start(folder / "cluster")
     finally:

@@ -332,7 +332,9 @@ def insert_ignore(conn: Connection, table: Any, row: Mapping[str, Any], keys: Se
     if dialect == "sqlite":
         stmt = sqlite.insert(table).values(**row).on_conflict_do_nothing(index_elements=list(keys))
     elif dialect == "postgresql":
+        # psycopg 3 reports rowcount -1 for this statement here: RETURNING says whether a row went in
         stmt = postgresql.insert(table).values(**row).on_conflict_do_nothing(index_elements=list(keys))
+        return conn.execute(stmt.returning(literal_column("1"))).first() is not None
     else:  # open_database refuses other backends; this guards hand-built engines
         raise BadInput(f"insert-or-ignore is not supported on {dialect!r}")
     return conn.execute(stmt).rowcount == 1
