@@ -447,7 +447,7 @@ def ops_rebuild_db(backup: Annotated[bool, typer.Option("--backup", help="Copy t
                    force: Annotated[bool, typer.Option("--force", help="Really delete and recreate.")] = False,
                    operator: OperatorOpt = "operator", reason_message: ReasonMsgOpt = None,
                    dry_run: DryRunOpt = False, policy: PolicyOpt = None, config: ConfigOpt = None) -> None:
-    """Back up, delete and recreate the SQLite database at schema v4 (runbook Schema Updates).
+    """Back up, delete and recreate the SQLite database at this release's schema (runbook Schema Updates).
     Refused without --force and --backup, or while the service holds it (best-effort check)."""
     from hlcore.app import lock_system
     from hlcore.engine.clock import SystemClock
@@ -462,6 +462,28 @@ def ops_rebuild_db(backup: Annotated[bool, typer.Option("--backup", help="Copy t
     try:
         result = rebuild(ws, clock, force=force, backup_first=backup, operator=operator,
                          reason_message=reason_message, dry_run=dry_run)
+    finally:
+        lock.release()
+    _print_outcome(result)
+
+
+@ops_app.command("migrate")
+@handles_errors
+def ops_migrate(dry_run: DryRunOpt = False, policy: PolicyOpt = None, config: ConfigOpt = None) -> None:
+    """Upgrade the copy-trader database in place to this release's schema (a start on an older schema
+    HALTs with SCHEMA_VERSION_MISMATCH until this runs): verified backup first (SQLite copy, or
+    pg_dump), then the migration steps in one transaction. Refused while the service runs."""
+    from hlcore.app import lock_system
+    from hlcore.engine.clock import SystemClock
+    from hlcore.ops.database import migrate_db
+    from hlcore.storage.writer_lock import ProcessLocalLock
+
+    ws = open_workspace(policy, config)
+    clock = SystemClock()
+    lock = ProcessLocalLock() if dry_run else \
+        lock_system(ws, "copytrader", command="ops migrate", since_ms=clock.now_ms())
+    try:
+        result = migrate_db(ws, clock, dry_run=dry_run)
     finally:
         lock.release()
     _print_outcome(result)

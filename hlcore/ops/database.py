@@ -39,7 +39,15 @@ from hlcore.errors import BadInput, CheckFailed
 from hlcore.storage.copytrade import CopytradeKey
 from hlcore.storage.db import Database, create_sqlite_file, open_database, sqlite_url
 from hlcore.storage.repos import AuditLog
-from hlcore.storage.schema import SCHEMA_VERSION_KEY, audit_log, order_intents, order_results, system_state
+from hlcore.storage.schema import (
+    SCHEMA_VERSION,
+    SCHEMA_VERSION_KEY,
+    audit_log,
+    metadata,
+    order_intents,
+    order_results,
+    system_state,
+)
 from hlcore.workspace import Workspace
 
 OPS_CATEGORY = "ops"  # audit_log.category of operator commands (copytrader §6)
@@ -275,7 +283,7 @@ def service_holds(ws: Workspace, target: DbTarget, now_ms: int) -> str | None:
 
 def rebuild(ws: Workspace, clock: Clock, *, force: bool, backup_first: bool, operator: str,
             reason_message: str | None, dry_run: bool = False) -> CommandResult:
-    """Copy to `<db>.bak-YYYYMMDD-HHMM`, delete, recreate schema v4 (copytrader §6, §8, drill 3).
+    """Copy to `<db>.bak-YYYYMMDD-HHMM`, delete, recreate at this release's schema (copytrader §6, §8, drill 3).
 
     Refused without `--force`, without `--backup` (hlcore never rebuilds without a verified copy),
     for PostgreSQL, for a missing database, and while the service holds it. The `ops` audit row is
@@ -362,3 +370,63 @@ def _audit_into_old(target: DbTarget, now: int, operator: str, reason_message: s
         return f"skipped ({type(exc).__name__})"
     finally:
         db.dispose()
+
+
+# --------------------------------------------------------------------------------------------------
+# ops migrate
+# --------------------------------------------------------------------------------------------------
+
+
+def migrate_db(ws: Workspace, clock: Clock, *, dry_run: bool) -> CommandResult:
+    """Upgrade the copy-trader database in place to this code's schema_version, after a verified
+    backup (SQLite: file copy; PostgreSQL: pg_dump), in one transaction; every row is kept.
+    `dry_run` prints the steps and touches nothing."""
+    from hlcore.storage.migrations import MigrationError, migrate, plan
+
+    target = DbTarget.of(ws.settings)
+    result = CommandResult()
+    result.add("command", "migrate")
+    result.add("db", target.display)
+    if target.file_missing():
+        result.refused = "db_missing"
+        return result
+    db = open_database(target.url)
+    try:
+        stored = db.stored_schema_version()
+        result.add("from_schema_version", stored)
+        result.add("to_schema_version", SCHEMA_VERSION)
+        try:
+            steps = plan(stored)
+        except MigrationError as exc:
+            result.refused = f"no_migration: {exc}"
+            return result
+        for step in steps:
+            result.add(f"step_{step.version}_to_{step.version + 1}", step.summary)
+        if not steps:
+            result.add("migrated", "nothing_to_do")
+            return result
+        if dry_run:
+            result.add("dry_run", "true")
+            return result
+        saved = backup(ws, clock)
+        result.body += [line for line in saved.body if line.startswith(("backup_path=", "verified="))]
+        if saved.refused:
+            result.refused = f"backup_failed: {saved.refused}"
+            return result
+        before = _row_counts(db)
+        migrate(db, steps, clock.now_ms())
+        after = _row_counts(db)
+        result.add("schema_version", db.stored_schema_version())
+        result.add("rows_kept", "true" if before == after else "false")
+        result.add("migrated", "ok")
+        if before != after:
+            result.refused = "rows_changed"
+    finally:
+        db.dispose()
+    return result
+
+
+def _row_counts(db: Database) -> dict[str, int]:
+    with db.transaction() as conn:
+        return {t.name: int(conn.execute(select(func.count()).select_from(t)).scalar_one())
+                for t in metadata.sorted_tables}

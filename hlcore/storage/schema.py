@@ -42,7 +42,7 @@ from sqlalchemy import (
     true,
 )
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """Storage layout version, owned by code: bump it whenever a table or column changes."""
 
 SCHEMA_VERSION_KEY = "schema_version"
