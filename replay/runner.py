@@ -25,6 +25,7 @@ from freezegun import freeze_time
 from sqlalchemy import select
 
 from hlcore.app import DATABASE_URL_ENV, AppContext, database_url
+from hlcore.config.hashing import redact_url
 from hlcore.config.settings import load_settings
 from hlcore.engine import trace
 from hlcore.engine.clock import ManualClock
@@ -33,7 +34,7 @@ from hlcore.errors import BadInput
 from hlcore.jobs.copytrade.service import Wiring
 from hlcore.policy.loader import load_policy
 from hlcore.resources import resolve_policy_dir
-from hlcore.storage.db import Database, open_database
+from hlcore.storage.db import Database, driver_url, open_database
 from hlcore.storage.repos import load_json
 from hlcore.storage.schema import audit_log, metadata
 from hlcore.workspace import Workspace
@@ -221,6 +222,18 @@ class Player:
 
     def now(self) -> int:
         return self.clock.now_ms()
+
+    def scrub(self, text: str) -> str:
+        """`text` with the run's scratch folder as `<tmp>` and a server database named as the SQLite
+        file it stands in for, so a journal is the same on either backend."""
+        if self.database is not None:
+            prefix = "monitor." if self.run.app == "monitor" else ""
+            settings = self.ws.settings if self.ws is not None else self.open_workspace().settings
+            stand_in = f"sqlite:///{settings.path(prefix + 'db_path').resolve()}"
+            for shown in {self.database, redact_url(self.database),
+                          driver_url(self.database).render_as_string(hide_password=True)}:
+                text = text.replace(shown, stand_in)
+        return text.replace(str(self.tmp), "<tmp>")
 
     # ------------------------------------------------------------------ journal
     def add(self, ts_ms: int, entry: dict[str, Any]) -> None:
