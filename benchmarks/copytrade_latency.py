@@ -138,7 +138,7 @@ def main() -> None:
         session = requests.Session()
         env = {"HYPERLIQUID_TARGET_WALLET": WALLET, "BINANCE_API_KEY": "k" * 64, "BINANCE_API_SECRET": "s" * 64}
         wiring = Wiring(clock, lambda s: clock.advance(int(s * 1000)), random.Random(1), lambda _v: session, env)
-        ctx, jobs, _sched, _loop, code = start(ws, "live", wiring)
+        ctx, jobs, _sched, _loop, code = start(ws, "live", wiring, allow_create_db=True)
         assert code == 0 and ctx.runtime.engine.state("safety") == "ARMED_LIVE", "benchmark needs ARMED_LIVE"
         latencies: list[float] = []
         tick: list[float] = []

@@ -153,7 +153,7 @@ def run(wallets: int, minutes: int, label: str) -> None:
         adapter = requests.adapters.HTTPAdapter(pool_connections=16, pool_maxsize=16)
         session.mount("http://", adapter)
         wiring = Wiring(clock, time.sleep, random.Random(1), lambda _v: session, {})
-        ctx, jobs, _scheduler = start(ws, wiring)
+        ctx, jobs, _scheduler = start(ws, wiring, allow_create_db=True)
         jobs.universe.run()
         if wallets > size:  # saturation: a larger universe than settings allow, seeded directly
             members = [UniverseMember("0x" + f"{i:040x}", i, 10_000 - i) for i in range(1, wallets + 1)]

@@ -202,11 +202,15 @@ def live(mode: Annotated[str, typer.Option("--mode", help="live, dry-run or back
          max_ticks: Annotated[int | None, typer.Option("--max-ticks", help="Stop after N loop ticks.")] = None,
          job: Annotated[str | None, typer.Option("--job", help="monitor: run only this job (universe, "
                                                  "snapshots, health, signals, dashboard).")] = None,
+         allow_create_db: Annotated[bool, typer.Option(
+             "--allow-create-db", help="Create the database if it is missing (first start only).")] = False,
          policy: PolicyOpt = None, config: ConfigOpt = None) -> None:
     """Run the system: startup checks, boot, then the loop on the shared scheduler.
 
-    dry-run never sends an order; backfill-only advances the cursor and sends nothing. SIGINT or
-    SIGTERM finish the current step and exit 0."""
+    Holds the system's writer lock for its life (a second `live` on the same database exits 2
+    naming the first); never creates a database without --allow-create-db. dry-run never sends an
+    order; backfill-only advances the cursor and sends nothing. SIGINT or SIGTERM finish the current
+    step and exit 0."""
     import os
     import random
     import time
@@ -225,7 +229,7 @@ def live(mode: Annotated[str, typer.Option("--mode", help="live, dry-run or back
         raise BadInput(f"--mode: the monitor has no run modes (it never trades); drop --mode {mode}")
     load_env()
     if app_name == "monitor":
-        _live_monitor(policy, config, job, max_ticks)
+        _live_monitor(policy, config, job, max_ticks, allow_create_db)
         return
     ws = open_workspace(policy, config, mode=mode if mode == "live" else None)
     wiring = Wiring(SystemClock(), time.sleep, random.Random(), new_session, os.environ)
@@ -234,7 +238,8 @@ def live(mode: Annotated[str, typer.Option("--mode", help="live, dry-run or back
     configure(Path(ws.settings.get("app_log_path")), wiring.clock, ws.settings.get("log_level"))
     configure_console(wiring.clock)  # failed cycles (and the recovery) are printed on stderr too
     ctx, _jobs, scheduler, _loop, code = start(ws, mode, wiring,
-                                               metrics_path=Path(ws.settings.get("metrics_log_path")))
+                                               metrics_path=Path(ws.settings.get("metrics_log_path")),
+                                               allow_create_db=allow_create_db)
     try:
         engine = ctx.runtime.engine
         out.print(f"mode={mode} safety_mode={engine.state('safety')} safety_reason_code={engine.reason('safety')} "
@@ -264,7 +269,8 @@ def _stoppable(scheduler: Any) -> Any:
     return woken.wait
 
 
-def _live_monitor(policy: Path | None, config: Path | None, job: str | None, max_ticks: int | None) -> None:
+def _live_monitor(policy: Path | None, config: Path | None, job: str | None, max_ticks: int | None,
+                  allow_create_db: bool) -> None:
     """The wallet monitor's jobs in the foreground (monitor §8 `monitor run --job J` / `--all`)."""
     import os
     import random
@@ -283,7 +289,7 @@ def _live_monitor(policy: Path | None, config: Path | None, job: str | None, max
     configure_components(None if interactive else Path("logs"), wiring.clock, ws.settings.get("log_level"))
     if not interactive:
         configure_console(wiring.clock)  # warnings and errors stay visible where the process runs
-    ctx, _jobs, scheduler = start_monitor(ws, wiring, only=job)
+    ctx, _jobs, scheduler = start_monitor(ws, wiring, only=job, allow_create_db=allow_create_db)
     try:
         from hlcore.jobs.monitor.health import health_at
 
@@ -306,11 +312,20 @@ ReasonMsgOpt = Annotated[str | None, typer.Option("--reason-message", help="Why 
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show the plan; write nothing.")]
 
 
-def _ops_context(policy: Path | None, config: Path | None) -> Any:
-    from hlcore.app import open_app
+def _ops_context(policy: Path | None, config: Path | None, command: str) -> Any:
+    """A writing operator command's context, under the copy-trader's writer lock (or as a guest of
+    the running service, which adopts the audited write: see `hlcore.app.lock_system`)."""
+    from hlcore.app import open_app, operator_lock
     from hlcore.engine.clock import SystemClock
 
-    return open_app(open_workspace(policy, config), SystemClock())
+    ws = open_workspace(policy, config)
+    clock = SystemClock()
+    lock = operator_lock(ws, "copytrader", command=command, since_ms=clock.now_ms())
+    try:
+        return open_app(ws, clock, lock=lock)
+    except BaseException:
+        lock.release()
+        raise
 
 
 def _print_outcome(outcome: Any) -> None:
@@ -329,12 +344,12 @@ def _print_report(report: Any) -> None:
 
 
 def _run_ops(policy: Path | None, config: Path | None, action: Callable[[Any], Any], *,
-             read_only: bool = False) -> None:
+             read_only: bool = False, command: str = "ops") -> None:
     """Open storage (read-only for --dry-run: nothing is ever written), run, print key=value lines,
-    exit 1 on a refusal, always close."""
+    exit 1 on a refusal, always close. `command` names this process in the writer lock."""
     from hlcore.ops.baseline import read_only_context
 
-    ctx = read_only_context(open_workspace(policy, config)) if read_only else _ops_context(policy, config)
+    ctx = read_only_context(open_workspace(policy, config)) if read_only else _ops_context(policy, config, command)
     try:
         _print_outcome(action(ctx))
     finally:
@@ -349,7 +364,8 @@ def ops_unhalt(operator: OperatorOpt = "operator", reason_message: ReasonMsgOpt 
     from hlcore.ops.safety import run_operator_command
 
     _run_ops(policy, config, lambda ctx: run_operator_command(
-        ctx, "unhalt", operator=operator, reason_message=reason_message, dry_run=dry_run), read_only=dry_run)
+        ctx, "unhalt", operator=operator, reason_message=reason_message, dry_run=dry_run), read_only=dry_run,
+        command="ops unhalt")
 
 
 @ops_app.command("promote")
@@ -374,7 +390,7 @@ def ops_promote(operator: OperatorOpt = "operator", reason_message: ReasonMsgOpt
         outcome.notes = promote_checks(ctx, system_wiring(ctx.clock))  # the runbook's manual checks
         return outcome
 
-    _run_ops(policy, config, promote, read_only=dry_run)
+    _run_ops(policy, config, promote, read_only=dry_run, command="ops promote")
 
 
 @ops_app.command("reset-safety")
@@ -390,7 +406,7 @@ def ops_reset_safety(mode: Annotated[str, typer.Option("--mode", help="Target sa
 
     _run_ops(policy, config, lambda ctx: run_operator_command(
         ctx, "reset", operator=operator, reason_message=reason_message, target_mode=mode, reason_code=reason_code,
-        allow_non_halt=allow_non_halt, dry_run=dry_run), read_only=dry_run)
+        allow_non_halt=allow_non_halt, dry_run=dry_run), read_only=dry_run, command="ops reset-safety")
 
 
 @ops_app.command("maintenance-skip")
@@ -411,7 +427,7 @@ def ops_maintenance_skip(operator: OperatorOpt = "operator", reason_message: Rea
                 fh.write("\n".join([*outcome.lines(), f"config_hash={ctx.workspace.config_hash}", ""]))
         return outcome
 
-    _run_ops(policy, config, skip, read_only=dry_run)
+    _run_ops(policy, config, skip, read_only=dry_run, command="ops maintenance-skip")
 
 
 @ops_app.command("status")
@@ -533,13 +549,45 @@ def ops_rebuild_db(backup: Annotated[bool, typer.Option("--backup", help="Copy t
                    force: Annotated[bool, typer.Option("--force", help="Really delete and recreate.")] = False,
                    operator: OperatorOpt = "operator", reason_message: ReasonMsgOpt = None,
                    dry_run: DryRunOpt = False, policy: PolicyOpt = None, config: ConfigOpt = None) -> None:
-    """Back up, delete and recreate the SQLite database at schema v4 (runbook Schema Updates).
+    """Back up, delete and recreate the SQLite database at this release's schema (runbook Schema Updates).
     Refused without --force and --backup, or while the service holds it (best-effort check)."""
+    from hlcore.app import lock_system
     from hlcore.engine.clock import SystemClock
     from hlcore.ops.database import rebuild
+    from hlcore.storage.writer_lock import ProcessLocalLock
 
-    result = rebuild(open_workspace(policy, config), SystemClock(), force=force, backup_first=backup,
-                     operator=operator, reason_message=reason_message, dry_run=dry_run)
+    ws = open_workspace(policy, config)
+    clock = SystemClock()
+    # replacing the file under a running service is never a guest's write: the lock or exit 2
+    lock = ProcessLocalLock() if dry_run or not (force and backup) else \
+        lock_system(ws, "copytrader", command="ops rebuild-db", since_ms=clock.now_ms())
+    try:
+        result = rebuild(ws, clock, force=force, backup_first=backup, operator=operator,
+                         reason_message=reason_message, dry_run=dry_run)
+    finally:
+        lock.release()
+    _print_outcome(result)
+
+
+@ops_app.command("migrate")
+@handles_errors
+def ops_migrate(dry_run: DryRunOpt = False, policy: PolicyOpt = None, config: ConfigOpt = None) -> None:
+    """Upgrade the copy-trader database in place to this release's schema (a start on an older schema
+    HALTs with SCHEMA_VERSION_MISMATCH until this runs): verified backup first (SQLite copy, or
+    pg_dump), then the migration steps in one transaction. Refused while the service runs."""
+    from hlcore.app import lock_system
+    from hlcore.engine.clock import SystemClock
+    from hlcore.ops.database import migrate_db
+    from hlcore.storage.writer_lock import ProcessLocalLock
+
+    ws = open_workspace(policy, config)
+    clock = SystemClock()
+    lock = ProcessLocalLock() if dry_run else \
+        lock_system(ws, "copytrader", command="ops migrate", since_ms=clock.now_ms())
+    try:
+        result = migrate_db(ws, clock, dry_run=dry_run)
+    finally:
+        lock.release()
     _print_outcome(result)
 
 
@@ -558,7 +606,7 @@ def ops_recover_orders(operator: OperatorOpt = "operator", reason_message: Reaso
         venues = None if dry_run else binance_client(ctx, system_wiring(ctx.clock))[0]
         return recover_orders(ctx, venues, operator=operator, reason_message=reason_message, dry_run=dry_run)
 
-    _run_ops(policy, config, recover, read_only=dry_run)
+    _run_ops(policy, config, recover, read_only=dry_run, command="ops recover-orders")
 
 
 @ops_app.command("sync-baseline")
@@ -591,7 +639,7 @@ def ops_sync_baseline(replace: Annotated[bool, typer.Option("--replace", help="R
         return sync_baseline(ctx, captured, source=source, operator=operator, reason_message=reason_message,
                              replace=replace, dry_run=dry_run)
 
-    _run_ops(policy, config, sync, read_only=dry_run)
+    _run_ops(policy, config, sync, read_only=dry_run, command="ops sync-baseline")
 
 
 @ops_app.command("reset-baseline")
@@ -602,7 +650,8 @@ def ops_reset_baseline(operator: OperatorOpt = "operator", reason_message: Reaso
     from hlcore.ops.baseline import reset_baseline
 
     _run_ops(policy, config, lambda ctx: reset_baseline(
-        ctx, operator=operator, reason_message=reason_message, dry_run=dry_run), read_only=dry_run)
+        ctx, operator=operator, reason_message=reason_message, dry_run=dry_run), read_only=dry_run,
+        command="ops reset-baseline")
 
 
 
@@ -614,17 +663,26 @@ ops_app.add_typer(report_app, name="report")
 
 
 def _run_monitor(policy: Path | None, config: Path | None, action: Callable[[Any], Any], *,
-                 read_only: bool) -> None:
+                 read_only: bool, command: str = "ops monitor") -> None:
     """Open the existing monitor database (read-only: the engine start is not persisted), run,
     print key=value lines, exit 1 on a refusal or failed check, always close."""
+    from hlcore.app import operator_lock
     from hlcore.engine.clock import SystemClock
     from hlcore.ops.monitor import open_monitor
+    from hlcore.storage.writer_lock import ProcessLocalLock
 
-    ctx = open_monitor(open_workspace(policy, config), SystemClock(), read_only=read_only)
+    ws = open_workspace(policy, config)
+    clock = SystemClock()
+    lock = ProcessLocalLock() if read_only else operator_lock(ws, "monitor", command=command,
+                                                              since_ms=clock.now_ms())
     try:
-        result = action(ctx)
+        ctx = open_monitor(ws, clock, read_only=read_only)
+        try:
+            result = action(ctx)
+        finally:
+            ctx.close()
     finally:
-        ctx.close()
+        lock.release()
     _print_outcome(result)
 
 
@@ -640,7 +698,7 @@ def ops_monitor_halt(reason: Annotated[str, typer.Option("--reason", help="Why (
     if not reason.strip():
         raise BadInput("--reason: must not be empty (it is audited)")
     _run_monitor(policy, config, lambda ctx: monitor_command(ctx, "halt", reason=reason, operator=operator,
-                                                             dry_run=dry_run), read_only=dry_run)
+                                                             dry_run=dry_run), read_only=dry_run, command="ops halt")
 
 
 @ops_app.command("resume")
@@ -654,7 +712,7 @@ def ops_monitor_resume(reason: Annotated[str | None, typer.Option("--reason", he
     from hlcore.ops.monitor import monitor_command
 
     _run_monitor(policy, config, lambda ctx: monitor_command(ctx, "resume", reason=reason, operator=operator,
-                                                             dry_run=dry_run), read_only=dry_run)
+                                                             dry_run=dry_run), read_only=dry_run, command="ops resume")
 
 
 @ops_app.command("monitor-status")
@@ -708,7 +766,7 @@ def ops_retention(snapshot_days: Annotated[int, typer.Option(
 
     _run_monitor(policy, config, lambda ctx: retention(ctx, snapshot_days=snapshot_days, dry_run=dry_run,
                                                        operator=operator, reason=reason_message),
-                 read_only=dry_run)
+                 read_only=dry_run, command="ops retention")
 
 
 @ops_app.command("db-check")

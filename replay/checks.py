@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import Boolean, and_, func, select
 
 from hlcore.storage.repos import MachineStateStore, SystemState
 from hlcore.storage.schema import metadata
@@ -101,6 +101,16 @@ def _system_state(player: Any, exp: Expectation) -> list[str]:
     return out
 
 
+def column_equals(column: Any, value: Any) -> Any:
+    """`column = value`, with a drill's 0/1 for a boolean column read as false/true (PostgreSQL has
+    no boolean = integer operator; SQLite stores booleans as 0/1 either way)."""
+    if value is None:
+        return column.is_(None)
+    if isinstance(column.type, Boolean) and isinstance(value, int):
+        value = bool(value)
+    return column == value
+
+
 def count_rows(player: Any, table_name: str, where: Mapping[str, Any] | None) -> int | str:
     table = metadata.tables.get(table_name)
     if table is None:
@@ -109,7 +119,7 @@ def count_rows(player: Any, table_name: str, where: Mapping[str, Any] | None) ->
     for col, value in sorted((where or {}).items()):
         if col not in table.c:
             return f"table {table_name} has no column {col}"
-        conds.append(table.c[col].is_(None) if value is None else table.c[col] == value)
+        conds.append(column_equals(table.c[col], value))
     query = select(func.count()).select_from(table)
     if conds:
         query = query.where(and_(*conds))

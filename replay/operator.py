@@ -47,7 +47,7 @@ def run_command(player: Any, argv: list[str]) -> dict[str, Any]:
         result = CliRunner().invoke(app, full, env=env, catch_exceptions=True)
     finally:
         ops_wiring.new_session, typer.testing._get_command = original, get_command
-    output = result.output.replace(str(player.tmp), "<tmp>")
+    output = player.scrub(result.output)
     lines = [line.rstrip() for line in output.splitlines() if line.strip()]
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         lines.append(f"exception: {type(result.exception).__name__}: {result.exception}")

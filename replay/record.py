@@ -108,12 +108,13 @@ def record_cassettes(name: str, app: str, seconds: int, fixtures: Path, policy: 
         os.chdir(tmp)
         # a database it creates itself, whatever db_path/db_url say (an absolute path would be the
         # operator's live database): recording never reads or marks the operator's fills
-        own_db = f"sqlite:///{Path(tmp) / 'record.db'}"
+        own_db = f"sqlite:///{Path(tmp).resolve() / 'record.db'}"
         try:
             if app == "copytrader":
-                ctx, _jobs, scheduler, _loop, _code = start(ws, "dry-run", wiring, db_url=own_db)  # never an order
+                ctx, _jobs, scheduler, _loop, _code = start(ws, "dry-run", wiring, db_url=own_db,
+                                                            allow_create_db=True)  # dry-run: no order, ever
             else:
-                ctx, _jobs, scheduler = start_monitor(ws, wiring, db_url=own_db)
+                ctx, _jobs, scheduler = start_monitor(ws, wiring, db_url=own_db, allow_create_db=True)
             try:
                 scheduler.run_until(start_ms + seconds * 1000,
                                     lambda ts: time.sleep(max(0.0, (ts - clock.now_ms()) / 1000)))

@@ -25,7 +25,8 @@ import yaml
 from freezegun import freeze_time
 from sqlalchemy import select
 
-from hlcore.app import AppContext, database_url
+from hlcore.app import DATABASE_URL_ENV, AppContext, database_url
+from hlcore.config.hashing import redact_url
 from hlcore.config.settings import load_settings
 from hlcore.engine import trace
 from hlcore.engine.clock import ManualClock
@@ -34,7 +35,7 @@ from hlcore.errors import BadInput, Problem
 from hlcore.jobs.copytrade.service import Wiring
 from hlcore.policy.loader import load_policy
 from hlcore.resources import resolve_policy_dir
-from hlcore.storage.db import Database
+from hlcore.storage.db import Database, driver_url, open_database
 from hlcore.storage.repos import load_json
 from hlcore.storage.schema import audit_log, metadata
 from hlcore.workspace import Workspace
@@ -169,8 +170,10 @@ class Player:
     """One run: process lifecycle (boot, crash, restart), the clock, the world, the journal and
     the checks. Steps and checks (replay.steps, replay.checks, replay.worlds.*) act through it."""
 
-    def __init__(self, drill: Drill, run: Run, policy: Path | None, config: Path | None, tmp: Path):
+    def __init__(self, drill: Drill, run: Run, policy: Path | None, config: Path | None, tmp: Path,
+                 database: str | None = None):
         self.drill, self.run, self.tmp = drill, run, tmp
+        self.database = database  # a server database the run uses instead of the SQLite db_path
         self.driver = DRIVERS[run.app]
         self.start_ms = run.start_ms
         self.policy = policy.resolve() if policy is not None else None
@@ -223,6 +226,18 @@ class Player:
 
     def now(self) -> int:
         return self.clock.now_ms()
+
+    def scrub(self, text: str) -> str:
+        """`text` with the run's scratch folder as `<tmp>` and a server database named as the SQLite
+        file it stands in for, so a journal is the same on either backend."""
+        if self.database is not None:
+            prefix = "monitor." if self.run.app == "monitor" else ""
+            settings = self.ws.settings if self.ws is not None else self.open_workspace().settings
+            stand_in = f"sqlite:///{settings.path(prefix + 'db_path').resolve()}"
+            for shown in {self.database, redact_url(self.database),
+                          driver_url(self.database).render_as_string(hide_password=True)}:
+                text = text.replace(shown, stand_in)
+        return text.replace(str(self.tmp), "<tmp>")
 
     # ------------------------------------------------------------------ journal
     def add(self, ts_ms: int, entry: dict[str, Any]) -> None:
@@ -384,12 +399,15 @@ class Player:
     def frozen(self) -> Iterator[None]:
         freezer = freeze_time(wall_time(self.start_ms))
         self.clock.frozen = freezer.start()
-        database_env = os.environ.pop("DATABASE_URL", None)  # the drill's storage, never the operator's
+        database_env = os.environ.pop(DATABASE_URL_ENV, None)  # the drill's storage, never the operator's
+        if self.database is not None:
+            os.environ[DATABASE_URL_ENV] = self.database  # the app reads it as live would (one path)
         try:
             yield
         finally:
+            os.environ.pop(DATABASE_URL_ENV, None)
             if database_env is not None:
-                os.environ["DATABASE_URL"] = database_env
+                os.environ[DATABASE_URL_ENV] = database_env
             self.clock.frozen = None
             freezer.stop()
 
@@ -437,12 +455,25 @@ def keep_database(player: Player, keep_db: Path) -> Path | None:
     return target
 
 
+def empty_database(url: str) -> None:
+    """Drop every hlcore table at `url`, so a run on a server database starts as on a new file."""
+    db = open_database(url)
+    try:
+        with db.transaction() as conn:
+            metadata.drop_all(conn)
+    finally:
+        db.dispose()
+
+
 def replay(directory: Path, policy: Path | None = None, config: Path | None = None,
-           coverage: bool = False, keep_db: Path | None = None, runs: set[str] | None = None) -> Outcome:
+           coverage: bool = False, keep_db: Path | None = None, runs: set[str] | None = None,
+           database: str | None = None) -> Outcome:
     """Load and play every run of the drill in `directory` (bad input raises BadInput).
     `policy` is a directory holding machines/ and rules/; `config` a settings file the drill's
     own `config` overrides are merged over (default: the packaged defaults); `keep_db` a folder
-    each run's final database is copied into; `runs` only these runs (by name: base, a variant)."""
+    each run's final database is copied into; `runs` only these runs (by name: base, a variant);
+    `database` a PostgreSQL URL each run uses (emptied of hlcore's tables first) instead of a
+    SQLite file."""
     drill = load_drill(directory)
     policy = resolve_policy_dir(policy.resolve() if policy is not None else None)  # before the chdir below
     config = config.resolve() if config is not None else None
@@ -455,7 +486,9 @@ def replay(directory: Path, policy: Path | None = None, config: Path | None = No
             os.chdir(tmp)  # relative data/ and logs/ paths land in the temporary folder
             try:
                 with trace.collecting(hits) if coverage else contextlib.nullcontext():
-                    player = Player(drill, run, policy, config, Path(tmp))
+                    if database is not None:
+                        empty_database(database)
+                    player = Player(drill, run, policy, config, Path(tmp), database)
                     if outcome is None:
                         outcome = Outcome(drill.name, drill.runbook, player.open_workspace().policy.hash,
                                           drill.fixture_hash, words=drill.words)

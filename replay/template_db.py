@@ -12,8 +12,8 @@ from pathlib import Path
 from sqlalchemy import update
 from sqlalchemy.engine import make_url
 
-from hlcore.storage.db import Database, open_database
-from hlcore.storage.schema import SCHEMA_VERSION_KEY, system_state
+from hlcore.storage.db import Database, new_identity, open_database
+from hlcore.storage.schema import DB_IDENTITY_KEY, SCHEMA_VERSION_KEY, system_state
 
 _TEMPLATE: list[Path] = []  # the process's template file, made on first use
 
@@ -44,4 +44,6 @@ def fresh_database(url: str, now_ms: int, scratch: str | None) -> Database:
     with db.transaction() as conn:
         conn.execute(update(system_state).where(system_state.c["key"] == SCHEMA_VERSION_KEY)
                      .values(updated_at_ms=now_ms))
+        conn.execute(update(system_state).where(system_state.c["key"] == DB_IDENTITY_KEY)
+                     .values(value=new_identity(now_ms), updated_at_ms=now_ms))  # each run its own database
     return db

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +17,8 @@ from hlcore.engine.clock import ManualClock
 from hlcore.engine.core import Engine
 from hlcore.policy.loader import load_policy
 from hlcore.policy.model import Policy
+from hlcore.storage.db import sqlite_url
+from tests.support import pg
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = 1_769_248_800_000  # 2026-01-24T10:00:00Z, a round minute
@@ -64,3 +69,41 @@ def make_engine(
         return engine, clock
 
     return make
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """The admin URL of a PostgreSQL server: HLCORE_TEST_PG_URL (set by .ci/run), else a throwaway
+    cluster this session starts and stops (initdb/pg_ctl on PATH)."""
+    url = os.environ.get(pg.TEST_PG_URL_ENV)
+    if url:
+        yield url
+        return
+    folder = Path(tempfile.mkdtemp(prefix="hlcore-pg-"))
+    folder.chmod(0o755)  # the server runs as another user when we are root
+    try:
+        yield pg.start(folder / "cluster")
+    finally:
+        pg.stop(folder / "cluster")
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_database(pg_server: str) -> str:
+    """This test process's own database on the server (each xdist worker gets one)."""
+    return pg.create_database(pg_server, f"hlcore_test_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}")
+
+
+@pytest.fixture
+def pg_url(pg_database: str) -> str:
+    """The worker's PostgreSQL database, emptied for this test."""
+    pg.reset_database(pg_database)
+    return pg_database
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new, empty database on each backend: a SQLite file, then the worker's PostgreSQL database."""
+    if request.param == "sqlite":
+        return sqlite_url(tmp_path / "hlcore.db")
+    return str(request.getfixturevalue("pg_url"))

@@ -55,6 +55,9 @@ class Settings:
         maps: dotted paths of dict-valued settings (`meta: {map: true}` in the schema), which
             `keys()` lists as leaves while their entries stay addressable.
         file: the user file it was loaded from, or None for the defaults alone.
+        base_dir: the absolute folder of that file, against which relative paths such as
+            `db_path` resolve (not the current directory: `live` started elsewhere must find the
+            same database); None for the defaults alone (then the current directory).
     """
 
     data: dict[str, Any]
@@ -62,6 +65,14 @@ class Settings:
     file: str | None = None
     # Settings at a value the schema says turns a check off (`meta.off`), located: validate warns.
     checks_off: tuple[Problem, ...] = ()
+    base_dir: str | None = None
+
+    def path(self, dotted: str) -> Path:
+        """A path setting made absolute: relative to the config file's folder (`base_dir`)."""
+        value = Path(str(self.get(dotted))).expanduser()
+        if value.is_absolute():
+            return value
+        return (Path(self.base_dir) if self.base_dir else Path.cwd()) / value
 
     def get(self, dotted: str) -> Any:
         """`get("safety.warn_threshold")`; a section or map comes back as a copy."""
@@ -122,7 +133,8 @@ def load_settings(path: Path | None, mode: str | None = None) -> Settings:
     cost. Bad input is never kept (it is reported afresh, with its file and line).
     """
     raw = read_text(path) if path is not None else None  # bounded: a fifo or /dev/zero is bad input, not a hang
-    key = (_stamp(default_dir("config")), raw, mode)
+    where = str(path.resolve()) if path is not None else None  # relative paths resolve against the file's folder
+    key = (_stamp(default_dir("config")), where, raw, mode)
     cached = _VALIDATED.get(key)
     if cached is None:
         cached = _VALIDATED[key] = _load_settings(path, mode)
@@ -161,7 +173,8 @@ def _load_settings(path: Path | None, mode: str | None) -> Settings:
     if problems:
         raise BadInput(sorted(problems, key=lambda p: (p.file, p.line or 0, p.path)))
     off = tuple(_locate(_path_key(c.dotted), origins, c.message()) for c in checks_off(schema, merged, defaults.data))
-    return Settings(data=merged, maps=frozenset(_map_paths(schema, "")), file=user_file, checks_off=off)
+    return Settings(data=merged, maps=frozenset(_map_paths(schema, "")), file=user_file, checks_off=off,
+                    base_dir=str(path.resolve().parent) if path is not None else None)
 
 
 _PACKAGED: dict[tuple[str, str, int, int], Source] = {}

@@ -31,15 +31,23 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.engine import URL, make_url
 
-from hlcore.app import AppContext, open_app
+from hlcore.app import DATABASE_URL_ENV, AppContext, open_app
 from hlcore.config.hashing import redact_url
 from hlcore.config.settings import Settings
 from hlcore.engine.clock import Clock
 from hlcore.errors import BadInput, CheckFailed
 from hlcore.storage.copytrade import CopytradeKey
-from hlcore.storage.db import Database, open_database, sqlite_url
+from hlcore.storage.db import Database, create_sqlite_file, open_database, sqlite_url
 from hlcore.storage.repos import AuditLog
-from hlcore.storage.schema import SCHEMA_VERSION_KEY, audit_log, order_intents, order_results, system_state
+from hlcore.storage.schema import (
+    SCHEMA_VERSION,
+    SCHEMA_VERSION_KEY,
+    audit_log,
+    metadata,
+    order_intents,
+    order_results,
+    system_state,
+)
 from hlcore.workspace import Workspace
 
 OPS_CATEGORY = "ops"  # audit_log.category of operator commands (copytrader §6)
@@ -79,14 +87,14 @@ class DbTarget:
 
     @classmethod
     def of(cls, settings: Settings) -> DbTarget:
-        url = settings.get("db_url")
+        url = os.environ.get(DATABASE_URL_ENV) or settings.get("db_url")  # as hlcore.app.database_url
         if url:
             backend = make_url(url).get_backend_name()
             if backend == "sqlite":
                 database = make_url(url).database
                 return cls(url, Path(database).expanduser().resolve() if database else None)
             return cls(url, None)
-        path = Path(settings.get("db_path")).expanduser().resolve()
+        path = settings.path("db_path").resolve()  # relative to the config file's folder
         return cls(f"sqlite:///{path}", path)
 
     @property
@@ -223,7 +231,7 @@ def _pg_backup(ws: Workspace, target: DbTarget, stamp: str, result: CommandResul
         env["PGPASSWORD"] = str(url.password)  # never on the command line (process list)
     dsn = URL.create("postgresql", username=url.username, host=url.host, port=url.port, database=url.database,
                      query=url.query).render_as_string(hide_password=False)
-    folder = Path(ws.settings.get("db_path")).expanduser().resolve().parent
+    folder = ws.settings.path("db_path").resolve().parent
     folder.mkdir(parents=True, exist_ok=True)
     dest = free_path(folder / f"backup-{stamp}.dump")
     done = run([pg_dump, "--format=custom", f"--file={dest}", f"--dbname={dsn}"], env=env,
@@ -275,7 +283,7 @@ def service_holds(ws: Workspace, target: DbTarget, now_ms: int) -> str | None:
 
 def rebuild(ws: Workspace, clock: Clock, *, force: bool, backup_first: bool, operator: str,
             reason_message: str | None, dry_run: bool = False) -> CommandResult:
-    """Copy to `<db>.bak-YYYYMMDD-HHMM`, delete, recreate schema v4 (copytrader §6, §8, drill 3).
+    """Copy to `<db>.bak-YYYYMMDD-HHMM`, delete, recreate at this release's schema (copytrader §6, §8, drill 3).
 
     Refused without `--force`, without `--backup` (hlcore never rebuilds without a verified copy),
     for PostgreSQL, for a missing database, and while the service holds it. The `ops` audit row is
@@ -332,9 +340,9 @@ def rebuild(ws: Workspace, clock: Clock, *, force: bool, backup_first: bool, ope
         side = target.path.with_name(target.path.name + suffix)
         if side.exists():
             side.unlink()
+    create_sqlite_file(target.path, now)  # built aside and linked into place: never half-made
     fresh = open_database(target.url)
     try:
-        fresh.create_schema(now)
         status = fresh.schema_status()
         result.add("schema_version", fresh.stored_schema_version())
         result.add("schema_status", status)
@@ -362,3 +370,63 @@ def _audit_into_old(target: DbTarget, now: int, operator: str, reason_message: s
         return f"skipped ({type(exc).__name__})"
     finally:
         db.dispose()
+
+
+# --------------------------------------------------------------------------------------------------
+# ops migrate
+# --------------------------------------------------------------------------------------------------
+
+
+def migrate_db(ws: Workspace, clock: Clock, *, dry_run: bool) -> CommandResult:
+    """Upgrade the copy-trader database in place to this code's schema_version, after a verified
+    backup (SQLite: file copy; PostgreSQL: pg_dump), in one transaction; every row is kept.
+    `dry_run` prints the steps and touches nothing."""
+    from hlcore.storage.migrations import MigrationError, migrate, plan
+
+    target = DbTarget.of(ws.settings)
+    result = CommandResult()
+    result.add("command", "migrate")
+    result.add("db", target.display)
+    if target.file_missing():
+        result.refused = "db_missing"
+        return result
+    db = open_database(target.url)
+    try:
+        stored = db.stored_schema_version()
+        result.add("from_schema_version", stored)
+        result.add("to_schema_version", SCHEMA_VERSION)
+        try:
+            steps = plan(stored)
+        except MigrationError as exc:
+            result.refused = f"no_migration: {exc}"
+            return result
+        for step in steps:
+            result.add(f"step_{step.version}_to_{step.version + 1}", step.summary)
+        if not steps:
+            result.add("migrated", "nothing_to_do")
+            return result
+        if dry_run:
+            result.add("dry_run", "true")
+            return result
+        saved = backup(ws, clock)
+        result.body += [line for line in saved.body if line.startswith(("backup_path=", "verified="))]
+        if saved.refused:
+            result.refused = f"backup_failed: {saved.refused}"
+            return result
+        before = _row_counts(db)
+        migrate(db, steps, clock.now_ms())
+        after = _row_counts(db)
+        result.add("schema_version", db.stored_schema_version())
+        result.add("rows_kept", "true" if before == after else "false")
+        result.add("migrated", "ok")
+        if before != after:
+            result.refused = "rows_changed"
+    finally:
+        db.dispose()
+    return result
+
+
+def _row_counts(db: Database) -> dict[str, int]:
+    with db.transaction() as conn:
+        return {t.name: int(conn.execute(select(func.count()).select_from(t)).scalar_one())
+                for t in metadata.sorted_tables}

@@ -127,6 +127,8 @@ def _dec(value: Any) -> Decimal | None:
         return None
     if isinstance(value, Decimal):
         return value
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # SQLite's NUMERIC hands integral values back as int: same digits on PostgreSQL
     return Decimal(str(value))
 
 

@@ -10,21 +10,26 @@ callers use them deliberately (dedup, insert-or-ignore) or they reveal a bug.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event, inspect, select
+from sqlalchemy import Connection, Engine, Table, create_engine, event, inspect, literal_column, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError
 from sqlalchemy.pool import StaticPool
 
+from hlcore.config.hashing import redact_url
 from hlcore.errors import BadInput, HlcoreError
-from hlcore.storage.schema import SCHEMA_VERSION, SCHEMA_VERSION_KEY, metadata, system_state
+from hlcore.storage.runbook_columns import add_runbook_columns
+from hlcore.storage.schema import DB_IDENTITY_KEY, SCHEMA_VERSION, SCHEMA_VERSION_KEY, metadata, system_state
 
-SchemaStatus = Literal["ok", "missing", "mismatch"]
+SchemaStatus = Literal["ok", "missing", "incomplete", "mismatch"]
 
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")
 
@@ -85,19 +90,49 @@ class Database:
             with self.transaction() as own:
                 yield own
 
-    def create_schema(self, now_ms: int | None = None) -> None:
-        """Create missing tables and record `schema_version` if absent (never migrates)."""
+    def create_schema(self, now_ms: int | None = None, identity: str | None = None) -> None:
+        """Create missing tables and record `schema_version` and the database identity if absent
+        (never migrates). One transaction on SQLite too: pysqlite would otherwise autocommit each
+        CREATE TABLE, and a crash between them leaves a half-made file (issue 10)."""
         with self.transaction() as conn:
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql("SAVEPOINT hlcore_create_schema")  # opens the transaction for DDL
             metadata.create_all(conn, checkfirst=True)
-            present = conn.execute(
-                select(system_state.c.value).where(system_state.c["key"] == SCHEMA_VERSION_KEY)
-            ).first()
-            if present is None:
-                conn.execute(
-                    system_state.insert().values(
-                        key=SCHEMA_VERSION_KEY, value=str(SCHEMA_VERSION), updated_at_ms=now_ms
-                    )
-                )
+            for table in metadata.sorted_tables:  # a table made before they existed gets them too
+                add_runbook_columns(conn, table)
+            stored = dict(conn.execute(
+                select(system_state.c["key"], system_state.c.value)
+                .where(system_state.c["key"].in_([SCHEMA_VERSION_KEY, DB_IDENTITY_KEY]))
+            ).all())
+            if SCHEMA_VERSION_KEY not in stored:
+                conn.execute(system_state.insert().values(
+                    key=SCHEMA_VERSION_KEY, value=str(SCHEMA_VERSION), updated_at_ms=now_ms))
+            if DB_IDENTITY_KEY not in stored:
+                conn.execute(system_state.insert().values(
+                    key=DB_IDENTITY_KEY, value=identity or new_identity(now_ms), updated_at_ms=now_ms))
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql("RELEASE hlcore_create_schema")
+
+    def identity(self) -> str | None:
+        """The `db_identity` of this database (None: a database made before identities existed)."""
+        if system_state.name not in self._existing_tables():
+            return None
+        with storage_errors("reading the database identity"), self.engine.connect() as conn:
+            return conn.execute(
+                select(system_state.c.value).where(system_state.c["key"] == DB_IDENTITY_KEY)
+            ).scalar_one_or_none()
+
+    def adopt_identity(self, now_ms: int) -> str:
+        """The identity, written now if this database predates identities (first boot after upgrade)."""
+        with self.transaction() as conn:
+            current = conn.execute(
+                select(system_state.c.value).where(system_state.c["key"] == DB_IDENTITY_KEY)
+            ).scalar_one_or_none()
+            if current is not None:
+                return str(current)
+            value = new_identity(now_ms)
+            conn.execute(system_state.insert().values(key=DB_IDENTITY_KEY, value=value, updated_at_ms=now_ms))
+            return value
 
     def _existing_tables(self) -> set[str]:
         with storage_errors("listing tables"), self.engine.connect() as conn:
@@ -120,16 +155,26 @@ class Database:
         """Compare the database with this code's schema, for the start-up check.
 
         "missing": no hlcore table yet (run create_schema); "ok": every table and this version;
-        "mismatch": anything else (some tables, another version, or tables without a version),
-        which must stop live use since there is no silent migration (copy-trader §6).
+        "incomplete": a first boot that died while creating it (some of our tables, no version,
+        not one row anywhere), safe to re-initialise; "mismatch": anything else (another version,
+        or tables with rows but no version), which must stop live use since there is no silent
+        migration (copy-trader §6).
         """
         existing = self._existing_tables()
         ours = set(metadata.tables)
         if not existing & ours:
             return "missing"
+        version = self.stored_schema_version()
+        if version is None and self._all_empty(existing & ours):
+            return "incomplete"
         if not ours <= existing:
             return "mismatch"
-        return "ok" if self.stored_schema_version() == str(SCHEMA_VERSION) else "mismatch"
+        return "ok" if version == str(SCHEMA_VERSION) else "mismatch"
+
+    def _all_empty(self, tables: set[str]) -> bool:
+        with storage_errors("counting rows"), self.engine.connect() as conn:
+            return all(conn.execute(select(literal_column("1")).select_from(metadata.tables[name]).limit(1)).first()
+                       is None for name in sorted(tables))
 
     def dispose(self) -> None:
         """Close pooled connections (for SQLite files: release the file)."""
@@ -160,9 +205,9 @@ def open_database(url: str, *, busy_timeout_ms: int = 5000) -> Database:
     empty database; replay relies on that.
     """
     try:
-        parsed = make_url(url)
+        parsed = driver_url(url)
     except ArgumentError as exc:
-        raise BadInput(f"invalid database URL {url!r}: {exc}") from exc
+        raise BadInput(f"invalid database URL {redact_url(url)!r}: {exc}") from exc
     backend = parsed.get_backend_name()
     if backend not in SUPPORTED_BACKENDS:
         raise BadInput(
@@ -181,11 +226,65 @@ def open_database(url: str, *, busy_timeout_ms: int = 5000) -> Database:
         else:
             engine = create_engine(parsed, pool_pre_ping=True)
     except (ImportError, NoSuchModuleError) as exc:  # the environment, not the database: bad input
-        raise BadInput(
-            f"db_url: the database driver for {parsed.drivername!r} is not installed or unknown ({exc}); "
-            "install it (e.g. pip install psycopg) or use postgresql+psycopg://"
-        ) from None
+        package = DRIVER_PACKAGES.get(parsed.drivername, parsed.drivername)
+        raise BadInput(f"database driver missing or unknown: {parsed.drivername} needs {package} ({exc}); "
+                       f"install it with: pip install 'hlcore[postgres]'") from None
     return Database(engine)
+
+
+DRIVER_PACKAGES = {"postgresql+psycopg": "psycopg (psycopg 3)", "postgresql+psycopg2": "psycopg2"}
+"""The pip package behind each driver name, for the one-line "driver missing" error."""
+
+
+def driver_url(url: str) -> URL:
+    """`url` parsed, with a bare `postgresql://` meaning psycopg 3 (the driver `hlcore[postgres]`
+    installs) rather than SQLAlchemy's psycopg2 default."""
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def new_identity(now_ms: int | None) -> str:
+    """A database identity: its creation time plus a random part, so two databases created in the
+    same millisecond still differ (an identity, not a chance decision: it never reaches a journal)."""
+    return f"{now_ms if now_ms is not None else 0}-{uuid.uuid4().hex}"
+
+
+def create_sqlite_file(path: Path, now_ms: int) -> None:
+    """Build a new SQLite database beside `path` and link it into place only when complete.
+
+    A kill at any point leaves either no database at `path` or a whole one (plus a stray
+    `.creating` file that the next attempt removes), never a half-made one. Refuses (FileExistsError)
+    if a database appeared at `path` meanwhile: a first boot never overwrites anything.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.creating-{os.getpid()}")
+    for stale in path.parent.glob(f".{path.name}.creating-*"):
+        with contextlib.suppress(OSError):
+            stale.unlink()
+    db = open_database(f"sqlite:///{tmp}")
+    try:
+        db.create_schema(now_ms)
+        with db.engine.connect() as conn:  # fold the WAL into the file before it is linked into place
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            conn.exec_driver_sql("PRAGMA journal_mode = DELETE")
+    finally:
+        db.dispose()
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    try:
+        os.link(tmp, path)  # atomic, and fails rather than overwrite
+    finally:
+        tmp.unlink()
+        for suffix in ("-wal", "-shm", "-journal"):
+            with contextlib.suppress(OSError):
+                Path(f"{tmp}{suffix}").unlink()
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def sqlite_url(path: str | Path) -> str:
@@ -237,7 +336,9 @@ def insert_ignore(conn: Connection, table: Any, row: Mapping[str, Any], keys: Se
     if dialect == "sqlite":
         stmt = sqlite.insert(table).values(**row).on_conflict_do_nothing(index_elements=list(keys))
     elif dialect == "postgresql":
+        # psycopg 3 reports rowcount -1 for this statement here: RETURNING says whether a row went in
         stmt = postgresql.insert(table).values(**row).on_conflict_do_nothing(index_elements=list(keys))
+        return conn.execute(stmt.returning(literal_column("1"))).first() is not None
     else:  # open_database refuses other backends; this guards hand-built engines
         raise BadInput(f"insert-or-ignore is not supported on {dialect!r}")
     return conn.execute(stmt).rowcount == 1

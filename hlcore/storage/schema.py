@@ -42,11 +42,15 @@ from sqlalchemy import (
     true,
 )
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """Storage layout version, owned by code: bump it whenever a table or column changes."""
 
 SCHEMA_VERSION_KEY = "schema_version"
 """The `system_state` key holding the stored layout version (a storage key, not policy)."""
+
+DB_IDENTITY_KEY = "db_identity"
+"""The `system_state` key naming this database: written once at creation, checked at boot and
+every tick, so a database deleted or replaced under a running process is noticed (issue 10)."""
 
 metadata = MetaData()
 
@@ -88,7 +92,7 @@ processed_txs = Table(
     "processed_txs",
     metadata,
     Column("tx_hash", Text, nullable=False),
-    Column("event_index", Integer, nullable=False),
+    Column("event_index", BigInteger, nullable=False),  # a fill id can exceed 32 bits (PostgreSQL INTEGER)
     Column("symbol", Text, nullable=False),
     _ms("timestamp_ms", nullable=False),
     Column("is_replay", Boolean, nullable=False, server_default=false()),

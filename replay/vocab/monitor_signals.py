@@ -19,6 +19,7 @@ from sqlalchemy import and_, select
 from hlcore.errors import BadInput
 from hlcore.jobs.monitor.formulas import Trend
 from hlcore.storage.schema import metadata
+from replay.checks import column_equals
 from replay.drill import DURATION, ISO, Expectation, iso_ms
 from replay.registry import check, step
 
@@ -157,7 +158,7 @@ def _stored(player: Any, exp: Expectation) -> list[str]:
         if col not in table.c:
             return [f"table {table.name} has no column {col}"]
         value = _value(want)
-        conds.append(table.c[col].is_(None) if value is None else table.c[col] == value)
+        conds.append(column_equals(table.c[col], value))
     for col in spec.get("is") or {}:
         if col not in table.c:
             return [f"table {table.name} has no column {col}"]

@@ -44,17 +44,32 @@ def test_every_spec_scenario_has_a_drill_with_cassettes() -> None:
         assert cassettes, f"{name} has no cassette"
 
 
+# Drills of a SQLite-only operator command (docs/decisions.md, issue 15): on PostgreSQL that command
+# refuses with this text instead (rebuild-db replaces the database file; there, pg_dump + migrate).
+SQLITE_ONLY = {"schema_version_mismatch": "ops rebuild-db: SQLite only"}
+
+
 @pytest.mark.parametrize("directory", DRILLS, ids=[d.name for d in DRILLS])
-def test_drill_passes_and_matches_its_golden_journal(directory: Path) -> None:
-    outcome = replay(directory)
-    assert outcome.failures == [] and outcome.verdict == "pass"
+def test_drill_passes_matches_its_golden_journal_and_replays_identically_on_postgresql(
+        directory: Path, pg_database: str) -> None:
+    """Each drill passes on SQLite with the committed golden journal, and again on PostgreSQL (the
+    worker's own database) with a byte-identical journal: backend parity and determinism at once."""
+    first = replay(directory)
+    assert first.failures == [] and first.verdict == "pass"
     golden = golden_path(directory)
     assert golden.is_file(), f"no {golden.name}: run `hlcore drill -k {directory.name} --write-golden`"
-    difference = first_difference(golden.read_text(encoding="utf-8"), outcome.journal())
+    difference = first_difference(golden.read_text(encoding="utf-8"), first.journal())
     assert difference is None, (f"{directory.name}: journal differs from {golden.name} (if intended: "
                                 f"`hlcore drill -k {directory.name} --write-golden`, review the diff)\n{difference}")
-    cassettes = [e for e in outcome.entries if e["kind"] == "cassettes"]
+    cassettes = [e for e in first.entries if e["kind"] == "cassettes"]
     assert cassettes and all(e["unplayed"] == 0 for e in cassettes), "every recorded interaction is played"
+    on_postgresql = replay(directory, database=pg_database)
+    if directory.name in SQLITE_ONLY:  # the step that does not apply must say so plainly, exit 2
+        said = [e for e in on_postgresql.entries if e["kind"] == "operator" and e["exit"] == 2]
+        assert said and SQLITE_ONLY[directory.name] in said[0]["output"][0], said
+        return
+    assert on_postgresql.failures == [] and on_postgresql.verdict == "pass"
+    assert on_postgresql.journal() == first.journal()
 
 
 def test_first_difference_names_the_line_and_both_sides() -> None:

@@ -73,7 +73,7 @@ def test_dry_run_ingests_decides_and_simulates_without_any_order_request(tmp_pat
     recorder = vcr.VCR(record_mode="none", match_on=["method", "uri", "json_body"])
     recorder.register_matcher("json_body", json_body)
     env = {"HYPERLIQUID_TARGET_WALLET": WALLET}
-    ctx, jobs, _scheduler, _loop, code = start(workspace, "dry-run", wiring(clock, env))
+    ctx, jobs, _scheduler, _loop, code = start(workspace, "dry-run", wiring(clock, env), allow_create_db=True)
     assert code == 0 and jobs.venues.binance is None  # dry-run: no execution adapter exists at all
     Baselines(ctx.db).sync({"BTCUSDT": Decimal("1.0")}, "op", "local = exchange", clock.now_ms())
     clock.set(T0 + 2_000)
@@ -101,7 +101,8 @@ def test_dry_run_in_armed_safe_blocks_an_increase(tmp_path: Path, workspace: Any
     tape = cassette(tmp_path / "hl.yaml", [(T0 - 5_000, T0 + 2_000, [fill(201, "2.0", "0.0", "B", T0 + 1_000)])])
     recorder = vcr.VCR(record_mode="none", match_on=["method", "uri", "json_body"])
     recorder.register_matcher("json_body", json_body)
-    ctx, jobs, *_ = start(workspace, "dry-run", wiring(clock, {"HYPERLIQUID_TARGET_WALLET": WALLET}))
+    ctx, jobs, *_ = start(workspace, "dry-run", wiring(clock, {"HYPERLIQUID_TARGET_WALLET": WALLET}),
+                          allow_create_db=True)
     clock.set(T0 + 2_000)
     with recorder.use_cassette(str(tape)):
         jobs.ingest()

@@ -53,7 +53,7 @@ class Rig:
     def boot(self) -> CopytradeJobs:
         wiring = Wiring(self.clock, lambda s: self.clock.advance(int(s * 1000)), random.Random(3),
                         lambda _venue: self.transport.session(), ENV)
-        self.ctx, self.jobs, _sched, _loop, code = start(self.ws, "live", wiring)
+        self.ctx, self.jobs, _sched, _loop, code = start(self.ws, "live", wiring, allow_create_db=True)
         assert code == 0
         return self.jobs
 
@@ -362,7 +362,7 @@ def test_maintenance_skip_flag_abandons_the_gap_into_armed_safe(tmp_path: Path) 
     rig.clock.advance(30 * 60_000)
     wiring = Wiring(rig.clock, lambda s: rig.clock.advance(int(s * 1000)), random.Random(3),
                     lambda _venue: rig.transport.session(), {"HYPERLIQUID_TARGET_WALLET": WALLET})
-    rig.ctx, rig.jobs, *_ = start(rig.ws, "dry-run", wiring)
+    rig.ctx, rig.jobs, *_ = start(rig.ws, "dry-run", wiring, allow_create_db=True)
     calls = len(rig.transport.calls)
     rig.jobs.ingest()
     assert rig.mode == ("ARMED_SAFE", "MAINTENANCE_SKIP_APPLIED")

@@ -124,7 +124,10 @@ class Rig:
 
 
 @pytest.fixture
-def rig(tmp_path: Path) -> Iterator[Rig]:
+def rig(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Rig]:
+    """One monitor on each backend: its SQLite file, then the worker's PostgreSQL database."""
+    if db_url.startswith("postgresql"):
+        monkeypatch.setenv("DATABASE_URL", db_url)
     r = Rig(tmp_path)
     yield r
     r.ctx.close()

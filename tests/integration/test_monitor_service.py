@@ -48,7 +48,7 @@ def count(ctx: Any, table: Any) -> int:
 
 def test_twelve_minutes_of_the_monitor(rig: Any) -> None:
     ws, clock, _transport, wiring = rig
-    ctx, _jobs, scheduler = start(ws, wiring)
+    ctx, _jobs, scheduler = start(ws, wiring, allow_create_db=True)
     log = scheduler.run_until(T0 + 12 * 60_000, clock.set)
     names = [name for _, name in log]
     assert names.count("snapshots") == 13 and "universe" in names and names.count("signals") == 3
@@ -75,7 +75,7 @@ def test_twelve_minutes_of_the_monitor(rig: Any) -> None:
 
 def test_one_job_only_and_bad_job_name(rig: Any) -> None:
     ws, _clock, _transport, wiring = rig
-    ctx, _jobs, scheduler = start(ws, wiring, only="universe")
+    ctx, _jobs, scheduler = start(ws, wiring, only="universe", allow_create_db=True)
     assert [j.name for j in scheduler.jobs] == ["universe"]
     ctx.close()
     with pytest.raises(BadInput, match="--job: expected one of"):
@@ -90,7 +90,7 @@ def test_component_logs_split_by_job(rig: Any, tmp_path: Path) -> None:
     ws, clock, _transport, wiring = rig
     handlers = configure_components(tmp_path / "logs", clock)
     try:
-        ctx, _jobs, scheduler = start(ws, wiring)
+        ctx, _jobs, scheduler = start(ws, wiring, allow_create_db=True)
         scheduler.run_until(T0 + 60_000, clock.set)  # the first signal slot is locked: a "blocked" line
         ctx.close()
     finally:
@@ -108,7 +108,7 @@ def test_a_cycle_starts_with_the_wallets_left_out_last_time(rig: Any) -> None:
     from hlcore.storage.monitor import Universe
 
     ws, clock, transport, wiring = rig
-    ctx, jobs, _scheduler = start(ws, wiring, only="universe")
+    ctx, jobs, _scheduler = start(ws, wiring, only="universe", allow_create_db=True)
     jobs.universe.run()
     universe = Universe(ctx.db)
     by_rank = universe.current_ids()

@@ -197,7 +197,7 @@ def test_status_of_a_booted_database_warns_about_the_restricted_mode_and_writes_
     before = dump(db_file(config))
     code, text, out = ops(config, "status")
     assert code == 0, text
-    assert (out["safety_mode"], out["safety_reason_code"], out["schema_version"]) == ("ARMED_SAFE", "BOOTSTRAP", "4")
+    assert (out["safety_mode"], out["safety_reason_code"], out["schema_version"]) == ("ARMED_SAFE", "BOOTSTRAP", "5")
     assert out["warning"] == "ARMED_SAFE" and "promote" in out["action_ARMED_SAFE"]
     assert "blocker=" not in text and out["blockers"] == "0" and out["status"] == "ok"
     assert dump(db_file(config)) == before  # read-only
@@ -283,7 +283,7 @@ def test_preflight_allow_create_db_bootstraps_and_never_prints_secrets(config: P
     code, text, out = ops(config, "preflight", "--allow-create-db", env=ENV_OK)
     assert code == 0, text
     assert text.rstrip().endswith("preflight_ok")
-    assert (out["db_created"], out["schema_status"], out["schema_version"]) == ("true", "ok", "4")
+    assert (out["db_created"], out["schema_status"], out["schema_version"]) == ("true", "ok", "5")
     assert out["env_BINANCE_API_KEY"] == "SET (len 64)" and out["env_HYPERLIQUID_TARGET_WALLET"] == "SET (len 42)"
     assert KEY not in text and SECRET not in text and WALLET not in text
     assert db_file(config).is_file()
@@ -422,7 +422,7 @@ def test_backup_writes_a_verified_copy_beside_the_database(config: Path) -> None
     copy = Path(out["backup_path"])
     assert copy.parent == db_file(config).parent and copy.name.startswith("backup-") and copy.suffix == ".db"
     assert len(copy.stem) == len("backup-YYYYMMDD-HHMM") or copy.stem.endswith("-2")
-    assert out["verified"] == "true" and out["backup_schema_version"] == "4"
+    assert out["verified"] == "true" and out["backup_schema_version"] == "5"
     conn = sqlite3.connect(copy)
     assert conn.execute("select count(*) from order_results").fetchone() == (1,)
     conn.close()
@@ -483,7 +483,7 @@ def test_rebuild_db_refused_without_force_then_rebuilds_with_a_backup(config: Pa
     code, text, out = ops(config, "rebuild-db", "--backup", "--force", "--operator", "bob",
                           "--reason-message", "schema v3")
     assert code == 0, text
-    assert out["db_rebuilt"] == "ok" and out["schema_version"] == "4" and out["schema_status"] == "ok"
+    assert out["db_rebuilt"] == "ok" and out["schema_version"] == "5" and out["schema_status"] == "ok"
     assert (out["audit_log_count"], out["order_intents_count"], out["order_results_count"]) == ("0", "0", "0")
     backup = Path(out["backup_path"])
     assert backup.name.startswith("ct.db.bak-") and out["backup_verified"] == "true"
@@ -494,7 +494,7 @@ def test_rebuild_db_refused_without_force_then_rebuilds_with_a_backup(config: Pa
     conn.close()
     assert json.loads(meta)["operator"] == "bob"
     code, _, status = ops(config, "status")  # the rebuilt DB: schema ok, not booted yet
-    assert status["schema_status"] == "ok" and status["schema_version"] == "4"
+    assert status["schema_status"] == "ok" and status["schema_version"] == "5"
 
 
 def test_rebuild_db_refused_while_the_service_ticks(config: Path) -> None:

@@ -54,7 +54,7 @@ class Rig:
 
     def run_monitor(self, until_ms: int) -> str:
         """Run every monitor job up to `until_ms`; returns the health state at the end."""
-        ctx, _jobs, scheduler = start(self.ws, self.wiring)
+        ctx, _jobs, scheduler = start(self.ws, self.wiring, allow_create_db=True)
         try:
             scheduler.run_until(until_ms, self.clock.set)
             return ctx.runtime.engine.state("health")

@@ -35,7 +35,7 @@ def test_status_shows_the_monitor_section(tmp_path: Path) -> None:
         world.positions[address(i)] = {"BTC": "1.5", "ETH": "-2.0", "HYPE": "10"}
     wiring = Wiring(clock, lambda s: clock.advance(int(s * 1000)), random.Random(5), lambda _v: transport.session(),
                     {})
-    ctx, _jobs, scheduler = start(open_workspace(ROOT, config), wiring)
+    ctx, _jobs, scheduler = start(open_workspace(ROOT, config), wiring, allow_create_db=True)
     scheduler.run_until(T0 + 11 * 60_000, clock.set)
     ctx.close()
 

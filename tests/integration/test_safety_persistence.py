@@ -260,7 +260,7 @@ def test_schema_version_3_halts_at_boot(make_engine, db):
     assert mode(restarted) == ("HALT", "SCHEMA_VERSION_MISMATCH")
 
 
-def test_schema_version_4_boots_without_halt(make_engine, db):
+def test_current_schema_version_boots_without_halt(make_engine, db):
     engine, _ = make_engine()
     decision = engine.observe("boot", boot(schema=db.schema_status()))
     assert mode(engine) == ("ARMED_SAFE", "BOOTSTRAP")

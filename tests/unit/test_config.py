@@ -91,7 +91,7 @@ SPEC_KEYS = {
     "safety.unknown_burst_window_sec",
     "orchestrator.loop_idle_sleep_sec", "orchestrator.loop_max_idle_sleep_sec",
     "orchestrator.loop_active_sleep_sec", "orchestrator.loop_heartbeat_sec",
-    "orchestrator.loop_tick_warn_sec", "orchestrator.max_events_per_tick",
+    "orchestrator.loop_tick_warn_sec", "orchestrator.max_events_per_tick", "orchestrator.writer_lock_wait_sec",
     # monitor
     "monitor.db_path", "monitor.db_url", "monitor.assets",
     "monitor.universe.leaderboard_url", "monitor.universe.window", "monitor.universe.size",
@@ -185,6 +185,7 @@ DEFAULTS = [
     ("safety.startup_policy", "manual"),
     ("orchestrator.loop_max_idle_sleep_sec", 10),
     ("orchestrator.loop_tick_warn_sec", 30),
+    ("orchestrator.writer_lock_wait_sec", 5),
     ("monitor.db_path", "data/monitor.db"),
     ("monitor.db_url", None),
     ("monitor.assets", ["HYPE", "BTC", "ETH"]),

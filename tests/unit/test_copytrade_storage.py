@@ -7,7 +7,6 @@ State and status names live here, never in storage: the repositories take them a
 from __future__ import annotations
 
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,7 +28,7 @@ from hlcore.storage.copytrade import (
     event_key,
     parse_event_key,
 )
-from hlcore.storage.db import Database, open_database, sqlite_url
+from hlcore.storage.db import Database, open_database
 
 T0 = 1_769_248_800_000  # 2026-01-24T10:00:00Z
 
@@ -40,8 +39,9 @@ CONTRACT = "1.0"
 
 
 @pytest.fixture
-def db(tmp_path: Path):
-    database = open_database(sqlite_url(tmp_path / "state" / "hlcore.db"))
+def db(db_url: str):
+    """The storage under test on each backend (SQLite file, then PostgreSQL: tests/conftest.py)."""
+    database = open_database(db_url)
     database.create_schema(now_ms=T0)
     yield database
     database.dispose()

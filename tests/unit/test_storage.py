@@ -194,8 +194,8 @@ def test_in_memory_database_keeps_one_connection() -> None:
 
 
 def test_schema_version_is_stored(db: Database) -> None:
-    assert db.stored_schema_version() == "4" == str(schema.SCHEMA_VERSION)
-    assert SystemState(db).get("schema_version") == "4"
+    assert db.stored_schema_version() == "5" == str(schema.SCHEMA_VERSION)
+    assert SystemState(db).get("schema_version") == "5"
 
 
 def test_create_schema_is_idempotent(db: Database) -> None:
@@ -218,14 +218,16 @@ def test_schema_status_ok_missing_and_mismatch(db: Database, tmp_path: Path) -> 
     with db.transaction() as conn:
         conn.execute(schema.system_state.delete())
     assert db.stored_schema_version() is None
-    assert db.schema_status() == "mismatch"
+    assert db.schema_status() == "incomplete"  # no version and not one row: an interrupted first boot
+    SystemState(db).set("safety_mode", "ARMED_SAFE", T0)
+    assert db.schema_status() == "mismatch"  # no version but state: never re-initialised
 
 
 def test_partial_tables_are_a_mismatch(tmp_path: Path) -> None:
     database = open_database(sqlite_url(tmp_path / "partial.db"))
     with database.transaction() as conn:
         schema.system_state.create(conn)
-        conn.execute(schema.system_state.insert().values(key="schema_version", value="4"))
+        conn.execute(schema.system_state.insert().values(key="schema_version", value="5"))
     assert database.schema_status() == "mismatch"
     database.dispose()
 
@@ -237,10 +239,12 @@ def test_system_state_upsert(db: Database) -> None:
     state.set("safety_mode", "HALT", T0 + 5)
     assert state.get("safety_mode") == "HALT"
     state.set_many({"safety_reason_code": "BACKFILL_WINDOW_EXCEEDED", "safety_mode": "ARMED_SAFE"}, T0 + 9)
-    assert state.all() == {
+    stored = state.all()
+    assert stored.pop("db_identity").startswith(f"{T0}-")  # written once at creation (issue 10)
+    assert stored == {
         "safety_mode": "ARMED_SAFE",
         "safety_reason_code": "BACKFILL_WINDOW_EXCEEDED",
-        "schema_version": "4",
+        "schema_version": "5",
     }
     with db.engine.connect() as conn:
         stamped = conn.execute(

@@ -103,6 +103,9 @@ class CopytradeJobs:
         self.book = LocalBook(ctx.db)  # local positions, kept incrementally (decisions read it per event)
         self.counters = Counters()
         self.tick_cursor: Cursor | None = None
+        # is storage still the database this process booted on? The loop installs its identity
+        # check (service.Loop.database_ok); asked again right before each order is sent (issue 10)
+        self.database_ok: Callable[[], bool] = lambda: True
         event_machine = self.policy.machines[EVENT]
         self.pending_state = event_machine.initial
         self.open_event_states = [s for s, d in event_machine.states.items() if not d.final]
@@ -412,6 +415,8 @@ class CopytradeJobs:
             if found.order is not None:
                 self._outcome(cid, found)
                 return
+        if not self.database_ok():  # deleted or replaced since the tick began: not one more order
+            return
         gate = "order.reduce" if payload["reduce_only"] else "order.open"
         if not self.engine.may(gate):  # the pre-hook: the policy turns this into its rejection code
             self._answer(cid, GATE_CLOSED, message=f"gate {gate} closed")

@@ -23,7 +23,7 @@ from hlcore.adapters.binance.client import BinanceClient
 from hlcore.adapters.binance.sign import TimeSync
 from hlcore.adapters.http import RetryPolicy, VenueHttp, WeightLimiter
 from hlcore.adapters.hyperliquid.client import HyperliquidClient
-from hlcore.app import AppContext, open_app
+from hlcore.app import AppContext, open_locked
 from hlcore.config.settings import WALLET_ENV, check_env
 from hlcore.engine.clock import Clock
 from hlcore.engine.decision import Decision
@@ -33,6 +33,7 @@ from hlcore.jobs.copytrade.jobs import CONTRACT_VERSION, CopytradeJobs, Venues
 from hlcore.logs import iso_utc
 from hlcore.storage.copytrade import CopytradeKey, CopytradeState
 from hlcore.storage.db import StorageUnavailable
+from hlcore.storage.identity import BootIdentity
 from hlcore.workspace import Workspace
 
 log = logging.getLogger("hlcore.copytrade")
@@ -104,6 +105,7 @@ def boot(ctx: AppContext, mode: str) -> tuple[Decision, bool]:
     """Boot fact (S2-S5) and the boot keys; a fresh database starts its cursor at boot time.
     Returns the decision and whether the stored versions are usable (False => exit 1)."""
     now = ctx.clock.now_ms()
+    ctx.db.adopt_identity(now)  # a database made before identities gets one at its first boot
     state = CopytradeState(ctx.db)
     stored_hash = state.get(CopytradeKey.CONFIG_HASH)
     current_hash = ctx.workspace.config_hash
@@ -146,6 +148,8 @@ class Loop:
         self.should_stop: Callable[[], bool] = lambda: False  # the scheduler's stop flag (SIGTERM), set by start()
         self.wait_ms = self.idle_ms
         self.ticks = 0
+        self.identity = BootIdentity.of(ctx.db)
+        self.database_lost: dict[str, str] | None = None  # set once: this process never trades again
 
     def tick(self, at_ms: int) -> int:
         try:
@@ -163,9 +167,30 @@ class Loop:
         wait, self.wait_ms = self.wait_ms, min(self.wait_ms * 2, self.max_idle_ms)
         return wait
 
+    def database_ok(self) -> bool:
+        """Before anything else in a tick: is this still our database (issue 10)? If not, the
+        policy's HALT is taken in memory at once and the loop does no more work until a restart
+        (which refuses a missing database without --allow-create-db). Only a re-versioned database
+        that is still ours gets the HALT written into it."""
+        if self.database_lost is None:
+            facts = self.identity.check(self.ctx.db)
+            if facts["identity"] == "ok" and facts["schema_status"] == "ok":
+                return True
+            self.database_lost = facts
+            decision = self.ctx.runtime.observe("storage_checked", {"app": APP, **facts}, persist=False)
+            if facts["identity"] == "ok":
+                with contextlib.suppress(StorageUnavailable):
+                    self.ctx.runtime.persist(decision)
+        log.error("database is not the one this process booted on (%s at %s): no further work until a "
+                  "restart", ", ".join(f"{k}={v}" for k, v in sorted(self.database_lost.items())),
+                  self.identity.path or "the configured URL")
+        return False
+
     def _tick(self, at_ms: int) -> int:
         now = self.ctx.clock.now_ms()
         self.ticks += 1
+        if not self.database_ok():
+            return self.max_idle_ms
         self.ctx.runtime.sync()  # an operator command may have changed the safety mode
         if self.jobs.venues.binance is not None and now >= self.next_reconcile_ms:
             self.jobs.reconcile("loop")
@@ -227,14 +252,18 @@ def metrics_writer(path: Path | None, clock: Clock) -> Callable[[str, Any, dict[
 
 
 def start(ws: Workspace, mode: str, wiring: Wiring, *, db_url: str | None = None,
-          metrics_path: Path | None = None) -> tuple[AppContext, CopytradeJobs, Scheduler, Loop, int]:
-    """Everything up to the loop; returns the exit code boot implies (1 on a version mismatch)."""
+          metrics_path: Path | None = None,
+          allow_create_db: bool = False) -> tuple[AppContext, CopytradeJobs, Scheduler, Loop, int]:
+    """Everything up to the loop; returns the exit code boot implies (1 on a version mismatch).
+    Takes the copy-trader's writer lock for the context's life; creates a database only with
+    `allow_create_db` (`hlcore live --allow-create-db`, first start)."""
     if mode not in MODES:
         raise BadInput(f"--mode: expected one of {', '.join(MODES)}, got '{mode}'")
     problems = check_env(mode, ws.settings, wiring.environ)
     if problems:
         raise BadInput(problems)  # before the database is touched: no state change, no rows, no HTTP
-    ctx = open_app(ws, wiring.clock, create=True, url=db_url)
+    ctx = open_locked(ws, wiring.clock, APP, command=f"live --mode {mode}", allow_create=allow_create_db,
+                      url=db_url)
     _, usable = boot(ctx, mode)
     code = 0 if usable else 1
     venues = build_venues(ws, mode, wiring)
@@ -246,6 +275,7 @@ def start(ws: Workspace, mode: str, wiring: Wiring, *, db_url: str | None = None
     scheduler = Scheduler(wiring.clock)
     loop = Loop(ctx, jobs, metrics_writer(metrics_path, wiring.clock))
     loop.should_stop = lambda: scheduler.stopped
+    jobs.database_ok = loop.database_ok
     scheduler.add("copytrade_tick", loop.idle_ms, loop.tick)
     scheduler.add("retention", HOUR_MS, lambda at: retention(ctx, jobs), first_at=wiring.clock.now_ms() + HOUR_MS)
     return ctx, jobs, scheduler, loop, code

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hlcore.app import AppContext, open_app
+from hlcore.app import AppContext, open_locked
 from hlcore.engine.scheduler import Job, Scheduler
 from hlcore.errors import BadInput
 from hlcore.jobs.copytrade.service import Wiring
@@ -137,12 +137,14 @@ def _add_signals(scheduler: Scheduler, jobs: MonitorJobs, every_ms: int, grace_m
     return job
 
 
-def start(ws: Workspace, wiring: Wiring, *, only: str | None = None,
-          db_url: str | None = None) -> tuple[AppContext, MonitorJobs, Scheduler]:
-    """Open the monitor database and put the jobs (or one, `only`) on a scheduler."""
+def start(ws: Workspace, wiring: Wiring, *, only: str | None = None, db_url: str | None = None,
+          allow_create_db: bool = False) -> tuple[AppContext, MonitorJobs, Scheduler]:
+    """Open the monitor database under its writer lock (one writer per system, DESIGN §7) and put
+    the jobs (or one, `only`) on a scheduler; a database is created only with `allow_create_db`."""
     if only is not None and only not in JOBS:
         raise BadInput(f"--job: expected one of {', '.join(JOBS)}, got '{only}'")
-    ctx = open_app(ws, wiring.clock, app="monitor", create=True, url=db_url)
+    ctx = open_locked(ws, wiring.clock, "monitor", command=f"live --app monitor --job {only or 'all'}",
+                      allow_create=allow_create_db, url=db_url)
     jobs = build(ctx, wiring)
     s = ws.settings
     scheduler = Scheduler(wiring.clock)
