@@ -75,6 +75,8 @@ class Rig:
         self.config.write_text(yaml.safe_dump(settings, sort_keys=True), encoding="utf-8")
         self.db = self.config_dir / "data" / "ct.db"
         self.env = {**os.environ, **venues.env(), "PYTHONPATH": str(ROOT)}
+        self.spawned = 0
+        self.stderr_files: dict[int, Path] = {}
 
     def spawn(self, *extra: str, allow_create: bool = False, max_ticks: int | None = None) -> subprocess.Popen[str]:
         argv = [sys.executable, "-m", "hlcore", "live", "--mode", "live", "--config", str(self.config),
@@ -83,8 +85,20 @@ class Rig:
             argv.append("--allow-create-db")
         if max_ticks is not None:
             argv += ["--max-ticks", str(max_ticks)]
-        return subprocess.Popen(argv, cwd=self.elsewhere, env=self.env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        self.spawned += 1
+        err = self.home / f"stderr-{self.spawned}.txt"  # a file, not a pipe: a full pipe would block the process
+        with err.open("w", encoding="utf-8") as fh:
+            proc = subprocess.Popen(argv, cwd=self.elsewhere, env=self.env, stdout=subprocess.DEVNULL, stderr=fh,
+                                    text=True)
+        self.stderr_files[proc.pid] = err
+        return proc
+
+    def stderr(self, proc: subprocess.Popen[str]) -> str:
+        return self.stderr_files[proc.pid].read_text(encoding="utf-8")
+
+    def ticking(self, proc: subprocess.Popen[str], since_s: float) -> bool:
+        """`proc` holds the lock and its loop has ticked since `since_s` (wall time)."""
+        return self.holds_lock(proc) and int(self.state().get("loop_last_tick_ms", 0)) > since_s * 1000
 
     def state(self) -> dict[str, str]:
         """system_state, read-only (empty when there is no readable database)."""
@@ -120,10 +134,10 @@ class Rig:
     def first_boot(self) -> None:
         """A clean first start (--allow-create-db) that reaches the loop, then SIGTERM."""
         proc = self.spawn(allow_create=True)
-        ok = self.wait_for(proc, "first boot", lambda: "loop_last_tick_ms" in self.state(), 60)
+        ok = self.wait_for(proc, "first boot", lambda: self.ticking(proc, 0), 120)
         stop(proc)
         if not ok:
-            raise RuntimeError(f"first boot failed: {proc.stderr.read() if proc.stderr else ''}")
+            raise RuntimeError(f"first boot failed: {self.stderr(proc)}")
 
     def settled(self) -> bool:
         """Every fill ingested, every event DONE, every order final (the drain's goal)."""
@@ -186,9 +200,6 @@ def stop(proc: subprocess.Popen[str], timeout_s: float = 20) -> int:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    for stream in (proc.stdout, proc.stderr):
-        if stream is not None:
-            stream.close()
     return int(proc.returncode)
 
 
@@ -198,9 +209,6 @@ def kill(proc: subprocess.Popen[str]) -> int | None:
     if code is None:
         proc.kill()
         proc.wait()
-    for stream in (proc.stdout, proc.stderr):
-        if stream is not None:
-            stream.close()
     return code
 
 
@@ -244,20 +252,25 @@ def finish(counts: Counts, rig: Rig) -> Counts:
 
 
 def random_kills(home: Path, kills: int, seed: int, *, max_alive_s: float = 1.5) -> Counts:
-    """`kills` starts of `hlcore live`, each SIGKILLed at a random time (seeded) after it took the
-    writer lock (boot, startup reconcile, parked sweep, ingest, orders); the target trades twice
-    in each life (once as it starts, once halfway to the kill); then a clean drain."""
+    """`kills` starts of `hlcore live`, each SIGKILLed at a random time (seeded): every other life
+    after it took the writer lock (boot, startup reconcile, parked sweep), the others after its
+    loop has ticked (ingest, decide, orders on the wire); the target trades twice in each life
+    (once as the window opens, once halfway to the kill); then a clean drain."""
     rng = random.Random(seed)
     venues = LoopbackVenues()
     counts = Counts("random_kills")
     try:
         rig = Rig(home, venues)
         rig.first_boot()
-        for _ in range(kills):
+        for i in range(kills):
             proc = rig.spawn()
+            spawned = time.time()
             delay = rng.uniform(0.0, max_alive_s)
+            # even lives die during boot (reconcile, sweep, re-queries), odd ones once the loop runs
+            ready = (lambda proc=proc: rig.holds_lock(proc)) if i % 2 == 0 else \
+                (lambda proc=proc, spawned=spawned: rig.ticking(proc, spawned))
             with contextlib.suppress(TimeoutError):
-                rig.wait_for(proc, "writer lock", lambda proc=proc: rig.holds_lock(proc), 60)
+                rig.wait_for(proc, "writer lock", ready, 60)
             venues.trade()
             time.sleep(delay / 2)
             venues.trade()
@@ -282,13 +295,14 @@ def two_writers(home: Path, seconds: float = 4.0) -> tuple[Counts, str, int]:
         rig.first_boot()
         with Trader(venues, 0.1):
             first = rig.spawn()
-            rig.wait_for(first, "first writer", lambda: int(rig.state().get("loop_last_tick_ms", 0)) > 0, 60)
+            spawned = time.time()
+            rig.wait_for(first, "first writer", lambda: rig.ticking(first, spawned), 120)
             second = rig.spawn()
             try:
-                code = second.wait(60)
-                err = second.stderr.read() if second.stderr else ""
+                code = second.wait(120)
             finally:
                 kill(second)
+            err = rig.stderr(second)
             time.sleep(seconds)
             stop(first)
         if code != 2 or f"pid={first.pid}" not in err:
@@ -317,7 +331,7 @@ def first_boot_kills(home: Path, kills: int, seed: int, max_alive_s: float = 0.5
             again = rig.spawn(allow_create=True)
             try:
                 ok = rig.wait_for(again, "boot after a first-boot kill",
-                                  lambda rig=rig: "loop_last_tick_ms" in rig.state(), 60)
+                                  lambda rig=rig, again=again: rig.ticking(again, 0), 120)
             except TimeoutError:
                 ok = False
             code = stop(again)
@@ -344,7 +358,7 @@ def deleted_database(home: Path, run_s: float = 2.0) -> tuple[Counts, dict[str, 
         rig.first_boot()
         with Trader(venues, 0.1):
             proc = rig.spawn()
-            rig.wait_for(proc, "live", lambda: len(venues.post_times) >= 3, 60)
+            rig.wait_for(proc, "live", lambda: len(venues.post_times) >= 3, 120)
             for suffix in ("", "-wal", "-shm"):
                 side = Path(f"{rig.db}{suffix}")
                 if side.exists():
@@ -356,9 +370,11 @@ def deleted_database(home: Path, run_s: float = 2.0) -> tuple[Counts, dict[str, 
         logged = (home / "app.log").read_text(encoding="utf-8") if (home / "app.log").exists() else ""
         seen["halt_logged"] = "database is not the one this process booted on" in logged
         restart = rig.spawn()
-        seen["restart_exit"] = restart.wait(60)
-        seen["restart_stderr"] = restart.stderr.read() if restart.stderr else ""
-        kill(restart)
+        try:
+            seen["restart_exit"] = restart.wait(120)
+        finally:
+            kill(restart)
+        seen["restart_stderr"] = rig.stderr(restart)
         seen["recreated"] = rig.db.exists()
         counts.orders = sum(venues.posts.values())
         counts.duplicates = venues.duplicates()
