@@ -54,17 +54,18 @@ def writer_lock(url: str, app: str) -> WriterLock:
     return AdvisoryWriterLock(url, app)
 
 
-def prepare_database(url: str, now_ms: int, *, allow_create: bool) -> None:
+def prepare_database(url: str, now_ms: int, *, allow_create: bool) -> bool:
     """Make sure a whole hlcore database is at `url` before the app opens it.
 
     Missing: created atomically (SQLite: built aside, linked into place) only with `allow_create`
     (`--allow-create-db`, first start), else refused naming the resolved path (exit 2): a database
     that is not there is never silently replaced by an empty one with the cursor at now.
     Half-made (a first boot killed in an older version): moved aside and re-created, with the flag.
+    Returns whether it created one.
     """
     path = database_file(url)
     if path is None:
-        return  # in memory or PostgreSQL: open_app creates the schema in one transaction
+        return False  # in memory or PostgreSQL: open_app creates the schema in one transaction
     status = "missing"
     if path.exists():
         db = open_database(url)
@@ -73,7 +74,7 @@ def prepare_database(url: str, now_ms: int, *, allow_create: bool) -> None:
         finally:
             db.dispose()
     if status not in ("missing", "incomplete"):
-        return
+        return False
     what = "no hlcore database" if status == "missing" else "a half-made hlcore database (an interrupted first boot)"
     if not allow_create:
         raise BadInput(f"db_missing: {what} at {path}; first start: add --allow-create-db "
@@ -85,6 +86,7 @@ def prepare_database(url: str, now_ms: int, *, allow_create: bool) -> None:
             if side.exists():
                 side.rename(side.with_name(f"{side.name}.half-made-{now_ms}"))
     create_sqlite_file(path, now_ms)
+    return True
 
 
 @dataclass

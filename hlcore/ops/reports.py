@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from hlcore.adapters.http import VenueError
+from hlcore.app import prepare_database
 from hlcore.config.settings import BINANCE_KEY_ENV, BINANCE_SECRET_ENV, WALLET_ENV, check_env, secret_env_status
 from hlcore.jobs.copytrade.jobs import ORDER, SAFETY
 from hlcore.jobs.copytrade.order_status import OrderStatuses
@@ -401,6 +402,8 @@ def _preflight_db(ws: Workspace, r: Report, now_ms: int, allow_create_db: bool) 
         if target.file_missing() and not allow_create_db:
             status = "missing"
         else:
+            if allow_create_db and target.is_sqlite:  # built aside and linked into place (issue 10)
+                created = prepare_database(target.url, now_ms, allow_create=True)
             db = open_database(target.creatable_url() if allow_create_db else target.url)
             try:
                 status = db.schema_status()
@@ -419,6 +422,9 @@ def _preflight_db(ws: Workspace, r: Report, now_ms: int, allow_create_db: bool) 
     r.add("db_created", "true" if created else "false")
     if status == "missing":
         r.failures.append("db_missing: no database (first start: --allow-create-db)")
+    elif status == "incomplete":
+        r.failures.append("db_half_made: an interrupted first boot left a half-made database "
+                          "(--allow-create-db sets it aside and creates it afresh)")
     elif status != "ok":
         r.failures.append("schema_version_mismatch: rebuild the database (hlcore ops rebuild-db --backup --force)")
 

@@ -13,7 +13,7 @@ SEED = 10
 
 
 def test_thirty_random_kills_lose_nothing_and_send_nothing_twice(tmp_path: Path) -> None:
-    counts = random_kills(tmp_path, kills=30, seed=SEED, max_alive_s=1.0)
+    counts = random_kills(tmp_path, kills=30, seed=SEED, max_alive_s=0.8)
     assert counts.kills == 30, counts.notes
     assert counts.orders > 0, "no order was sent: the campaign exercised nothing"
     assert (counts.duplicates, counts.lost, counts.stuck, counts.bricked) == (0, 0, 0, 0), counts.notes
@@ -30,7 +30,7 @@ def test_second_live_on_one_database_exits_2_naming_the_first(tmp_path: Path) ->
 
 
 def test_kills_during_first_boot_never_brick_the_database(tmp_path: Path) -> None:
-    counts = first_boot_kills(tmp_path, kills=4, seed=SEED)
+    counts = first_boot_kills(tmp_path, kills=3, seed=SEED)
     assert counts.bricked == 0, counts.notes
     assert not list(tmp_path.glob("install-*/etc/data/*.half-made-*"))  # nothing half-made to set aside
 

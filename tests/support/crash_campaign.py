@@ -45,10 +45,12 @@ class Counts:
     lost: int = 0
     stuck: int = 0
     bricked: int = 0
+    promotions: int = 0  # `ops promote` runs between lives (random_kills)
     notes: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         return (f"{self.case:<16} kills={self.kills:<4} fills={self.fills:<5} orders={self.orders:<5} "
+                f"promotions={self.promotions:<3} "
                 f"duplicates={self.duplicates} lost={self.lost} stuck={self.stuck} bricked={self.bricked}")
 
 
@@ -75,6 +77,8 @@ class Rig:
         self.config.write_text(yaml.safe_dump(settings, sort_keys=True), encoding="utf-8")
         self.db = self.config_dir / "data" / "ct.db"
         self.env = {**os.environ, **venues.env(), "PYTHONPATH": str(ROOT)}
+        self.spawned = 0
+        self.stderr_files: dict[int, Path] = {}
 
     def spawn(self, *extra: str, allow_create: bool = False, max_ticks: int | None = None) -> subprocess.Popen[str]:
         argv = [sys.executable, "-m", "hlcore", "live", "--mode", "live", "--config", str(self.config),
@@ -83,8 +87,20 @@ class Rig:
             argv.append("--allow-create-db")
         if max_ticks is not None:
             argv += ["--max-ticks", str(max_ticks)]
-        return subprocess.Popen(argv, cwd=self.elsewhere, env=self.env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        self.spawned += 1
+        err = self.home / f"stderr-{self.spawned}.txt"  # a file, not a pipe: a full pipe would block the process
+        with err.open("w", encoding="utf-8") as fh:
+            proc = subprocess.Popen(argv, cwd=self.elsewhere, env=self.env, stdout=subprocess.DEVNULL, stderr=fh,
+                                    text=True)
+        self.stderr_files[proc.pid] = err
+        return proc
+
+    def stderr(self, proc: subprocess.Popen[str]) -> str:
+        return self.stderr_files[proc.pid].read_text(encoding="utf-8")
+
+    def ticking(self, proc: subprocess.Popen[str], since_s: float) -> bool:
+        """`proc` holds the lock and its loop has ticked since `since_s` (wall time)."""
+        return self.holds_lock(proc) and int(self.state().get("loop_last_tick_ms", 0)) > since_s * 1000
 
     def state(self) -> dict[str, str]:
         """system_state, read-only (empty when there is no readable database)."""
@@ -109,6 +125,22 @@ class Rig:
             time.sleep(0.05)
         raise TimeoutError(f"{what}: not ready after {timeout_s} s")
 
+    def promote_if_safe(self) -> int | None:
+        """The operator's part between two lives: a kill between an order's POST and its result
+        leaves a drift that the next startup reconcile reports (RECONCILE_WARN => ARMED_SAFE, which
+        only an operator lifts: a boot auto-promotes only from BOOTSTRAP). Without this, one WARN
+        would end every later order of the campaign. Runs `hlcore ops promote` (its own checks
+        decide); returns its exit code, None when nothing was to be done."""
+        state = self.state()
+        if state.get("safety_mode") != "ARMED_SAFE" or state.get("safety_reason_code") == "BOOTSTRAP":
+            return None
+        done = subprocess.run([sys.executable, "-m", "hlcore", "ops", "promote", "--operator", "campaign",
+                               "--reason-message", "crash campaign: drift resolved by the restart",
+                               "--config", str(self.config), "--policy", str(ROOT)],
+                              cwd=self.elsewhere, env=self.env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, timeout=120, check=False)
+        return done.returncode
+
     def holds_lock(self, proc: subprocess.Popen[str]) -> bool:
         """The process wrote itself into the writer lock: imports and settings are behind it, and
         from here on every step writes (boot, reconcile, sweep, the loop)."""
@@ -120,17 +152,17 @@ class Rig:
     def first_boot(self) -> None:
         """A clean first start (--allow-create-db) that reaches the loop, then SIGTERM."""
         proc = self.spawn(allow_create=True)
-        ok = self.wait_for(proc, "first boot", lambda: "loop_last_tick_ms" in self.state(), 60)
+        ok = self.wait_for(proc, "first boot", lambda: self.ticking(proc, 0), 120)
         stop(proc)
         if not ok:
-            raise RuntimeError(f"first boot failed: {proc.stderr.read() if proc.stderr else ''}")
+            raise RuntimeError(f"first boot failed: {self.stderr(proc)}")
 
     def settled(self) -> bool:
         """Every fill ingested, every event DONE, every order final (the drain's goal)."""
         m = self.measure_db()
         return m is not None and m["lost"] == 0 and m["stuck"] == 0
 
-    def drain(self, timeout_s: float = 40) -> bool:
+    def drain(self, timeout_s: float = 180) -> bool:
         """A clean run until everything settled, then SIGTERM; False if it never got there."""
         proc = self.spawn()
         try:
@@ -186,9 +218,6 @@ def stop(proc: subprocess.Popen[str], timeout_s: float = 20) -> int:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    for stream in (proc.stdout, proc.stderr):
-        if stream is not None:
-            stream.close()
     return int(proc.returncode)
 
 
@@ -198,9 +227,6 @@ def kill(proc: subprocess.Popen[str]) -> int | None:
     if code is None:
         proc.kill()
         proc.wait()
-    for stream in (proc.stdout, proc.stderr):
-        if stream is not None:
-            stream.close()
     return code
 
 
@@ -244,20 +270,27 @@ def finish(counts: Counts, rig: Rig) -> Counts:
 
 
 def random_kills(home: Path, kills: int, seed: int, *, max_alive_s: float = 1.5) -> Counts:
-    """`kills` starts of `hlcore live`, each SIGKILLed at a random time (seeded) after it took the
-    writer lock (boot, startup reconcile, parked sweep, ingest, orders); the target trades twice
-    in each life (once as it starts, once halfway to the kill); then a clean drain."""
+    """`kills` starts of `hlcore live`, each SIGKILLed at a random time (seeded): every other life
+    after it took the writer lock (boot, startup reconcile, parked sweep), the others after its
+    loop has ticked (ingest, decide, orders on the wire); the target trades twice in each life
+    (once as the window opens, once halfway to the kill); then a clean drain."""
     rng = random.Random(seed)
     venues = LoopbackVenues()
     counts = Counts("random_kills")
     try:
         rig = Rig(home, venues)
         rig.first_boot()
-        for _ in range(kills):
+        for i in range(kills):
+            if rig.promote_if_safe() is not None:
+                counts.promotions += 1
             proc = rig.spawn()
+            spawned = time.time()
             delay = rng.uniform(0.0, max_alive_s)
+            # even lives die during boot (reconcile, sweep, re-queries), odd ones once the loop runs
+            ready = (lambda proc=proc: rig.holds_lock(proc)) if i % 2 == 0 else \
+                (lambda proc=proc, spawned=spawned: rig.ticking(proc, spawned))
             with contextlib.suppress(TimeoutError):
-                rig.wait_for(proc, "writer lock", lambda proc=proc: rig.holds_lock(proc), 60)
+                rig.wait_for(proc, "writer lock", ready, 60)
             venues.trade()
             time.sleep(delay / 2)
             venues.trade()
@@ -280,17 +313,18 @@ def two_writers(home: Path, seconds: float = 4.0) -> tuple[Counts, str, int]:
     try:
         rig = Rig(home, venues)
         rig.first_boot()
-        with Trader(venues, 0.1):
-            first = rig.spawn()
-            rig.wait_for(first, "first writer", lambda: int(rig.state().get("loop_last_tick_ms", 0)) > 0, 60)
+        first = rig.spawn()
+        spawned = time.time()
+        rig.wait_for(first, "first writer", lambda: rig.ticking(first, spawned), 120)
+        with Trader(venues, 0.1):  # trades only while the two meet, so the drain stays short
             second = rig.spawn()
             try:
-                code = second.wait(60)
-                err = second.stderr.read() if second.stderr else ""
+                code = second.wait(120)
             finally:
                 kill(second)
+            err = rig.stderr(second)
             time.sleep(seconds)
-            stop(first)
+        stop(first)
         if code != 2 or f"pid={first.pid}" not in err:
             counts.notes.append(f"second writer: exit {code}: {err.strip()}")
         return finish(counts, rig), err, code
@@ -317,7 +351,7 @@ def first_boot_kills(home: Path, kills: int, seed: int, max_alive_s: float = 0.5
             again = rig.spawn(allow_create=True)
             try:
                 ok = rig.wait_for(again, "boot after a first-boot kill",
-                                  lambda rig=rig: "loop_last_tick_ms" in rig.state(), 60)
+                                  lambda rig=rig, again=again: rig.ticking(again, 0), 120)
             except TimeoutError:
                 ok = False
             code = stop(again)
@@ -344,7 +378,7 @@ def deleted_database(home: Path, run_s: float = 2.0) -> tuple[Counts, dict[str, 
         rig.first_boot()
         with Trader(venues, 0.1):
             proc = rig.spawn()
-            rig.wait_for(proc, "live", lambda: len(venues.post_times) >= 3, 60)
+            rig.wait_for(proc, "live", lambda: len(venues.post_times) >= 3, 120)
             for suffix in ("", "-wal", "-shm"):
                 side = Path(f"{rig.db}{suffix}")
                 if side.exists():
@@ -356,9 +390,11 @@ def deleted_database(home: Path, run_s: float = 2.0) -> tuple[Counts, dict[str, 
         logged = (home / "app.log").read_text(encoding="utf-8") if (home / "app.log").exists() else ""
         seen["halt_logged"] = "database is not the one this process booted on" in logged
         restart = rig.spawn()
-        seen["restart_exit"] = restart.wait(60)
-        seen["restart_stderr"] = restart.stderr.read() if restart.stderr else ""
-        kill(restart)
+        try:
+            seen["restart_exit"] = restart.wait(120)
+        finally:
+            kill(restart)
+        seen["restart_stderr"] = rig.stderr(restart)
         seen["recreated"] = rig.db.exists()
         counts.orders = sum(venues.posts.values())
         counts.duplicates = venues.duplicates()
