@@ -153,7 +153,7 @@ class CopytradeWorld:
             order = acct.orders.get(params.get("origClientOrderId", ""))
             if order is None:
                 return Reply(400, {"code": -2013, "msg": "Order does not exist."})
-            if order["script"]:  # a scripted lifecycle: this query sees its next status
+            if order.get("script"):  # a scripted lifecycle: this query sees its next status
                 order["updated"] = now
                 self._move(order, order["script"].pop(0))
             return Reply(200, self._order_body(order))
