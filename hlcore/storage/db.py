@@ -227,7 +227,7 @@ def open_database(url: str, *, busy_timeout_ms: int = 5000) -> Database:
             engine = create_engine(parsed, pool_pre_ping=True)
     except (ImportError, NoSuchModuleError) as exc:  # the environment, not the database: bad input
         package = DRIVER_PACKAGES.get(parsed.drivername, parsed.drivername)
-        raise BadInput(f"database driver missing or unknown: {parsed.drivername} needs {package} ({exc}); "
+        raise BadInput(f"db_url: database driver missing or unknown: {parsed.drivername} needs {package} ({exc}); "
                        f"install it with: pip install 'hlcore[postgres]'") from None
     return Database(engine)
 

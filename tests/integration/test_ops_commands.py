@@ -383,7 +383,7 @@ def test_validate_run_appends_an_evidence_bundle(config: Path, tmp_path: Path) -
 
 def test_validate_run_with_no_database_driver_is_bad_input_without_the_password(tmp_path: Path) -> None:
     """No PostgreSQL driver installed: the environment is wrong, one line, exit 2 (issue 11)."""
-    config = write_config(tmp_path, db_url="postgresql://ops:hunter2@127.0.0.1:1/hlcore")
+    config = write_config(tmp_path, db_url="postgresql+pg8000://ops:hunter2@127.0.0.1:1/hlcore")
     evidence = tmp_path / "evidence.txt"
     result = runner.invoke(app, ["ops", "validate-run", "--output", str(evidence), "--policy", str(ROOT),
                                  "--config", str(config)], env=ENV_NONE | ENV_OK)
