@@ -66,6 +66,8 @@ class Outcome:
     run_status: dict[str, int] = field(default_factory=dict)
     logs: dict[str, int] = field(default_factory=dict)
     initial_states: dict[str, str] = field(default_factory=dict)
+    feed: dict[str, int] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 def parse_sets(items: list[str]) -> tuple[tuple[str, Any], ...]:
@@ -156,12 +158,15 @@ def run_exact(task: Task, progress: Callable[[int, int], None] | None = None) ->
             chunk = DAY_MS // 4
             total = max(1, (until - since + chunk - 1) // chunk)
             for step in range(total):
-                scheduler.run_until(min(until, since + (step + 1) * chunk), lambda ts: clock.set(max(ts, clock.now_ms())))
+                scheduler.run_until(min(until, since + (step + 1) * chunk),
+                                    lambda ts: clock.set(max(ts, clock.now_ms())))
                 if progress is not None:
                     progress(step + 1, total)
             outcome = Outcome(task.label, since, until, ws.policy.hash, history.content_hash,
                               initial_states={k: str(v) for k, v in sorted(initial.items())})
             read_outcome(ctx.db, outcome, since)
+            outcome.feed = dict(feed.stats)
+            outcome.settings = {"monitor.universe.size": ws.settings.get("monitor.universe.size")}
         finally:
             ctx.close()
         outcome.logs = dict(sorted(tap.counts.items()))

@@ -87,7 +87,7 @@ class HistoryFeed:
         self._members: dict[str, list[dict[str, Any]]] = {}
         for m in members:
             self._members.setdefault(m["run_id"], []).append(m)
-        self.served = 0
+        self.stats: dict[str, int] = {"answers": 0, "failed": 0, "not_recorded": 0, "leaderboards": 0}
 
     # ------------------------------------------------------------------ snapshots
     def _load_day(self, day: str) -> None:
@@ -118,7 +118,8 @@ class HistoryFeed:
             status = None if status is None or (isinstance(status, float) and np.isnan(status)) else int(status)
             failed = status != 200
             positions = None if failed else {
-                str(cols["asset"][k]): PositionRow(szi=_dec(cols["position_szi"][k]), entry_px=_dec(cols["entry_px"][k]),
+                str(cols["asset"][k]): PositionRow(szi=_dec(cols["position_szi"][k]),
+                                                   entry_px=_dec(cols["entry_px"][k]),
                                                    liquidation_px=_dec(cols["liq_px"][k]),
                                                    margin_used=_dec(cols["margin_used"][k]),
                                                    leverage=_dec(cols["leverage"][k]))
@@ -134,7 +135,11 @@ class HistoryFeed:
         with self._lock:
             obs = self._minute(slot).get(user)
             call = self._calls[(slot, user)] = self._calls.get((slot, user), 0) + 1
-            self.served += 1
+            self.stats["answers"] += 1
+            if obs is None:
+                self.stats["not_recorded"] += 1
+            elif obs.positions is None or call < obs.attempts:
+                self.stats["failed"] += 1
         if obs is None:
             return VenueError(API_ERROR, NOT_RECORDED, sent=False)
         if obs.positions is None or call < obs.attempts:
@@ -145,6 +150,7 @@ class HistoryFeed:
     # ------------------------------------------------------------------ universe
     def leaderboard(self, url: str, window: str = "month") -> LeaderboardParse | VenueError:
         """The latest recorded leaderboard read at or before now (the earliest one before the first)."""
+        self.stats["leaderboards"] += 1
         if not self._runs:
             return VenueError(API_ERROR, "no universe runs in the history", sent=False)
         i = max(0, bisect_right(self._run_ts, self.clock.now_ms()) - 1)

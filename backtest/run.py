@@ -1,0 +1,130 @@
+"""`hlcore backtest`: resolve the sides, run them over the history, build and render the report."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from backtest.exact import Outcome, Task, nest, parse_sets, run_exact
+from backtest.history.dataset import History, open_history, parse_instant
+from backtest.report import BacktestReport, render
+from backtest.sweep import load_grid, metrics, run_sweep, write_rows
+from hlcore.diff.semantic import semantic_diff
+from hlcore.diff.sides import Side, _load, load_side
+from hlcore.errors import BadInput, Problem
+from hlcore.resources import resolve_policy_dir
+from replay.drill import deep_merge
+
+Progress = Callable[[int, int], None] | None
+
+
+def resolve_side(spec: str | None, stack: ExitStack) -> Side:
+    """A directory or revision; by default ./ when it holds a policy, else the packaged one."""
+    if spec is None and not (Path.cwd() / "machines").is_dir():
+        return load_side(str(resolve_policy_dir(None)), stack)
+    return load_side(spec, stack)
+
+
+def with_overrides(side: Side, overrides: tuple[tuple[str, Any], ...], folder: Path) -> Side:
+    """The side with `--set` values merged over its settings file, validated like any settings file."""
+    if not overrides:
+        return side
+    for key, _ in overrides:
+        if not side.settings.has(key) or isinstance(side.settings.get(key), dict):
+            raise BadInput(Problem("--set", key, "unknown setting (see config/settings.yaml for the keys)"))
+    base = yaml.safe_load(side.settings_file.read_text(encoding="utf-8")) if side.settings_file else {}
+    tree = nest(overrides)
+    target = folder / "config" / "settings.yaml"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(yaml.safe_dump(deep_merge(base or {}, tree), sort_keys=True), encoding="utf-8")
+    label = f"{side.label} + " + ", ".join(f"{k}={v}" for k, v in overrides)
+    return _load(label, side.kind, side.root, target)
+
+
+def task_for(side: Side, history: Path, since: int | None, until: int | None, label: str) -> Task:
+    return Task(str(history), str(side.root), str(side.settings_file) if side.settings_file else None, (),
+                since, until, label)
+
+
+def history_info(h: History) -> dict[str, Any]:
+    m = h.manifest
+    return {"path": str(h.root), "source": m.get("source"), "universe_size": m.get("universe_size"),
+            "content_hash": m.get("content_hash"), "span": m.get("span"), "rows": m.get("rows")}
+
+
+def run_backtest(stack: ExitStack, *, history: Path, policy: str | None, against: str | None, sets: list[str],
+                 sweep: Path | None, since: str | None, until: str | None, fmt: str, breakdown: str,
+                 out: Path | None, jobs: int, scheduler: str | None, progress: Progress = None) -> str:
+    hist = open_history(history)
+    lo = parse_instant(since, "--since") if since else None
+    hi = parse_instant(until, "--until") if until else None
+    if lo is not None and hi is not None and hi <= lo:
+        raise BadInput(Problem("--until", until or "", "must be after --since"))
+    overrides = parse_sets(sets)
+    folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hlcore-backtest-sides-")))
+    head_plain = resolve_side(policy, stack)
+    head = with_overrides(head_plain, overrides, folder)
+    base = resolve_side(against, stack) if against is not None else head_plain
+    if sweep is not None:
+        return _sweep(hist, head, sweep, lo, hi, fmt, out, jobs, scheduler, progress)
+    two_sides = against is not None or bool(overrides)
+    base_out = run_exact(task_for(base, history, lo, hi, "base" if two_sides else "policy"), progress)
+    head_out: Outcome | None = run_exact(task_for(head, history, lo, hi, "head"), progress) if two_sides else None
+    report = BacktestReport(history_info(hist), base_out, head_out,
+                            semantic_diff(base, head) if two_sides else [], breakdown,
+                            sides={"base": base.describe(), **({"head": head.describe()} if two_sides else {})})
+    text = render(report, fmt)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"report.{'txt' if fmt == 'text' else fmt}").write_text(text, encoding="utf-8")
+        rows = [{"variant": o.label, "params": {}, "metrics": metrics(o)} for o in (base_out, head_out) if o]
+        write_rows(rows, out)
+    return text
+
+
+def _sweep(hist: History, head: Side, grid_file: Path, lo: int | None, hi: int | None, fmt: str,
+           out: Path | None, jobs: int, scheduler: str | None, progress: Progress) -> str:
+    grid = load_grid(grid_file)
+    rows = run_sweep(task_for(head, hist.root, lo, hi, "head"), grid, jobs=jobs, scheduler=scheduler,
+                     progress=progress)
+    data = {"history": history_info(hist), "policy": head.describe(), "grid": {k: v for k, v in grid},
+            "variants": rows}
+    if out is not None:
+        write_rows(rows, out)
+    if fmt == "json":
+        text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+    elif fmt == "html":
+        from backtest.html import STYLE, heatmap, table
+
+        names = sorted({m for r in rows for m in r["metrics"]})
+        body = [f"<!doctype html><html><head><meta charset='utf-8'><style>{STYLE}</style></head><body>"
+                "<h1>Backtest sweep</h1>"]
+        if len(grid) == 2:
+            flat = [{**r["params"], "surfaced": r["metrics"].get("surfaced", 0)} for r in rows]
+            body.append(heatmap(flat, grid[0][0], grid[1][0], "surfaced"))
+        body.append(table(["variant", *[k for k, _ in grid], *names],
+                          [[r["variant"], *[r["params"][k] for k, _ in grid], *[r["metrics"].get(n, 0) for n in names]]
+                           for r in rows]))
+        text = "".join(body) + "</body></html>\n"
+    else:
+        names = sorted({m for r in rows for m in r["metrics"]})
+        header = ["variant", *[k for k, _ in grid], *names]
+        cells = [[r["variant"], *[r["params"][k] for k, _ in grid], *[r["metrics"].get(n, 0) for n in names]]
+                 for r in rows]
+        if fmt == "md":
+            lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in cells]
+        else:
+            widths = [max(len(str(x)) for x in col) for col in zip(header, *cells, strict=True)]
+            lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                     for r in [header, *cells]]
+        text = f"sweep over {len(rows)} variants of {head.label}\n" + "\n".join(lines) + "\n"
+    if out is not None:
+        (out / f"sweep.{'txt' if fmt == 'text' else fmt}").write_text(text, encoding="utf-8")
+    return text
