@@ -108,7 +108,11 @@ def workspace(task: Task, folder: Path) -> Workspace:
     merged = deep_merge(base, nest(task.overrides))
     settings_file = folder / "settings.yaml"
     settings_file.write_text(yaml.safe_dump(merged, sort_keys=True), encoding="utf-8")
-    settings = load_settings(settings_file)
+    try:
+        settings = load_settings(settings_file)
+    except BadInput as exc:  # name the run and its overrides, not a scratch file
+        raise BadInput([Problem(f"{task.label} ({', '.join(f'{k}={v}' for k, v in task.overrides)})", p.path,
+                                p.message) for p in exc.problems]) from None
     root = Path(task.policy_root)
     return Workspace(root, settings_file, settings, load_policy(root, settings))
 
