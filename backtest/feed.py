@@ -91,10 +91,9 @@ class HistoryFeed:
 
     # ------------------------------------------------------------------ snapshots
     def _load_day(self, day: str) -> None:
-        table = self.history.read(SNAPSHOTS, day)
+        table = self.history.read(SNAPSHOTS, day).sort_by([("snapshot_ts", "ascending"), ("wallet_id", "ascending"),
+                                                            ("asset", "ascending")])
         cols = {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
-        order = np.lexsort((cols["asset"], cols["wallet_id"], cols["snapshot_ts"]))
-        cols = {k: v[order] for k, v in cols.items()}
         self._day, self._minutes, self._index = day, {}, (cols["snapshot_ts"], cols)
         self._calls = {k: v for k, v in self._calls.items() if day_of(k[0]) == day}
 
