@@ -18,7 +18,8 @@ from backtest.history.dataset import Writer, open_history
 from replay.runner import replay
 from tests.conftest import ROOT
 
-DRILL = ROOT / "fixtures" / "exit_cluster_hysteresis"
+# alerts and hysteresis; per-wallet 5xx fetch faults (DEGRADED); a leaderboard refresh
+DRILLS = ("exit_cluster_hysteresis", "ingestion_partial_degraded", "universe_refresh_success")
 NOT_COMPARED = ("venue_call", "cassettes")
 
 
@@ -26,7 +27,9 @@ def comparable(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [e for e in entries if e.get("kind") not in NOT_COMPARED]
 
 
-def test_drill_and_history_give_the_same_journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("name", DRILLS)
+def test_drill_and_history_give_the_same_journal(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    drill = ROOT / "fixtures" / name
     real = service.build_client
     recorders: list[Recorder] = []
 
@@ -36,22 +39,23 @@ def test_drill_and_history_give_the_same_journal(tmp_path: Path, monkeypatch: py
         return rec  # type: ignore[return-value]
 
     monkeypatch.setattr(service, "build_client", recording)
-    over_http = replay(DRILL)
+    over_http = replay(drill)
     assert over_http.verdict == "pass", over_http.failures
-    assert len(recorders) == 1 and recorders[0].snapshots  # one boot, and it fetched
+    assert len(recorders) == 1 and (recorders[0].snapshots or recorders[0].boards)  # one boot, and it read
 
     folder = tmp_path / "history"
-    recorders[0].write(Writer(folder, source="drill exit_cluster_hysteresis", assets=["HYPE", "BTC", "ETH"]),
+    recorders[0].write(Writer(folder, source=f"drill {name}", assets=["HYPE", "BTC", "ETH"]),
                        ["HYPE", "BTC", "ETH"])
     history = open_history(folder)
-    assert history.manifest["rows"]["wallet_snapshots"] == 3 * len(recorders[0].snapshots)
+    assert history.manifest["rows"].get("wallet_snapshots", 0) == 3 * len(recorders[0].snapshots)
 
     def feed(*_args: Any, **kwargs: Any) -> HistoryFeed:
         return HistoryFeed(history, kwargs["clock"], kwargs["sleep"], kwargs["rng"])
 
     monkeypatch.setattr(service, "build_client", feed)
-    from_history = replay(DRILL)
-    assert from_history.verdict == "pass", from_history.failures
+    from_history = replay(drill)
+    # every expectation holds but those counting HTTP calls (the history side makes none)
+    assert all(": calls=" in f for f in from_history.failures), from_history.failures
     assert any(e.get("kind") == "venue_call" for e in over_http.entries)
     assert not any(e.get("kind") == "venue_call" for e in from_history.entries)
     assert comparable(from_history.entries) == comparable(over_http.entries)
