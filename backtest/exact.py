@@ -25,7 +25,7 @@ from sqlalchemy import select
 
 from backtest.feed import HistoryFeed
 from backtest.history.dataset import DAY_MS, open_history
-from hlcore.config.settings import load_settings
+from hlcore.config.settings import Settings, load_settings
 from hlcore.errors import BadInput, Problem
 from hlcore.jobs.copytrade.service import Wiring
 from hlcore.jobs.monitor.service import start
@@ -96,15 +96,19 @@ def nest(overrides: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
     return tree
 
 
+def check_keys(settings: Settings, overrides: tuple[tuple[str, Any], ...]) -> None:
+    """Every override names a leaf setting (a typo must not become a silently ignored key)."""
+    for key, _ in overrides:
+        if not settings.has(key) or isinstance(settings.get(key), dict):
+            raise BadInput(Problem("--set", key, "unknown setting (see config/settings.yaml for the keys)"))
+
+
 def workspace(task: Task, folder: Path) -> Workspace:
     """The task's policy with its settings file and overrides merged and validated as usual."""
     base: dict[str, Any] = {}
     if task.settings_file:
         base = yaml.safe_load(Path(task.settings_file).read_text(encoding="utf-8")) or {}
-    defaults = load_settings(Path(task.settings_file) if task.settings_file else None)
-    for key, _ in task.overrides:
-        if not defaults.has(key) or isinstance(defaults.get(key), dict):
-            raise BadInput(Problem("--set", key, "unknown setting (see config/settings.yaml for the keys)"))
+    check_keys(load_settings(Path(task.settings_file) if task.settings_file else None), task.overrides)
     merged = deep_merge(base, nest(task.overrides))
     settings_file = folder / "settings.yaml"
     settings_file.write_text(yaml.safe_dump(merged, sort_keys=True), encoding="utf-8")

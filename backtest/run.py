@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from backtest.exact import Outcome, Task, nest, parse_sets, run_exact
+from backtest.exact import Outcome, Task, check_keys, nest, parse_sets, run_exact
 from backtest.history.dataset import History, open_history, parse_instant
 from backtest.report import BacktestReport, render
 from backtest.sweep import load_grid, metrics, run_sweep, write_rows
@@ -35,9 +35,7 @@ def with_overrides(side: Side, overrides: tuple[tuple[str, Any], ...], folder: P
     """The side with `--set` values merged over its settings file, validated like any settings file."""
     if not overrides:
         return side
-    for key, _ in overrides:
-        if not side.settings.has(key) or isinstance(side.settings.get(key), dict):
-            raise BadInput(Problem("--set", key, "unknown setting (see config/settings.yaml for the keys)"))
+    check_keys(side.settings, overrides)
     base = yaml.safe_load(side.settings_file.read_text(encoding="utf-8")) if side.settings_file else {}
     tree = nest(overrides)
     target = folder / "config" / "settings.yaml"
