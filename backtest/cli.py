@@ -80,6 +80,8 @@ def register(app: typer.Typer) -> None:
     @app.command()
     @handles_errors
     def backtest(history: Annotated[Path, typer.Option("--history", help="Dataset folder (manifest.json).")],
+                 app_name: Annotated[str, typer.Option("--app", help="Which system's policy (monitor; the "
+                                                       "copy-trader is issue 17).")] = "monitor",
                  policy: Annotated[str | None, typer.Option("--policy", help="Head policy: directory or git "
                                                             "revision (default: ./, else the packaged one).")] = None,
                  against: Annotated[str | None, typer.Option("--against", help="Base policy: directory or git "
@@ -102,6 +104,8 @@ def register(app: typer.Typer) -> None:
         """Run the monitor's policy over recorded history: headline, base -> head deltas, tables."""
         from backtest.run import run_backtest
 
+        if app_name != "monitor":
+            raise BadInput(f"--app: only monitor has a backtest so far, got '{app_name}'")
         if format not in ("text", "md", "json", "html"):
             raise BadInput(f"--format: expected one of text, md, json, html, got '{format}'")
         if breakdown not in ("day", "week"):

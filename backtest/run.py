@@ -60,6 +60,9 @@ def run_backtest(stack: ExitStack, *, history: Path, policy: str | None, against
                  sweep: Path | None, since: str | None, until: str | None, fmt: str, breakdown: str,
                  out: Path | None, jobs: int, scheduler: str | None, progress: Progress = None) -> str:
     hist = open_history(history)
+    if hist.manifest.get("app", "monitor") != "monitor":
+        raise BadInput(Problem(str(history / "manifest.json"), "app",
+                               f"expected a monitor history, got {hist.manifest.get('app')!r}"))
     lo = parse_instant(since, "--since") if since else None
     hi = parse_instant(until, "--until") if until else None
     if lo is not None and hi is not None and hi <= lo:

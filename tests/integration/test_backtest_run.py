@@ -73,6 +73,7 @@ def test_md_and_html_render(history: Path, tmp_path: Path) -> None:
     (["--set", "nonsense"], "expected KEY=VALUE"),
     (["--format", "pdf"], "--format: expected one of text, md, json, html"),
     (["--since", "yesterday"], "--since: expected an ISO date"),
+    (["--app", "copytrader"], "--app: only monitor has a backtest so far"),
 ])
 def test_bad_input_is_one_line_and_exit_2(history: Path, args: list[str], message: str) -> None:
     code, _, err = run("backtest", "--history", str(history), *args)
