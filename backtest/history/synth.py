@@ -46,7 +46,8 @@ class SynthSpec:
     adjust_per_min: float = 0.002  # chance a holder adds or cuts in a given minute
     entry_per_min: float = 0.0004  # chance a flat wallet opens
     exit_per_min: float = 0.0003   # chance a holder closes outright
-    clusters_per_day: float = 3.0  # exit clusters per day (over all assets)
+    clusters_per_day: float = 4.0  # exit clusters per day (over all assets)
+    cluster_share: tuple[float, float] = (0.3, 0.6)  # share of an asset's holders cutting in a cluster
     regime_every_days: float = 4.0
     dirty_per_day: float = 40.0    # transient collapses per day
     fault_episodes_per_day: float = 2.0
@@ -80,8 +81,9 @@ def synth(spec: SynthSpec, out: Path, progress: Any = None) -> dict[str, Any]:
         px = np.empty((MINUTES, n_a))
         ent = np.empty((MINUTES, n_w, n_a))
         # shocks planned for the day: (minute, asset, share of holders) exit clusters; regime flips
-        clusters = {(int(rng.integers(0, MINUTES)), int(rng.integers(0, n_a))): float(rng.uniform(0.2, 0.45))
-                    for _ in range(rng.poisson(spec.clusters_per_day))}
+        # (a cluster's three minutes sit inside one 5-minute signal window: minutes 5k+1 .. 5k+3)
+        clusters = {(int(rng.integers(0, MINUTES // 5)) * 5 + 1, int(rng.integers(0, n_a))):
+                    float(rng.uniform(*spec.cluster_share)) for _ in range(rng.poisson(spec.clusters_per_day))}
         regime = rng.random() < 1 / spec.regime_every_days
         r_start, r_asset = int(rng.integers(0, MINUTES - 30)), int(rng.integers(0, n_a))
         for t in range(MINUTES):

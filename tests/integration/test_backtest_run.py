@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -15,6 +16,7 @@ from backtest.sweep import load_grid, run_sweep
 from hlcore.cli import app
 from hlcore.errors import BadInput
 from hlcore.resources import resolve_policy_dir
+from tests.conftest import ROOT
 
 UNTIL = "2026-01-01T00:50:00Z"
 SIZE = "monitor.universe.size=12"
@@ -52,6 +54,25 @@ def test_base_vs_head_report_json_is_stable_and_labelled(history: Path, tmp_path
     assert {m["variant"] for m in metrics} == {"base", "head"}
     code, again, _ = run(*args)
     assert again == first  # stable for scripts: same input, same bytes
+
+
+def test_a_higher_fire_threshold_removes_the_exit_cluster_alert(history: Path, tmp_path: Path) -> None:
+    policy = tmp_path / "policy"
+    for sub in ("machines", "rules"):
+        shutil.copytree(ROOT / sub, policy / sub)
+    (policy / "config").mkdir()
+    (policy / "config" / "settings.yaml").write_text("monitor:\n  universe:\n    size: 12\n", encoding="utf-8")
+    code, text, err = run("backtest", "--history", str(history), "--policy", str(policy), "--set",
+                          "monitor.alerts.exit_fire_pct=90", "--until", UNTIL, "--format", "json")
+    assert code == 0, err
+    data = json.loads(text)
+    base, head = data["sides"]["base"], data["sides"]["head"]
+    assert base["alerts_by_type"].get("exit_cluster", 0) >= 1 and "exit_cluster" not in head["alerts_by_type"]
+    assert [c["subject"] for c in data["changes"]] == ["monitor.alerts.exit_fire_pct"]
+    assert data["changes"][0]["label"] == "stricter"  # safer: higher
+    surfaced = next(d for d in data["deltas"] if d["metric"] == "alerts surfaced")
+    assert surfaced["delta"] < 0 and surfaced["label"] == "stricter"
+    assert any(k[1] == "exit_cluster" for k in data["alert_changes"]["removed"])
 
 
 def test_md_and_html_render(history: Path, tmp_path: Path) -> None:
