@@ -67,6 +67,11 @@ def run_backtest(stack: ExitStack, *, history: Path, policy: str | None, against
     hi = parse_instant(until, "--until") if until else None
     if lo is not None and hi is not None and hi <= lo:
         raise BadInput(Problem("--until", until or "", "must be after --since"))
+    span = f"the history spans {hist.manifest['span']['since']} .. {hist.manifest['span']['until']}"
+    if lo is not None and lo > hist.until_ms:
+        raise BadInput(Problem("--since", since or "", f"after the history's end ({span})"))
+    if hi is not None and hi <= hist.since_ms:
+        raise BadInput(Problem("--until", until or "", f"before the history's start ({span})"))
     overrides = parse_sets(sets)
     folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hlcore-backtest-sides-")))
     head_plain = resolve_side(policy, stack)
