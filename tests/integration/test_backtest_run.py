@@ -149,3 +149,18 @@ def test_exact_outcome_is_deterministic(history: Path) -> None:
     a, b = run_exact(task), run_exact(task)
     assert a.transitions == b.transitions and a.alerts == b.alerts and a.run_status == b.run_status
     assert a.run_status.get("success", 0) + sum(v for k, v in a.run_status.items() if k != "success") == 31
+
+
+def test_sweep_cli_writes_one_row_per_variant_and_metric(history: Path, tmp_path: Path) -> None:
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("grid:\n  monitor.alerts.exit_fire_pct: [24, 40]\n  monitor.alerts.daily_cap: [2]\n",
+                    encoding="utf-8")
+    code, page, err = run("backtest", "--history", str(history), "--set", SIZE, "--sweep", str(grid), "--until",
+                          "2026-01-01T00:20:00Z", "--format", "html", "--out", str(tmp_path / "o"))
+    assert code == 0, err
+    assert "<svg" in page and "monitor.alerts.daily_cap" in page  # two parameters: a heatmap
+    rows = pq.read_table(tmp_path / "o" / "metrics.parquet").to_pylist()
+    pairs = [(r["variant"], r["metric"]) for r in rows]
+    assert len(pairs) == len(set(pairs)) and {v for v, _ in pairs} == {"v000", "v001"}
+    assert json.loads(rows[0]["params"]) == {"monitor.alerts.daily_cap": 2, "monitor.alerts.exit_fire_pct": 24}
+    assert (tmp_path / "o" / "sweep.html").read_text(encoding="utf-8") == page
