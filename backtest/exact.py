@@ -166,7 +166,7 @@ def run_exact(task: Task, progress: Callable[[int, int], None] | None = None) ->
             chunk = DAY_MS // 4
             total = max(1, (until - since + chunk - 1) // chunk)
             for step in range(total):
-                scheduler.run_until(min(until, since + (step + 1) * chunk),
+                scheduler.run_until(min(until - 1, since + (step + 1) * chunk),  # until is exclusive
                                     lambda ts: clock.set(max(ts, clock.now_ms())))
                 if progress is not None:
                     progress(step + 1, total)
