@@ -40,16 +40,35 @@ def register(app: typer.Typer) -> None:
 
     @history_app.command("synth")
     @handles_errors
-    def synth_(days: Annotated[int, typer.Option("--days", min=1, help="Days of minute snapshots.")],
-               wallets: Annotated[int, typer.Option("--wallets", min=1, help="Universe size.")],
+    def synth_(days: Annotated[int, typer.Option("--days", min=1, help="Days of history.")],
                seed: Annotated[int, typer.Option("--seed", help="Same seed, same bytes.")],
                out: Annotated[Path, typer.Option("--out", help="New folder for the dataset.")],
+               wallets: Annotated[int | None, typer.Option("--wallets", min=1, help="Universe size (monitor).")
+                                  ] = None,
+               app_name: Annotated[str, typer.Option("--app", help="monitor or copytrader.")] = "monitor",
+               fills_per_day: Annotated[float, typer.Option("--fills-per-day", min=0.1,
+                                                            help="Target fills per day (copytrader).")] = 12.0,
                start: Annotated[str, typer.Option("--start", help="First UTC day.")] = "2026-01-01") -> None:
-        """Write a synthetic, realistic monitor history (deterministic per seed)."""
+        """Write a synthetic, realistic history of the monitor or the copy-trader (deterministic per seed)."""
         from backtest.history.dataset import parse_instant
+
+        start_ms = parse_instant(start, "--start")
+        if app_name == "copytrader":
+            from backtest.history.copysynth import CopySynthSpec, synth_copytrader
+
+            with progress_bar("synth", err.is_terminal) as bar:
+                manifest = synth_copytrader(CopySynthSpec(days, seed, start_ms, fills_per_day), out, bar)
+            print(f"{out}: {manifest['rows'].get('target_fills', 0)} target fills, "
+                  f"{manifest['rows'].get('klines_1m', 0)} minute bars, {len(manifest['days'])} days, "
+                  f"content_hash {manifest['content_hash']}")
+            return
+        if app_name != "monitor":
+            raise BadInput(f"--app: expected monitor or copytrader, got '{app_name}'")
+        if wallets is None:
+            raise BadInput("--wallets: required for the monitor's history")
         from backtest.history.synth import SynthSpec, synth
 
-        spec = SynthSpec(days=days, wallets=wallets, seed=seed, start_ms=parse_instant(start, "--start"))
+        spec = SynthSpec(days=days, wallets=wallets, seed=seed, start_ms=start_ms)
         with progress_bar("synth", err.is_terminal) as bar:
             manifest = synth(spec, out, bar)
         print(f"{out}: {manifest['rows'].get('wallet_snapshots', 0)} snapshot rows, {len(manifest['days'])} days, "
@@ -80,8 +99,8 @@ def register(app: typer.Typer) -> None:
     @app.command()
     @handles_errors
     def backtest(history: Annotated[Path, typer.Option("--history", help="Dataset folder (manifest.json).")],
-                 app_name: Annotated[str, typer.Option("--app", help="Which system's policy (monitor; the "
-                                                       "copy-trader is issue 17).")] = "monitor",
+                 app_name: Annotated[str, typer.Option("--app", help="Which system's policy: monitor or "
+                                                       "copytrader.")] = "monitor",
                  policy: Annotated[str | None, typer.Option("--policy", help="Head policy: directory or git "
                                                             "revision (default: ./, else the packaged one).")] = None,
                  against: Annotated[str | None, typer.Option("--against", help="Base policy: directory or git "
@@ -100,12 +119,15 @@ def register(app: typer.Typer) -> None:
                                 ] = None,
                  jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Sweep workers (joblib loky).")] = 1,
                  scheduler: Annotated[str | None, typer.Option("--scheduler", help="Dask scheduler "
-                                                               "tcp://HOST:PORT for the sweep.")] = None) -> None:
-        """Run the monitor's policy over recorded history: headline, base -> head deltas, tables."""
+                                                               "tcp://HOST:PORT for the sweep.")] = None,
+                 slippage_bps: Annotated[float, typer.Option("--slippage-bps", min=0.0, help="Copy-trader: fill at "
+                                                             "the next minute's open moved this many bps against "
+                                                             "the order.")] = 2.0) -> None:
+        """Run the monitor's or the copy-trader's policy over recorded history: base -> head deltas, tables."""
         from backtest.run import run_backtest
 
-        if app_name != "monitor":
-            raise BadInput(f"--app: only monitor has a backtest so far, got '{app_name}'")
+        if app_name not in ("monitor", "copytrader"):
+            raise BadInput(f"--app: expected monitor or copytrader, got '{app_name}'")
         if format not in ("text", "md", "json", "html"):
             raise BadInput(f"--format: expected one of text, md, json, html, got '{format}'")
         if breakdown not in ("day", "week"):
@@ -113,6 +135,7 @@ def register(app: typer.Typer) -> None:
         with ExitStack() as stack, progress_bar("backtest", err.is_terminal) as bar:
             text = run_backtest(stack, history=history, policy=policy, against=against, sets=set_ or [],
                                 sweep=sweep, since=since, until=until, fmt=format, breakdown=breakdown, out=out,
-                                jobs=jobs, scheduler=scheduler, progress=bar)
+                                jobs=jobs, scheduler=scheduler, progress=bar, app=app_name,
+                                slippage_bps=slippage_bps)
         sys.stdout.write(text)
         sys.stdout.flush()

@@ -50,6 +50,8 @@ class Task:
     since_ms: int | None = None
     until_ms: int | None = None
     label: str = "head"
+    app: str = "monitor"          # which system's exact path (backtest.copytrade for the copy-trader)
+    slippage_bps: float = 2.0     # copy-trader only: the simulated venue's fill slippage
 
 
 @dataclass

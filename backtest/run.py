@@ -45,9 +45,10 @@ def with_overrides(side: Side, overrides: tuple[tuple[str, Any], ...], folder: P
     return _load(label, side.kind, side.root, target)
 
 
-def task_for(side: Side, history: Path, since: int | None, until: int | None, label: str) -> Task:
+def task_for(side: Side, history: Path, since: int | None, until: int | None, label: str,
+             app: str = "monitor", slippage_bps: float = 2.0) -> Task:
     return Task(str(history), str(side.root), str(side.settings_file) if side.settings_file else None, (),
-                since, until, label)
+                since, until, label, app, slippage_bps)
 
 
 def history_info(h: History) -> dict[str, Any]:
@@ -58,11 +59,12 @@ def history_info(h: History) -> dict[str, Any]:
 
 def run_backtest(stack: ExitStack, *, history: Path, policy: str | None, against: str | None, sets: list[str],
                  sweep: Path | None, since: str | None, until: str | None, fmt: str, breakdown: str,
-                 out: Path | None, jobs: int, scheduler: str | None, progress: Progress = None) -> str:
+                 out: Path | None, jobs: int, scheduler: str | None, progress: Progress = None,
+                 app: str = "monitor", slippage_bps: float = 2.0) -> str:
     hist = open_history(history)
-    if hist.manifest.get("app", "monitor") != "monitor":
+    if hist.manifest.get("app", "monitor") != app:
         raise BadInput(Problem(str(history / "manifest.json"), "app",
-                               f"expected a monitor history, got {hist.manifest.get('app')!r}"))
+                               f"expected a {app} history, got {hist.manifest.get('app')!r}"))
     lo = parse_instant(since, "--since") if since else None
     hi = parse_instant(until, "--until") if until else None
     if lo is not None and hi is not None and hi <= lo:
@@ -78,8 +80,10 @@ def run_backtest(stack: ExitStack, *, history: Path, policy: str | None, against
     head = with_overrides(head_plain, overrides, folder)
     base = resolve_side(against, stack) if against is not None else head_plain
     if sweep is not None:
-        return _sweep(hist, head, sweep, lo, hi, fmt, out, jobs, scheduler, progress)
+        return _sweep(hist, head, sweep, lo, hi, fmt, out, jobs, scheduler, progress, app, slippage_bps)
     two_sides = against is not None or bool(overrides)
+    if app == "copytrader":
+        return _copytrader(hist, base, head, two_sides, lo, hi, fmt, out, progress, slippage_bps)
     base_out = run_exact(task_for(base, history, lo, hi, "base" if two_sides else "policy"), progress)
     head_out: Outcome | None = run_exact(task_for(head, history, lo, hi, "head"), progress) if two_sides else None
     report = BacktestReport(history_info(hist), base_out, head_out,
@@ -94,10 +98,32 @@ def run_backtest(stack: ExitStack, *, history: Path, policy: str | None, against
     return text
 
 
+def _copytrader(hist: History, base: Side, head: Side, two_sides: bool, lo: int | None, hi: int | None, fmt: str,
+                out: Path | None, progress: Progress, slippage_bps: float) -> str:
+    """The copy-trader's base vs. head: its own exact path on both sides, then its report."""
+    from backtest.copytrade.exact import run_copytrade
+    from backtest.copytrade.report import copy_metrics_flat, render_copy, report_data
+
+    base_out = run_copytrade(task_for(base, hist.root, lo, hi, "base" if two_sides else "policy", "copytrader",
+                                      slippage_bps), slippage_bps, progress)
+    head_out = run_copytrade(task_for(head, hist.root, lo, hi, "head", "copytrader", slippage_bps), slippage_bps,
+                             progress) if two_sides else None
+    data = report_data(history_info(hist), base_out, head_out,
+                       {"base": base.describe(), **({"head": head.describe()} if two_sides else {})})
+    text = render_copy(data, fmt)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"report.{'txt' if fmt == 'text' else fmt}").write_text(text, encoding="utf-8")
+        write_rows([{"variant": o.label, "params": {}, "metrics": copy_metrics_flat(o)}
+                    for o in (base_out, head_out) if o], out)
+    return text
+
+
 def _sweep(hist: History, head: Side, grid_file: Path, lo: int | None, hi: int | None, fmt: str,
-           out: Path | None, jobs: int, scheduler: str | None, progress: Progress) -> str:
+           out: Path | None, jobs: int, scheduler: str | None, progress: Progress, app: str = "monitor",
+           slippage_bps: float = 2.0) -> str:
     grid = load_grid(grid_file)
-    rows = run_sweep(task_for(head, hist.root, lo, hi, "head"), grid, jobs=jobs, scheduler=scheduler,
+    rows = run_sweep(task_for(head, hist.root, lo, hi, "head", app, slippage_bps), grid, jobs=jobs, scheduler=scheduler,
                      progress=progress)
     data = {"history": history_info(hist), "policy": head.describe(), "grid": {k: v for k, v in grid},
             "variants": rows}
@@ -112,8 +138,9 @@ def _sweep(hist: History, head: Side, grid_file: Path, lo: int | None, hi: int |
         body = [f"<!doctype html><html><head><meta charset='utf-8'><style>{STYLE}</style></head><body>"
                 "<h1>Backtest sweep</h1>"]
         if len(grid) == 2:
-            flat = [{**r["params"], "surfaced": r["metrics"].get("surfaced", 0)} for r in rows]
-            body.append(heatmap(flat, grid[0][0], grid[1][0], "surfaced"))
+            cell = "surfaced" if app == "monitor" else "pnl.mirror"
+            flat = [{**r["params"], cell: r["metrics"].get(cell, 0)} for r in rows]
+            body.append(heatmap(flat, grid[0][0], grid[1][0], cell))
         body.append(table(["variant", *[k for k, _ in grid], *names],
                           [[r["variant"], *[r["params"][k] for k, _ in grid], *[r["metrics"].get(n, 0) for n in names]]
                            for r in rows]))

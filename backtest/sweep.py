@@ -62,6 +62,11 @@ def metrics(outcome: Outcome) -> dict[str, float]:
 
 def run_variant(task: Task) -> tuple[str, dict[str, float]]:
     """One variant, pure: the task in, its label and metrics out."""
+    if task.app == "copytrader":
+        from backtest.copytrade.exact import run_copytrade
+        from backtest.copytrade.report import copy_metrics_flat
+
+        return task.label, copy_metrics_flat(run_copytrade(task, task.slippage_bps))
     return task.label, metrics(run_exact(task))
 
 

@@ -30,6 +30,10 @@ SNAPSHOTS = "wallet_snapshots"
 INGEST_RUNS = "ingest_runs"
 UNIVERSE_RUNS = "universe_runs"
 UNIVERSE_MEMBERS = "universe_members"
+# copy-trader tables (issue 17): the target wallet's fills, the venue's minute bars and filters
+TARGET_FILLS = "target_fills"
+KLINES = "klines_1m"
+EXCHANGE_INFO = "exchange_info"
 
 SCHEMAS: dict[str, pa.Schema] = {
     # One row per (minute, wallet, asset) with the fetch outcome of that wallet in that minute, so
@@ -56,9 +60,27 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("as_of_ts", pa.int64()), ("run_id", pa.string()), ("wallet_id", pa.string()), ("rank", pa.int32()),
         ("month_pnl", pa.float64()), ("month_roi", pa.float64()), ("account_value", pa.float64()),
     ]),
+    # Every field of a Hyperliquid fill (`userFillsByTime` / node_fills), when it was seen, and from where.
+    TARGET_FILLS: pa.schema([
+        ("time", pa.int64()), ("observed_ts", pa.int64()), ("coin", pa.string()), ("px", pa.string()),
+        ("sz", pa.string()), ("side", pa.string()), ("start_position", pa.string()), ("dir", pa.string()),
+        ("closed_pnl", pa.string()), ("hash", pa.string()), ("oid", pa.int64()), ("crossed", pa.bool_()),
+        ("fee", pa.string()), ("tid", pa.int64()), ("fee_token", pa.string()), ("twap_id", pa.int64()),
+        ("source", pa.string()),
+    ]),
+    # Binance USD-M 1-minute bars of the mirrored symbols (the simulated venue's prices).
+    KLINES: pa.schema([
+        ("open_time", pa.int64()), ("symbol", pa.string()), ("open", pa.float64()), ("high", pa.float64()),
+        ("low", pa.float64()), ("close", pa.float64()), ("volume", pa.float64()),
+    ]),
+    # exchangeInfo filters per symbol as recorded at `as_of` (the venue's rejections come from these).
+    EXCHANGE_INFO: pa.schema([
+        ("as_of", pa.int64()), ("symbol", pa.string()), ("step_size", pa.string()), ("tick_size", pa.string()),
+        ("min_qty", pa.string()), ("max_qty", pa.string()), ("min_notional", pa.string()),
+    ]),
 }
 TS_COLUMN = {SNAPSHOTS: "snapshot_ts", INGEST_RUNS: "snapshot_ts", UNIVERSE_RUNS: "as_of_ts",
-             UNIVERSE_MEMBERS: "as_of_ts"}
+             UNIVERSE_MEMBERS: "as_of_ts", TARGET_FILLS: "time", KLINES: "open_time", EXCHANGE_INFO: "as_of"}
 
 
 def day_of(ts_ms: int) -> str:
