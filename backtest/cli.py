@@ -74,6 +74,26 @@ def register(app: typer.Typer) -> None:
         print(f"{out}: {manifest['rows'].get('wallet_snapshots', 0)} snapshot rows, {len(manifest['days'])} days, "
               f"{manifest['universe_size']} wallets, content_hash {manifest['content_hash']}")
 
+    @history_app.command("import")
+    @handles_errors
+    def import_(klines: Annotated[list[Path], typer.Option("--klines", help="Binance 1m kline CSV/zip (repeatable).")],
+                node_fills: Annotated[list[Path], typer.Option("--node-fills", help="Hyperliquid node_fills "
+                                                               "JSON-lines file (repeatable).")],
+                exchange_info: Annotated[Path, typer.Option("--exchange-info", help="Saved GET "
+                                                            "/fapi/v1/exchangeInfo body.")],
+                wallet: Annotated[str, typer.Option("--wallet", help="The target wallet's address.")],
+                out: Annotated[Path, typer.Option("--out", help="New folder for the dataset.")]) -> None:
+        """Build a copy-trade history from downloaded Binance klines and Hyperliquid node_fills."""
+        from backtest.history.importers import import_copytrade
+
+        for path in [*klines, *node_fills, exchange_info]:
+            if not path.is_file():
+                raise BadInput(Problem(str(path), "", "no such file"))
+        manifest = import_copytrade(klines, node_fills, exchange_info, wallet, out)
+        print(f"{out}: {manifest['rows'].get('target_fills', 0)} target fills, "
+              f"{manifest['rows'].get('klines_1m', 0)} minute bars, {len(manifest['days'])} days, "
+              f"content_hash {manifest['content_hash']}")
+
     @history_app.command("export")
     @handles_errors
     def export_(since: Annotated[str, typer.Option("--since", help="UTC date or instant (inclusive).")],
