@@ -1,5 +1,12 @@
 """The backtest harness on a synthetic 200-wallet history (issue 16 figures; prints, asserts nothing).
 
+Copy-trader (issue 17): python benchmarks/backtest.py --app copytrader [--days 90] [--fills 10000]
+     [--exact-hours 24] [--full-exact] [--variants 50] [--sweep-hours 6] [--jobs 2]
+  synth      90 days, ~10,000 target fills on 3 symbols (BTC, ETH, SOL; only the mapped ones are copied);
+  exact      the copy-trader's own path over --exact-hours, extrapolated to the history (target: <= 30 s
+             for the whole), or whole with --full-exact;
+  sweep      proportional_ratio x max_qty (10 x 5 = 50 variants) over --sweep-hours with --jobs.
+
 Run: python benchmarks/backtest.py [--days 30] [--wallets 200] [--exact-hours 24] [--variants 100]
      [--sweep-hours 2] [--jobs 2] [--full-exact]
 
@@ -68,18 +75,66 @@ def anchor(root: Path) -> tuple[float, float, int]:
     return loaded, time.perf_counter() - t1, int(share.size)
 
 
+def copytrader(args: argparse.Namespace, tmp: Path) -> None:
+    """The copy-trader's figures (issue 17): synth, exact path, a 50-variant ratio x max_qty sweep."""
+    from backtest.copytrade.exact import run_copytrade
+    from backtest.history.copysynth import CopySynthSpec, synth_copytrader
+    from backtest.history.dataset import parse_instant
+
+    days = args.days or 90
+    root = args.history or tmp / "hist"
+    if args.history is None:
+        t = time.perf_counter()
+        m = synth_copytrader(CopySynthSpec(days, args.seed, parse_instant("2026-01-01", "start"),
+                                           args.fills / days), root)
+        line("synth", time.perf_counter() - t, f"{m['rows'].get('target_fills', 0):,} target fills, "
+             f"{m['rows']['klines_1m']:,} minute bars, {days} d")
+    h = open_history(root)
+    policy = str(resolve_policy_dir(None))
+    span_h = (h.until_ms + 60_000 - h.since_ms) / HOUR_MS
+    hours = span_h if args.full_exact else min(args.exact_hours, span_h)
+    t = time.perf_counter()
+    out = run_copytrade(Task(str(root), policy, None, (), until_ms=h.since_ms + int(hours * HOUR_MS),
+                             app="copytrader"))
+    wall = time.perf_counter() - t
+    line("exact", wall, f"{hours:g} h: {out.fills_seen} fills, {sum(out.events.values())} events, "
+         f"{len(out.executions)} orders; whole {span_h / 24:g} d ~ {wall * span_h / hours:.0f} s")
+    t = time.perf_counter()
+    ratios = [round(0.0005 * (i + 1), 4) for i in range(10)]
+    max_qty = [0.005, 0.01, 0.02, 0.05, 0.1]
+    grid = [("decision.sizing.max_qty", max_qty), ("decision.sizing.proportional_ratio", ratios)]
+    n = len(ratios) * len(max_qty)
+    grid = grid if args.variants >= n else [("decision.sizing.proportional_ratio", ratios[:args.variants])]
+    rows = run_sweep(Task(str(root), policy, None, (), until_ms=h.since_ms + int(args.sweep_hours * HOUR_MS),
+                          app="copytrader"), grid, jobs=args.jobs)
+    wall = time.perf_counter() - t
+    line("sweep", wall, f"{len(rows)} variants x {args.sweep_hours:g} h, --jobs {args.jobs}: "
+         f"{len(rows) / wall:.2f} variants/s (exact path per variant)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--days", type=int, default=30)
+    ap.add_argument("--app", choices=("monitor", "copytrader"), default="monitor")
+    ap.add_argument("--fills", type=int, default=10_000, help="copytrader: target fills over the history")
+    ap.add_argument("--days", type=int, default=None, help="history days (monitor 30, copytrader 90)")
     ap.add_argument("--wallets", type=int, default=200)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--exact-hours", type=float, default=24)
     ap.add_argument("--full-exact", action="store_true", help="run the exact path over the whole history")
-    ap.add_argument("--variants", type=int, default=100)
-    ap.add_argument("--sweep-hours", type=float, default=2)
+    ap.add_argument("--variants", type=int, default=None, help="monitor 100; copytrader 50 (the full grid)")
+    ap.add_argument("--sweep-hours", type=float, default=None, help="monitor 2; copytrader 6")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--history", type=Path, help="reuse this dataset instead of writing one")
     args = ap.parse_args()
+    if args.app == "copytrader":
+        args.variants = args.variants or 50
+        args.sweep_hours = args.sweep_hours or 6
+        with tempfile.TemporaryDirectory(prefix="hlcore-bench-") as tmp:
+            copytrader(args, Path(tmp))
+        return
+    args.days = args.days or 30
+    args.variants = args.variants or 100
+    args.sweep_hours = args.sweep_hours or 2
     with tempfile.TemporaryDirectory(prefix="hlcore-bench-") as tmp:
         root = args.history or Path(tmp) / "hist"
         if args.history is None:
