@@ -115,3 +115,20 @@ def test_backtest_refuses_a_monitor_history_for_the_copytrader(tmp_path: Path) -
                                "--out", str(out)]).exit_code == 0
     r = runner.invoke(app, ["backtest", "--app", "copytrader", "--history", str(out)])
     assert r.exit_code == 2 and "expected a copytrader history" in r.output
+
+
+def test_sweep_over_the_ratio_scales_the_mirror(tmp_path: Path) -> None:
+    klines, nf, info = write_inputs(tmp_path)
+    out = tmp_path / "hist"
+    assert runner.invoke(app, ["history", "import", "--klines", str(klines), "--node-fills", str(nf),
+                               "--exchange-info", str(info), "--wallet", WALLET, "--out", str(out)]).exit_code == 0
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("grid:\n  decision.sizing.proportional_ratio: [0.001, 0.003]\n", encoding="utf-8")
+    r = runner.invoke(app, ["backtest", "--app", "copytrader", "--history", str(out), "--sweep", str(grid),
+                            "--format", "json", "--out", str(tmp_path / "res"),
+                            "--policy", str(Path(__file__).resolve().parents[2])])
+    assert r.exit_code == 0, r.output
+    rows = {v["variant"]: v for v in json.loads(r.output)["variants"]}
+    assert rows["v000"]["metrics"]["orders_filled"] == rows["v001"]["metrics"]["orders_filled"] == 2
+    assert rows["v001"]["metrics"]["pnl.mirror"] == pytest.approx(3 * rows["v000"]["metrics"]["pnl.mirror"], abs=0.02)
+    assert (tmp_path / "res" / "metrics.parquet").is_file()
