@@ -91,6 +91,8 @@ class CopyOutcome:
     metrics: dict[str, Any] = field(default_factory=dict)
     safety_minutes: dict[str, int] = field(default_factory=dict)
     safety_entries: dict[str, int] = field(default_factory=dict)
+    safety_states: list[str] = field(default_factory=list)
+    unmapped_fills: int = 0
 
 
 def run_copytrade(task: Task, slippage_bps: float = SLIPPAGE_BPS,
@@ -115,7 +117,8 @@ def run_copytrade(task: Task, slippage_bps: float = SLIPPAGE_BPS,
                               float(s.get("decision.sizing.proportional_ratio")),
                               float(s.get("safety.warn_threshold")), slippage_bps,
                               dict(s.get("ingest.hyperliquid.symbol_map") or {}),
-                              initial_safety=str(ws.policy.machines["safety"].initial))
+                              initial_safety=str(ws.policy.machines["safety"].initial),
+                              safety_states=sorted(ws.policy.machines["safety"].states))
         try:
             chunk = DAY_MS // 4  # read rows back well before hourly retention prunes them (24 h floor)
             total = max(1, (until - since + chunk - 1) // chunk)
@@ -134,9 +137,12 @@ def run_copytrade(task: Task, slippage_bps: float = SLIPPAGE_BPS,
         outcome.target_fills = [{"time": r["time"], "coin": r["coin"], "side": r["side"], "sz": float(r["sz"]),
                                  "px": float(r["px"]), "start": float(r["start_position"])} for r in venue.fill_rows]
         outcome.fills_seen = len(venue.fill_rows)
+        outcome.unmapped_fills = sum(1 for r in venue.fill_rows if r["coin"] not in outcome.symbol_map)
         outcome.metrics = copy_metrics(outcome, venue.bars)
         outcome.safety_minutes, outcome.safety_entries = time_in_state(outcome.transitions, "safety",
                                                                        outcome.initial_safety, since, until)
+        outcome.safety_minutes = {st: outcome.safety_minutes.get(st, 0) for st in
+                                  sorted({*outcome.safety_states, *outcome.safety_minutes})}
     outcome.logs = dict(sorted(tap.counts.items()))
     return outcome
 

@@ -57,8 +57,9 @@ def copy_metrics_flat(o: CopyOutcome) -> dict[str, float]:
 def headline(o: CopyOutcome) -> str:
     days = (o.until_ms - o.since_ms) / 86_400_000
     pnl = o.metrics.get("pnl_total", {})
-    return (f"{days:.0f} d: {o.fills_seen} target fills, {o.fills_ingested} ingested, {sum(o.events.values())} "
-            f"events, {len(o.executions)} orders filled, {sum(o.rejections.values())} rejected by the venue; "
+    return (f"{days:.0f} d: {o.fills_seen} target fills ({o.unmapped_fills} not mapped), {o.fills_ingested} "
+            f"ingested, {sum(o.events.values())} events, {len(o.executions)} orders filled, "
+            f"{sum(o.rejections.values())} rejected by the venue; "
             f"mirror P&L {pnl.get('mirror', 0):+.2f} vs target scaled {pnl.get('target_scaled', 0):+.2f} USDT")
 
 
@@ -96,7 +97,8 @@ def _delta(a: Any, b: Any) -> str:
 
 
 def _counts(side: dict[str, Any]) -> dict[str, Any]:
-    return {"target fills": side["fills_seen"], "ingested (mapped, deduplicated)": side["fills_ingested"],
+    return {"target fills": side["fills_seen"], "not mapped (symbol_map)": side["unmapped_fills"],
+            "ingested (mapped, deduplicated)": side["fills_ingested"],
             "events": side["events_total"], "orders filled (mirrored)": side["mirrored_orders"]}
 
 
