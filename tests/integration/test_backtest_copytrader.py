@@ -70,6 +70,9 @@ def test_import_and_backtest_downloaded_formats(tmp_path: Path) -> None:
     r = runner.invoke(app, ["backtest", "--app", "copytrader", "--history", str(out), "--format", "json",
                             "--policy", str(Path(__file__).resolve().parents[2]), "--slippage-bps", "2"])
     assert r.exit_code == 0, r.output
+    again = runner.invoke(app, ["backtest", "--app", "copytrader", "--history", str(out), "--format", "json",
+                                "--policy", str(Path(__file__).resolve().parents[2]), "--slippage-bps", "2"])
+    assert again.output == r.output  # same history + policy => the same report, byte for byte
     side = json.loads(r.output)["base"]
     assert side["fills_seen"] == 2 and side["fills_ingested"] == 2
     assert side["orders"] == {"FILLED": 2} and side["mirrored_orders"] == 2
