@@ -96,7 +96,8 @@ def test_md_and_html_render(history: Path, tmp_path: Path) -> None:
     (["--since", "yesterday"], "--since: expected an ISO date"),
     (["--until", "2025-12-31"], "--until: 2025-12-31: before the history's start (the history spans"),
     (["--since", "2026-02-01"], "--since: 2026-02-01: after the history's end"),
-    (["--app", "copytrader"], "--app: only monitor has a backtest so far"),
+    (["--app", "copytrader"], "app: expected a copytrader history, got 'monitor'"),  # issue 17
+    (["--app", "trader"], "--app: expected monitor or copytrader, got 'trader'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(history: Path, args: list[str], message: str) -> None:
     code, _, err = run("backtest", "--history", str(history), *args)
