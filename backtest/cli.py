@@ -142,7 +142,10 @@ def register(app: typer.Typer) -> None:
                                                                "tcp://HOST:PORT for the sweep.")] = None,
                  slippage_bps: Annotated[float, typer.Option("--slippage-bps", min=0.0, help="Copy-trader: fill at "
                                                              "the next minute's open moved this many bps against "
-                                                             "the order.")] = 2.0) -> None:
+                                                             "the order.")] = 2.0,
+                 faults: Annotated[Path | None, typer.Option("--faults", help="Copy-trader: YAML of venue fault "
+                                                             "episodes (at, kind, match, for/times).")] = None
+                 ) -> None:
         """Run the monitor's or the copy-trader's policy over recorded history: base -> head deltas, tables."""
         from backtest.run import run_backtest
 
@@ -156,6 +159,6 @@ def register(app: typer.Typer) -> None:
             text = run_backtest(stack, history=history, policy=policy, against=against, sets=set_ or [],
                                 sweep=sweep, since=since, until=until, fmt=format, breakdown=breakdown, out=out,
                                 jobs=jobs, scheduler=scheduler, progress=bar, app=app_name,
-                                slippage_bps=slippage_bps)
+                                slippage_bps=slippage_bps, faults=faults)
         sys.stdout.write(text)
         sys.stdout.flush()

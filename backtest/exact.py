@@ -52,6 +52,7 @@ class Task:
     label: str = "head"
     app: str = "monitor"          # which system's exact path (backtest.copytrade for the copy-trader)
     slippage_bps: float = 2.0     # copy-trader only: the simulated venue's fill slippage
+    faults: str | None = None     # copy-trader only: a YAML file of venue fault episodes
 
 
 @dataclass

@@ -46,9 +46,9 @@ def with_overrides(side: Side, overrides: tuple[tuple[str, Any], ...], folder: P
 
 
 def task_for(side: Side, history: Path, since: int | None, until: int | None, label: str,
-             app: str = "monitor", slippage_bps: float = 2.0) -> Task:
+             app: str = "monitor", slippage_bps: float = 2.0, faults: Path | None = None) -> Task:
     return Task(str(history), str(side.root), str(side.settings_file) if side.settings_file else None, (),
-                since, until, label, app, slippage_bps)
+                since, until, label, app, slippage_bps, str(faults) if faults else None)
 
 
 def history_info(h: History) -> dict[str, Any]:
@@ -60,8 +60,14 @@ def history_info(h: History) -> dict[str, Any]:
 def run_backtest(stack: ExitStack, *, history: Path, policy: str | None, against: str | None, sets: list[str],
                  sweep: Path | None, since: str | None, until: str | None, fmt: str, breakdown: str,
                  out: Path | None, jobs: int, scheduler: str | None, progress: Progress = None,
-                 app: str = "monitor", slippage_bps: float = 2.0) -> str:
+                 app: str = "monitor", slippage_bps: float = 2.0, faults: Path | None = None) -> str:
     hist = open_history(history)
+    if faults is not None:
+        if app != "copytrader":
+            raise BadInput(Problem("--faults", str(faults), "only the copy-trader's backtest overlays faults"))
+        from backtest.copytrade.faults import load_faults
+
+        load_faults(faults)  # a bad file is one clear error before any run
     if hist.manifest.get("app", "monitor") != app:
         raise BadInput(Problem(str(history / "manifest.json"), "app",
                                f"expected a {app} history, got {hist.manifest.get('app')!r}"))
@@ -80,10 +86,10 @@ def run_backtest(stack: ExitStack, *, history: Path, policy: str | None, against
     head = with_overrides(head_plain, overrides, folder)
     base = resolve_side(against, stack) if against is not None else head_plain
     if sweep is not None:
-        return _sweep(hist, head, sweep, lo, hi, fmt, out, jobs, scheduler, progress, app, slippage_bps)
+        return _sweep(hist, head, sweep, lo, hi, fmt, out, jobs, scheduler, progress, app, slippage_bps, faults)
     two_sides = against is not None or bool(overrides)
     if app == "copytrader":
-        return _copytrader(hist, base, head, two_sides, lo, hi, fmt, out, progress, slippage_bps)
+        return _copytrader(hist, base, head, two_sides, lo, hi, fmt, out, progress, slippage_bps, faults)
     base_out = run_exact(task_for(base, history, lo, hi, "base" if two_sides else "policy"), progress)
     head_out: Outcome | None = run_exact(task_for(head, history, lo, hi, "head"), progress) if two_sides else None
     report = BacktestReport(history_info(hist), base_out, head_out,
@@ -99,15 +105,15 @@ def run_backtest(stack: ExitStack, *, history: Path, policy: str | None, against
 
 
 def _copytrader(hist: History, base: Side, head: Side, two_sides: bool, lo: int | None, hi: int | None, fmt: str,
-                out: Path | None, progress: Progress, slippage_bps: float) -> str:
+                out: Path | None, progress: Progress, slippage_bps: float, faults: Path | None = None) -> str:
     """The copy-trader's base vs. head: its own exact path on both sides, then its report."""
     from backtest.copytrade.exact import run_copytrade
     from backtest.copytrade.report import copy_metrics_flat, render_copy, report_data
 
     base_out = run_copytrade(task_for(base, hist.root, lo, hi, "base" if two_sides else "policy", "copytrader",
-                                      slippage_bps), slippage_bps, progress)
-    head_out = run_copytrade(task_for(head, hist.root, lo, hi, "head", "copytrader", slippage_bps), slippage_bps,
-                             progress) if two_sides else None
+                                      slippage_bps, faults), slippage_bps, progress)
+    head_out = run_copytrade(task_for(head, hist.root, lo, hi, "head", "copytrader", slippage_bps, faults),
+                             slippage_bps, progress) if two_sides else None
     data = report_data(history_info(hist), base_out, head_out,
                        {"base": base.describe(), **({"head": head.describe()} if two_sides else {})})
     text = render_copy(data, fmt)
@@ -121,10 +127,10 @@ def _copytrader(hist: History, base: Side, head: Side, two_sides: bool, lo: int 
 
 def _sweep(hist: History, head: Side, grid_file: Path, lo: int | None, hi: int | None, fmt: str,
            out: Path | None, jobs: int, scheduler: str | None, progress: Progress, app: str = "monitor",
-           slippage_bps: float = 2.0) -> str:
+           slippage_bps: float = 2.0, faults: Path | None = None) -> str:
     grid = load_grid(grid_file)
-    rows = run_sweep(task_for(head, hist.root, lo, hi, "head", app, slippage_bps), grid, jobs=jobs, scheduler=scheduler,
-                     progress=progress)
+    rows = run_sweep(task_for(head, hist.root, lo, hi, "head", app, slippage_bps, faults), grid, jobs=jobs,
+                     scheduler=scheduler, progress=progress)
     data = {"history": history_info(hist), "policy": head.describe(), "grid": {k: v for k, v in grid},
             "variants": rows}
     if out is not None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from backtest.copytrade.faults import arm, load_faults
 from backtest.copytrade.metrics import copy_metrics, time_in_state
 from backtest.copytrade.venue import KlineVenue
 from backtest.exact import _SCRATCH, Task, quiet_logs, workspace
@@ -44,18 +45,27 @@ SLIPPAGE_BPS = 2.0  # default of --slippage-bps
 QUIET_CAP = 0.9
 
 
-def coalesce_quiet_ticks(scheduler: Any, loop: Any, venue: KlineVenue, engine: Any, cap_ms: int) -> None:
+def coalesce_quiet_ticks(scheduler: Any, loop: Any, venue: KlineVenue, engine: Any, cap_ms: int,
+                         transport: Any = None, episodes: list[tuple[int, dict[str, Any]]] | None = None) -> None:
     """Wrap the loop's tick: after an idle tick, wake at the first tick of the grid that can see the
     next target fill (as the live loop would), at most `cap_ms` later. Busy ticks are untouched."""
     job = next(j for j in scheduler.jobs if j.name == "copytrade_tick")
     inner, armed = job.run, engine.state("safety")
 
+    episodes = episodes if episodes is not None else []
+
     def tick(at_ms: int) -> int:
+        if transport is not None:
+            arm(transport, episodes, at_ms)
         wait = inner(at_ms)
-        if wait != loop.idle_ms or engine.state("safety") != armed or wait <= 0:
+        faulting = transport is not None and any(f.times is None or f.times > 0 for f in transport.faults
+                                                 if f.until_ms is None or f.until_ms > at_ms)
+        if wait != loop.idle_ms or engine.state("safety") != armed or wait <= 0 or faulting:
             return wait
         now = venue.clock.now_ms()
         nxt = venue.next_fill_after(now)
+        if episodes:
+            nxt = episodes[0][0] if nxt is None else min(nxt, episodes[0][0])
         horizon = max(wait, cap_ms - cap_ms % wait)
         if nxt is None:
             return horizon
@@ -112,7 +122,8 @@ def run_copytrade(task: Task, slippage_bps: float = SLIPPAGE_BPS,
         ctx, _jobs, scheduler, loop, _code = start(ws, "live", wiring, db_url=sqlite_url(Path(tmp) / "copy.db"))
         s = ws.settings
         coalesce_quiet_ticks(scheduler, loop, venue, ctx.runtime.engine,
-                             int(QUIET_CAP * int(s.get("ingest.backfill_window_ms"))))
+                             int(QUIET_CAP * int(s.get("ingest.backfill_window_ms"))), transport,
+                             load_faults(Path(task.faults)) if task.faults else [])
         outcome = CopyOutcome(task.label, since, until, ws.policy.hash, history.content_hash,
                               float(s.get("decision.sizing.proportional_ratio")),
                               float(s.get("safety.warn_threshold")), slippage_bps,

@@ -24,7 +24,8 @@ ASSUMPTIONS = [
     "the copy starts flat and armed: " + ", ".join(f"{k}={v}" for k, v in RUN_SETTINGS),
     f"quiet stretches (no fill due, idle tick, safety mode unchanged) are slept through on the loop's tick grid, "
     f"at most {QUIET_CAP:g} x ingest.backfill_window_ms; fills are seen on the same ticks as without this",
-    "no venue faults are overlaid (no latency, 429s or UNKNOWN results): the history has none",
+    "venue faults: only the episodes of --faults (drill fault kinds, armed when the clock reaches `at`); "
+    "none otherwise",
 ]
 
 
@@ -57,7 +58,7 @@ def copy_metrics_flat(o: CopyOutcome) -> dict[str, float]:
 def headline(o: CopyOutcome) -> str:
     days = (o.until_ms - o.since_ms) / 86_400_000
     pnl = o.metrics.get("pnl_total", {})
-    return (f"{days:.0f} d: {o.fills_seen} target fills ({o.unmapped_fills} not mapped), {o.fills_ingested} "
+    return (f"{days:.3g} d: {o.fills_seen} target fills ({o.unmapped_fills} not mapped), {o.fills_ingested} "
             f"ingested, {sum(o.events.values())} events, {len(o.executions)} orders filled, "
             f"{sum(o.rejections.values())} rejected by the venue; "
             f"mirror P&L {pnl.get('mirror', 0):+.2f} vs target scaled {pnl.get('target_scaled', 0):+.2f} USDT")

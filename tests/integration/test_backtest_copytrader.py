@@ -135,3 +135,26 @@ def test_sweep_over_the_ratio_scales_the_mirror(tmp_path: Path) -> None:
     assert rows["v000"]["metrics"]["orders_filled"] == rows["v001"]["metrics"]["orders_filled"] == 2
     assert rows["v001"]["metrics"]["pnl.mirror"] == pytest.approx(3 * rows["v000"]["metrics"]["pnl.mirror"], abs=0.02)
     assert (tmp_path / "res" / "metrics.parquet").is_file()
+
+
+def test_fault_overlay_rate_limits_the_open(tmp_path: Path) -> None:
+    """A declared episode of 429s on order POSTs around the open: the open is not mirrored as before."""
+    klines, nf, info = write_inputs(tmp_path)
+    out = tmp_path / "hist"
+    assert runner.invoke(app, ["history", "import", "--klines", str(klines), "--node-fills", str(nf),
+                               "--exchange-info", str(info), "--wallet", WALLET, "--out", str(out)]).exit_code == 0
+    faults = tmp_path / "faults.yaml"
+    faults.write_text("faults:\n  - {at: '2026-01-24T10:05:30Z', kind: '429', match: POST /fapi/v1/order, "
+                      "for: 3m, retry_after: 60}\n", encoding="utf-8")
+    policy = str(Path(__file__).resolve().parents[2])
+    r = runner.invoke(app, ["backtest", "--app", "copytrader", "--history", str(out), "--format", "json",
+                            "--policy", policy, "--faults", str(faults)])
+    assert r.exit_code == 0, r.output
+    side = json.loads(r.output)["base"]
+    assert side["orders"] == {"UNKNOWN": 1} and side["mirrored_orders"] == 0  # the open met the 429s
+    assert side["safety_minutes"]["ARMED_SAFE"] > 0  # the retry budget ran out: the policy went SAFE
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("faults:\n  - {at: '2026-01-24T10:05:30Z', kind: crash}\n", encoding="utf-8")
+    r = runner.invoke(app, ["backtest", "--app", "copytrader", "--history", str(out), "--policy", policy,
+                            "--faults", str(bad)])
+    assert r.exit_code == 2 and "faults[0].kind" in r.output and "expected one of" in r.output
