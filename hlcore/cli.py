@@ -871,3 +871,7 @@ if __name__ == "__main__":
 from replay.cli import register as _register_drills  # noqa: E402 - needs the helpers above
 
 _register_drills(app)
+
+from backtest.cli import register as _register_backtest  # noqa: E402 - needs the helpers above
+
+_register_backtest(app)

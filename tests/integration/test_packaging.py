@@ -21,5 +21,7 @@ def test_wheel_ships_default_policy_and_config(tmp_path: Path) -> None:
     assert "hlcore/_defaults/config/schema.yaml" in names
     assert "hlcore/_defaults/fixtures/gap_exceeded/drill.yaml" in names  # `hlcore init` copies the drills
     assert "replay/__init__.py" in names
+    assert "backtest/history/synth.py" in names  # hlcore history / backtest need it installed
+    assert "backtest/copytrade/venue.py" in names  # the copy-trader backtest (issue 17)
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     assert "hlcore = hlcore.cli:main" in zipfile.ZipFile(wheel).read(entry).decode()

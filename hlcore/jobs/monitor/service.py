@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from hlcore.adapters.hyperliquid.client import HyperliquidClient
 from hlcore.app import AppContext, open_locked
 from hlcore.engine.scheduler import Job, Scheduler
 from hlcore.errors import BadInput
@@ -108,9 +109,11 @@ class MonitorJobs:
         self._count("dashboard")
 
 
-def build(ctx: AppContext, wiring: Wiring) -> MonitorJobs:
+def build(ctx: AppContext, wiring: Wiring, client: HyperliquidClient | None = None) -> MonitorJobs:
+    """The monitor's jobs on one Hyperliquid client: built from settings over the wiring's session,
+    or `client` when given (a backtest feeds recorded observations through the client's methods)."""
     s = ctx.settings
-    client = build_client(s.get("monitor.snapshots.info_url"),
+    client = client or build_client(s.get("monitor.snapshots.info_url"),
                           timeout_sec=float(s.get("monitor.snapshots.request_timeout_sec")), clock=wiring.clock,
                           sleep=wiring.sleep, rng=wiring.rng, session=wiring.session_factory("hyperliquid"),
                           weight_budget_per_min=int(s.get("monitor.snapshots.weight_budget_per_min"))
@@ -138,14 +141,16 @@ def _add_signals(scheduler: Scheduler, jobs: MonitorJobs, every_ms: int, grace_m
 
 
 def start(ws: Workspace, wiring: Wiring, *, only: str | None = None, db_url: str | None = None,
-          allow_create_db: bool = False) -> tuple[AppContext, MonitorJobs, Scheduler]:
+          allow_create_db: bool = False,
+          client: HyperliquidClient | None = None) -> tuple[AppContext, MonitorJobs, Scheduler]:
     """Open the monitor database under its writer lock (one writer per system, DESIGN §7) and put
-    the jobs (or one, `only`) on a scheduler; a database is created only with `allow_create_db`."""
+    the jobs (or one, `only`) on a scheduler; a database is created only with `allow_create_db`
+    (`client`: see `build`)."""
     if only is not None and only not in JOBS:
         raise BadInput(f"--job: expected one of {', '.join(JOBS)}, got '{only}'")
     ctx = open_locked(ws, wiring.clock, "monitor", command=f"live --app monitor --job {only or 'all'}",
                       allow_create=allow_create_db, url=db_url)
-    jobs = build(ctx, wiring)
+    jobs = build(ctx, wiring, client)
     s = ws.settings
     scheduler = Scheduler(wiring.clock)
     interval = int(s.get("monitor.snapshots.interval_sec")) * 1000

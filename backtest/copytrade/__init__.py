@@ -1,0 +1,1 @@
+"""The copy-trader backtest: simulated venue, exact path, figures and report (issue 17)."""
