@@ -18,7 +18,14 @@ from hlcore.engine.runtime import Runtime
 from hlcore.errors import BadInput, CheckFailed
 from hlcore.storage.db import Database, create_sqlite_file, open_database, sqlite_url
 from hlcore.storage.pg_lock import AdvisoryWriterLock
-from hlcore.storage.writer_lock import FileWriterLock, ProcessLocalLock, WriterLock, WriterLockHeld, lock_path_for
+from hlcore.storage.writer_lock import (
+    FileWriterLock,
+    LockSet,
+    ProcessLocalLock,
+    WriterLock,
+    WriterLockHeld,
+    lock_path_for,
+)
 from hlcore.workspace import Workspace
 
 APPS = ("copytrader", "monitor")
@@ -43,15 +50,16 @@ def database_file(url: str) -> Path | None:
     return Path(parsed.database).expanduser().resolve()
 
 
-def writer_lock(url: str, app: str) -> WriterLock:
+def writer_lock(url: str, app: str, scope: str | None = None) -> WriterLock:
     """The system's single-writer lock (DESIGN §7): a file lock beside a SQLite file, a session
-    advisory lock (keyed by the app) on PostgreSQL, nothing for an in-memory database."""
+    advisory lock (keyed by the app) on PostgreSQL, nothing for an in-memory database. `scope`
+    narrows it to one part of the system (a monitor job's single-instance lock, monitor §5)."""
     path = database_file(url)
     if path is not None:
-        return FileWriterLock(lock_path_for(path))
+        return FileWriterLock(lock_path_for(path, scope))
     if make_url(url).get_backend_name() == "sqlite":
         return ProcessLocalLock()
-    return AdvisoryWriterLock(url, app)
+    return AdvisoryWriterLock(url, f"{app}/{scope}" if scope else app)
 
 
 def prepare_database(url: str, now_ms: int, *, allow_create: bool) -> bool:
@@ -108,10 +116,12 @@ class AppContext:
 
 
 def lock_system(workspace: Workspace, app: str, *, command: str, since_ms: int, url: str | None = None,
-                wait_s: float | None = None) -> WriterLock:
-    """Take the system's writer lock or raise WriterLockHeld naming the holder (exit 2).
-    `wait_s` None: the operator wait of the settings (`orchestrator.writer_lock_wait_sec`)."""
-    lock = writer_lock(url or database_url(workspace.settings, app), app)
+                wait_s: float | None = None, scopes: tuple[str, ...] = ()) -> WriterLock:
+    """Take the system's writer lock (or each of `scopes`' locks) or raise WriterLockHeld naming
+    the holder (exit 2). `wait_s` None: the operator wait of the settings
+    (`orchestrator.writer_lock_wait_sec`)."""
+    url = url or database_url(workspace.settings, app)
+    lock: WriterLock = LockSet([writer_lock(url, app, s) for s in scopes]) if scopes else writer_lock(url, app)
     wait = float(workspace.settings.get("orchestrator.writer_lock_wait_sec")) if wait_s is None else wait_s
     lock.acquire(wait_s=wait, since_ms=since_ms, command=command)
     return lock
@@ -139,12 +149,12 @@ def operator_lock(workspace: Workspace, app: str, *, command: str, since_ms: int
 
 
 def open_locked(workspace: Workspace, clock: Clock, app: str, *, command: str, allow_create: bool,
-                url: str | None = None) -> AppContext:
+                url: str | None = None, scopes: tuple[str, ...] = ()) -> AppContext:
     """What a long-running writer (`hlcore live`) opens: the writer lock first (a second process
     exits 2 naming the holder, having touched nothing), then the database (created only with
     `allow_create`), held together until `close()`."""
     url = url or database_url(workspace.settings, app)
-    lock = lock_system(workspace, app, command=command, since_ms=clock.now_ms(), url=url, wait_s=0.0)
+    lock = lock_system(workspace, app, command=command, since_ms=clock.now_ms(), url=url, wait_s=0.0, scopes=scopes)
     try:
         prepare_database(url, clock.now_ms(), allow_create=allow_create)
         # PostgreSQL: no file to build aside; the schema is created in one transaction by open_app

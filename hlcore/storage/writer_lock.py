@@ -140,5 +140,30 @@ class ProcessLocalLock:
         return None
 
 
-def lock_path_for(database_file: Path) -> Path:
-    return database_file.with_name(database_file.name + ".lock")
+def lock_path_for(database_file: Path, scope: str | None = None) -> Path:
+    """`<database>.lock`, or `<database>.<scope>.lock` for one part of a system (a monitor job)."""
+    return database_file.with_name(database_file.name + (f".{scope}" if scope else "") + ".lock")
+
+
+class LockSet:
+    """Several writer locks taken as one, in order (all or none): a monitor running every job
+    holds each job's single-instance lock (monitor §5), so it excludes a lone `--job` of any of
+    them, and two lone jobs of different kinds run side by side as the spec's processes do."""
+
+    def __init__(self, locks: list[WriterLock]):
+        self.locks = locks
+
+    def acquire(self, *, wait_s: float = 0.0, since_ms: int | None = None, command: str = "") -> None:
+        taken: list[WriterLock] = []
+        try:
+            for lock in self.locks:
+                lock.acquire(wait_s=wait_s, since_ms=since_ms, command=command)
+                taken.append(lock)
+        except BaseException:
+            for lock in reversed(taken):
+                lock.release()
+            raise
+
+    def release(self) -> None:
+        for lock in reversed(self.locks):
+            lock.release()

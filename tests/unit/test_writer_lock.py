@@ -75,3 +75,32 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path: Path) -> None:
     lock = FileWriterLock(path)
     lock.acquire(since_ms=T0)  # the kernel dropped the dead holder's lock
     lock.release()
+
+
+def test_monitor_jobs_lock_one_instance_each_and_all_jobs_lock_every_one(tmp_path: Path) -> None:
+    """Monitor §5: each job is single-instance; two different jobs run side by side (the spec's
+    separate processes), and a process running every job excludes a lone job of any kind."""
+    from hlcore.app import writer_lock
+    from hlcore.jobs.monitor.service import JOBS
+    from hlcore.storage.writer_lock import LockSet
+
+    url = f"sqlite:///{tmp_path / 'monitor.db'}"
+    snapshots = writer_lock(url, "monitor", "snapshots")
+    snapshots.acquire(since_ms=T0, command="live --app monitor --job snapshots")
+    signals = writer_lock(url, "monitor", "signals")
+    signals.acquire(since_ms=T0, command="live --app monitor --job signals")  # another job: allowed
+    with pytest.raises(WriterLockHeld) as exc:
+        writer_lock(url, "monitor", "snapshots").acquire(since_ms=T0, command="live --app monitor --job snapshots")
+    assert exc.value.holder.command == "live --app monitor --job snapshots"
+    every = LockSet([writer_lock(url, "monitor", job) for job in JOBS])
+    with pytest.raises(WriterLockHeld):
+        every.acquire(since_ms=T0, command="live --app monitor --job all")
+    health = writer_lock(url, "monitor", "health")
+    health.acquire(since_ms=T0)  # all or none: the refused set released what it had taken
+    health.release()
+    snapshots.release()
+    signals.release()
+    every.acquire(since_ms=T0, command="live --app monitor --job all")
+    with pytest.raises(WriterLockHeld):
+        writer_lock(url, "monitor", "dashboard").acquire(since_ms=T0, command="live --app monitor --job dashboard")
+    every.release()

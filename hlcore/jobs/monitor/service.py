@@ -143,13 +143,15 @@ def _add_signals(scheduler: Scheduler, jobs: MonitorJobs, every_ms: int, grace_m
 def start(ws: Workspace, wiring: Wiring, *, only: str | None = None, db_url: str | None = None,
           allow_create_db: bool = False,
           client: HyperliquidClient | None = None) -> tuple[AppContext, MonitorJobs, Scheduler]:
-    """Open the monitor database under its writer lock (one writer per system, DESIGN §7) and put
+    """Open the monitor database under its jobs' single-instance locks (one writer per job, monitor §5:
+    every job's when all run here, so a lone `--job` of any of them is refused) and put
     the jobs (or one, `only`) on a scheduler; a database is created only with `allow_create_db`
     (`client`: see `build`)."""
     if only is not None and only not in JOBS:
         raise BadInput(f"--job: expected one of {', '.join(JOBS)}, got '{only}'")
     ctx = open_locked(ws, wiring.clock, "monitor", command=f"live --app monitor --job {only or 'all'}",
-                      allow_create=allow_create_db, url=db_url)
+                      allow_create=allow_create_db, url=db_url,
+                      scopes=(only,) if only is not None else JOBS)  # each job single-instance (§5)
     jobs = build(ctx, wiring, client)
     s = ws.settings
     scheduler = Scheduler(wiring.clock)
