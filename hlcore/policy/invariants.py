@@ -319,12 +319,13 @@ def _reasons_reach_halt(inv: _Inv) -> Iterator[Finding]:
     m = machines[0]
     halts = _halts(policy, m)
     dead = dead_rows(policy, meaning)
+    facts = set(inv.body.get("facts") or ())  # when given: only rows on these facts count
     for k, code in enumerate(inv.body.get("reasons") or []):
         if code not in policy.reasons:
             yield inv.error("reasons", f"undeclared reason code '{code}'")
             continue
         rows = [(t, r) for t in policy.tables for r in t.rows
-                if _row_machine(t, r) == m.name and r.then.get("event") and (
+                if _row_machine(t, r) == m.name and r.then.get("event") and (not facts or facts & set(r.on)) and (
                     r.then.get("reason") == code or any(
                         tr.reason == code for tr in m.transitions if tr.event == r.then.get("event")))]
         for state in (s for s in m.states if s not in halts):
@@ -336,7 +337,8 @@ def _reasons_reach_halt(inv: _Inv) -> Iterator[Finding]:
                             + (f"never matches: {dead[(t.name, r.id)]}" if (t.name, r.id) in dead else
                                f"fires '{r.then['event']}', which takes {state} to no halt state"
                                if _state_allows(meaning, r, m.name, state) else f"does not fire in {state}")
-                            for t, r in rows) or "no rule raises it"
+                            for t, r in rows) or ("no rule raises it" + (f" on {', '.join(sorted(facts))}"
+                                                                          if facts else ""))
             yield inv.finding("violation", inv.file, ("invariants", inv.index, "reasons", k),
                               f"rollback reason {code} does not take {m.name} from {state} to a halt state "
                               f"({', '.join(sorted(halts)) or 'none declared'}): {why}")

@@ -165,6 +165,7 @@ INVARIANTS_SCHEMA: dict[str, Any] = {
             "states": {"type": "list", "schema": _NAME},
             "gates": {"type": ["list", "dict"]},
             "reasons": {"type": "list", "schema": _CODE},
+            "facts": {"type": "list", "schema": _NAME},  # reasons_reach_halt: raised on these facts
         }},
     },
 }

@@ -226,10 +226,15 @@ def open_database(url: str, *, busy_timeout_ms: int = 5000) -> Database:
         else:
             engine = create_engine(parsed, pool_pre_ping=True)
     except (ImportError, NoSuchModuleError) as exc:  # the environment, not the database: bad input
-        package = DRIVER_PACKAGES.get(parsed.drivername, parsed.drivername)
-        raise BadInput(f"db_url: database driver missing or unknown: {parsed.drivername} needs {package} ({exc}); "
-                       f"install it with: pip install 'hlcore[postgres]'") from None
+        raise driver_missing(parsed.drivername, exc) from None
     return Database(engine)
+
+
+def driver_missing(drivername: str, exc: BaseException) -> BadInput:
+    """The one-line bad input for a database driver that is not installed (or unknown)."""
+    package = DRIVER_PACKAGES.get(drivername, drivername)
+    return BadInput(f"db_url: database driver missing or unknown: {drivername} needs {package} ({exc}); "
+                    f"install it with: pip install 'hlcore[postgres]'")
 
 
 DRIVER_PACKAGES = {"postgresql+psycopg": "psycopg (psycopg 3)", "postgresql+psycopg2": "psycopg2"}

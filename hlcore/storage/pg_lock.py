@@ -18,11 +18,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from sqlalchemy import Connection, create_engine, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, NoSuchModuleError
 from sqlalchemy.pool import NullPool
 
 from hlcore.config.hashing import redact_url
-from hlcore.storage.db import StorageUnavailable, driver_url
+from hlcore.storage.db import StorageUnavailable, driver_missing, driver_url
 from hlcore.storage.writer_lock import Holder, WriterLockHeld
 
 _NAME_MAX = 63  # PostgreSQL truncates application_name (NAMEDATALEN - 1)
@@ -68,8 +68,11 @@ class AdvisoryWriterLock:
         return self._conn is not None
 
     def _connect(self, application_name: str) -> Connection:
-        engine = create_engine(driver_url(self.url), poolclass=NullPool,
-                               connect_args={"application_name": application_name})
+        parsed = driver_url(self.url)
+        try:
+            engine = create_engine(parsed, poolclass=NullPool, connect_args={"application_name": application_name})
+        except (ImportError, NoSuchModuleError) as exc:  # the environment: one line, exit 2
+            raise driver_missing(parsed.drivername, exc) from None
         try:
             return engine.connect()
         except DBAPIError as exc:

@@ -74,7 +74,8 @@ def test_sigterm_stops_hlcore_live_promptly(tmp_path: Path) -> None:
     config.write_text(yaml.safe_dump(settings), encoding="utf-8")
     env = {**os.environ, "HYPERLIQUID_TARGET_WALLET": "0x" + "ab" * 20}
     env.pop("BINANCE_API_KEY", None)
-    proc = subprocess.Popen([sys.executable, "-m", "hlcore", "live", "--mode", "dry-run", "--policy", str(ROOT),
+    proc = subprocess.Popen([sys.executable, "-m", "hlcore", "live", "--mode", "dry-run", "--allow-create-db",
+                             "--policy", str(ROOT),
                              "--config", str(config)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:

@@ -97,7 +97,8 @@ def test_live_with_the_venues_unreachable_is_loud_and_status_blocks(tmp_path: Pa
                                              "jitter_ms": 0}}},
         "execution": {"binance": {"base_url": "http://127.0.0.1:1"}},
         "orchestrator": {"loop_idle_sleep_sec": 0.1, "loop_max_idle_sleep_sec": 0.2}})
-    live = hlcore("live", "--mode", "dry-run", "--max-ticks", "3", "--config", str(config), cwd=tmp_path)
+    live = hlcore("live", "--mode", "dry-run", "--max-ticks", "3", "--allow-create-db", "--config", str(config),
+                  cwd=tmp_path)
     assert live.returncode == 0, live.stderr
     failed = [line for line in live.stderr.splitlines() if "ingest fetch failed" in line]
     assert len(failed) >= 2 and "NETWORK_ERROR" in failed[0] and "Traceback" not in live.stderr

@@ -202,7 +202,7 @@ def test_failed_fetches_are_loud_and_only_a_complete_fetch_stamps_success(
     offline.mount("https://", _Unreachable())
     w = Wiring(clock, lambda s: clock.advance(int(s * 1000)), random.Random(7), lambda _venue: offline,
                {"HYPERLIQUID_TARGET_WALLET": WALLET})
-    ctx, jobs, _scheduler, _loop, code = start(workspace, "dry-run", w)
+    ctx, jobs, _scheduler, _loop, code = start(workspace, "dry-run", w, allow_create_db=True)
     assert code == 0
     state = CopytradeState(ctx.db)
     assert state.last_ingest_success_ms() is None  # boot stamps the cursor, not a success

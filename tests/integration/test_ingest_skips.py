@@ -42,7 +42,8 @@ class Live:
         self.transport, self.world = copytrade_venues(self.clock)
         wiring = Wiring(self.clock, lambda s: self.clock.advance(int(s * 1000)), random.Random(3),
                         lambda _venue: self.transport.session(), ENV)
-        self.ctx, self.jobs, _scheduler, self.loop, code = start(self.ws, "dry-run", wiring, metrics_path=self.metrics)
+        self.ctx, self.jobs, _scheduler, self.loop, code = start(self.ws, "dry-run", wiring, metrics_path=self.metrics,
+                                                                     allow_create_db=True)
         assert code == 0
 
     def tick(self, advance_ms: int = 2_000) -> None:

@@ -70,9 +70,9 @@ DANGEROUS: list = [
     pytest.param(
         [("rules/safety.yaml", "  - id: storage_unavailable\n    on: storage_failed\n"
           "    when: {fact: app, eq: copytrader}\n    then: {event: faulted, reason: STORAGE_UNAVAILABLE}\n", "")],
-        "rollback-reasons-reach-halt", "rules/invariants.yaml",
+        "storage-failure-halts", "rules/invariants.yaml",
         r"rollback reason STORAGE_UNAVAILABLE does not take safety from ARMED_(LIVE|SAFE) to a halt state .*"
-        r"no rule raises it",
+        r"no rule raises it on storage_failed",
         id="storage-halt-rule-deleted"),
     pytest.param(
         [("rules/reconcile.yaml", "  - id: critical_drift\n    on: reconcile_completed\n"
