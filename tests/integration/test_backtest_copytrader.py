@@ -151,8 +151,10 @@ def test_fault_overlay_rate_limits_the_open(tmp_path: Path) -> None:
                             "--policy", policy, "--faults", str(faults)])
     assert r.exit_code == 0, r.output
     side = json.loads(r.output)["base"]
-    assert side["orders"] == {"UNKNOWN": 1} and side["mirrored_orders"] == 0  # the open met the 429s
-    assert side["safety_minutes"]["ARMED_SAFE"] > 0  # the retry budget ran out: the policy went SAFE
+    # the open met the 429s and never reached the book: parked UNKNOWN, then settled as never placed
+    # once the venue keeps answering NOT_FOUND (stored REJECTED / ORDER_NEVER_PLACED, issue 10)
+    assert side["orders"] == {"REJECTED": 1} and side["mirrored_orders"] == 0
+    assert side["events"].get("DONE missing_local_position") == 1  # so the close that followed had nothing to close
     bad = tmp_path / "bad.yaml"
     bad.write_text("faults:\n  - {at: '2026-01-24T10:05:30Z', kind: crash}\n", encoding="utf-8")
     r = runner.invoke(app, ["backtest", "--app", "copytrader", "--history", str(out), "--policy", policy,
