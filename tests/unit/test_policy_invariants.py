@@ -4,29 +4,16 @@
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from hlcore.cli import app
+from tests.support.policy_copies import copy_policy, mutate
 
 ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
-
-
-def copy_policy(tmp_path: Path) -> Path:
-    for sub in ("machines", "rules"):
-        shutil.copytree(ROOT / sub, tmp_path / sub)
-    return tmp_path
-
-
-def mutate(policy: Path, file: str, old: str, new: str) -> None:
-    path = policy / file
-    text = path.read_text(encoding="utf-8")
-    assert text.count(old) == 1, f"fixture text not unique in {file}: {old!r}"
-    path.write_text(text.replace(old, new), encoding="utf-8")
 
 
 def validate(policy: Path, *extra: str) -> tuple[int, str]:

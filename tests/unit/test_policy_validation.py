@@ -7,31 +7,16 @@ style); the default policy itself is the good fixture.
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from hlcore.cli import app
+from tests.support.policy_copies import copy_policy, mutate
 
 ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
-
-
-def copy_policy(tmp_path: Path) -> Path:
-    for sub in ("machines", "rules"):
-        shutil.copytree(ROOT / sub, tmp_path / sub)
-    return tmp_path
-
-
-def mutate(policy: Path, file: str, old: str, new: str) -> int:
-    """Replace `old` once in `file`; return the 1-based line where the replacement starts."""
-    path = policy / file
-    text = path.read_text(encoding="utf-8")
-    assert text.count(old) == 1, f"fixture text not unique in {file}: {old!r}"
-    path.write_text(text.replace(old, new), encoding="utf-8")
-    return text[: text.index(old)].count("\n") + 1
 
 
 def validate(policy: Path) -> tuple[int, str]:
