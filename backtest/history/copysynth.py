@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from backtest.history.dataset import DAY_MS, EXCHANGE_INFO, KLINES, TARGET_FILLS, Writer, day_of
+from replay.worlds.copytrade import fill_direction
 
 # (coin, Binance symbol, first price, typical order size, size decimals): venue facts for the demo data
 COINS = (("BTC", "BTCUSDT", 60_000.0, 4.0, 4), ("ETH", "ETHUSDT", 3_000.0, 20.0, 3),
@@ -110,12 +111,7 @@ def synth_copytrader(spec: CopySynthSpec, out: Path, progress: Callable[[int, in
                 start = position[coin]
                 side = "B" if delta > 0 else "A"
                 after = round(start + (sz if side == "B" else -sz), dec)
-                if start == 0 or (start > 0 and after > start) or (start < 0 and after < start):
-                    direction = "Open Long" if side == "B" else "Open Short"
-                elif (start > 0 > after) or (start < 0 < after):
-                    direction = "Long > Short" if side == "A" else "Short > Long"
-                else:
-                    direction = "Close Long" if start > 0 else "Close Short"
+                direction = fill_direction(start, side, after)
                 tid += 1
                 ts = t0 + int(at) + i * 40
                 rows.append({"time": ts, "observed_ts": ts + int(rng.integers(150, 900)), "coin": coin,

@@ -193,19 +193,22 @@ class CopytradeWorld:
             acct.marks[symbol] = Decimal(str(mark))
 
 
+def fill_direction(start: Any, side: str, after: Any) -> str:
+    """Hyperliquid's `dir` of a fill on `side` (B buys, A sells) taking the position from `start` to `after`."""
+    if start == 0 or (start > 0 and after > start) or (start < 0 and after < start):
+        return "Open Long" if side == "B" else "Open Short"
+    if (start > 0 > after) or (start < 0 < after):
+        return "Long > Short" if side == "A" else "Short > Long"
+    return "Close Long" if start > 0 else "Close Short"
+
+
 def hl_fill(spec: Mapping[str, Any]) -> dict[str, Any]:
     """A fill as Hyperliquid's `userFillsByTime` returns it; the drill gives tid, time, side,
     sz, startPosition and hash, the rest takes realistic defaults."""
     side = spec.get("side", "B")
     start = Decimal(str(spec.get("startPosition", "0")))
     sz = Decimal(str(spec["sz"]))
-    after = start + (sz if side == "B" else -sz)
-    if start == 0 or (start > 0 and after > start) or (start < 0 and after < start):
-        direction = "Open Long" if side == "B" else "Open Short"
-    elif (start > 0 > after) or (start < 0 < after):
-        direction = "Long > Short" if side == "A" else "Short > Long"
-    else:
-        direction = "Close Long" if start > 0 else "Close Short"
+    direction = fill_direction(start, side, start + (sz if side == "B" else -sz))
     tid = int(spec["tid"])
     return {"coin": spec.get("coin", "BTC"), "px": str(spec.get("px", "60000.0")), "sz": str(spec["sz"]),
             "side": side, "time": _as_written(spec["time"]), "startPosition": str(spec.get("startPosition", "0.0")),
