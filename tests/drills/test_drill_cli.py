@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 from typer.testing import CliRunner
 
-from hlcore.cli import app
+from hlcore_cli import app
 
 ROOT = Path(__file__).resolve().parents[2]
 

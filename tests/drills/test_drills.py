@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from hlcore.cli import app
+from hlcore_cli import app
 from replay.golden import first_difference, golden_path
 from replay.runner import replay
 

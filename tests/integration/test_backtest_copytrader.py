@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from backtest.history.dataset import open_history
 from backtest.history.importers import read_klines
-from hlcore.cli import app
 from hlcore.errors import BadInput
+from hlcore_cli import app
 
 T0 = 1769248800000  # 2026-01-24T10:00:00Z
 WALLET = "0x" + "ab" * 20

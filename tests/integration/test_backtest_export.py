@@ -10,10 +10,10 @@ from typer.testing import CliRunner
 from backtest.feed import HistoryFeed
 from backtest.history.dataset import SNAPSHOTS, open_history
 from hlcore.adapters.http import VenueError
-from hlcore.cli import app
 from hlcore.engine.clock import ManualClock
 from hlcore.storage.db import open_database, sqlite_url
 from hlcore.storage.schema import ingest_runs, wallet_snapshots, wallet_universe_members, wallet_universe_runs
+from hlcore_cli import app
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 DAY = 86_400_000

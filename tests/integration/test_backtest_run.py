@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 from backtest.exact import Task, run_exact
 from backtest.history.synth import SynthSpec, synth
 from backtest.sweep import load_grid, run_sweep
-from hlcore.cli import app
 from hlcore.errors import BadInput
 from hlcore.resources import resolve_policy_dir
+from hlcore_cli import app
 from tests.conftest import ROOT
 
 UNTIL = "2026-01-01T00:50:00Z"

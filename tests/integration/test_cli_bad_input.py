@@ -15,11 +15,11 @@ WALLET = "0x" + "ab" * 20
 
 
 def hlcore(*args: str, cwd: Path, env_wallet: bool = True) -> subprocess.CompletedProcess[str]:
-    """The installed console entry (`hlcore.cli:main`), as an operator runs it."""
+    """The installed console entry (`hlcore_cli:main`), as an operator runs it."""
     env = {"PATH": "/usr/bin:/bin", "HOME": str(cwd)}
     if env_wallet:
         env["HYPERLIQUID_TARGET_WALLET"] = WALLET
-    return subprocess.run([sys.executable, "-c", "from hlcore.cli import main; main()", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-c", "from hlcore_cli import main; main()", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=120)
 
 

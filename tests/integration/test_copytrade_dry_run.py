@@ -126,7 +126,7 @@ def test_live_without_keys_is_a_startup_error_before_any_state(tmp_path: Path, w
 def test_cli_live_mode_missing_env_exits_2_naming_it(tmp_path: Path, monkeypatch: Any) -> None:
     from typer.testing import CliRunner
 
-    from hlcore.cli import app
+    from hlcore_cli import app
 
     monkeypatch.chdir(tmp_path)  # no .env here
     for name in ("HYPERLIQUID_TARGET_WALLET", "BINANCE_API_KEY", "BINANCE_API_SECRET"):
@@ -147,8 +147,8 @@ def test_cli_live_dry_run_on_a_cassette_never_calls_binance(tmp_path: Path, monk
     from typer.testing import CliRunner
 
     from hlcore.app import open_app
-    from hlcore.cli import app
     from hlcore.engine.clock import SystemClock
+    from hlcore_cli import app
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HYPERLIQUID_TARGET_WALLET", WALLET)

@@ -16,10 +16,10 @@ from sqlalchemy import insert
 from streamlit.testing.v1 import AppTest
 from typer.testing import CliRunner
 
-from hlcore.cli import app
 from hlcore.dashboard.session import ENV_CONFIG, ENV_DB, ENV_NOW, Session
 from hlcore.storage.db import StorageUnavailable, open_read_only
 from hlcore.storage.schema import system_state
+from hlcore_cli import app
 from tests.support.dashboard import DEGRADED_AT, HALT_AT, NORMAL_AT, ROOT, copytrader_db
 
 SCRIPT = ROOT / "hlcore" / "dashboard" / "app.py"

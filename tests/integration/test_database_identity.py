@@ -16,7 +16,6 @@ import yaml
 from typer.testing import CliRunner
 
 from hlcore.app import database_file, database_url, prepare_database
-from hlcore.cli import app
 from hlcore.engine.clock import ManualClock
 from hlcore.errors import BadInput
 from hlcore.jobs.copytrade.service import Wiring, start
@@ -25,6 +24,7 @@ from hlcore.storage.identity import BootIdentity
 from hlcore.storage.schema import metadata, system_state
 from hlcore.storage.writer_lock import FileWriterLock, lock_path_for
 from hlcore.workspace import open_workspace
+from hlcore_cli import app
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_769_248_800_000

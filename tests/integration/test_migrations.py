@@ -11,10 +11,10 @@ import yaml
 from sqlalchemy import func, select, text
 from typer.testing import CliRunner
 
-from hlcore.cli import app
 from hlcore.storage.db import Database, open_database
 from hlcore.storage.runbook_columns import RUNBOOK_COLUMNS
 from hlcore.storage.schema import SCHEMA_VERSION, metadata, processed_txs, system_state
+from hlcore_cli import app
 from replay.runner import replay
 
 ROOT = Path(__file__).resolve().parents[2]

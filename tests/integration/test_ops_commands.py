@@ -19,7 +19,6 @@ from typer.testing import CliRunner
 
 from hlcore.adapters.binance.client_order_id import client_order_id, correlation_id
 from hlcore.app import AppContext, open_app
-from hlcore.cli import app
 from hlcore.engine.clock import Clock, ManualClock, SystemClock
 from hlcore.jobs.copytrade.jobs import CopytradeJobs, Venues
 from hlcore.jobs.copytrade.service import Wiring
@@ -28,6 +27,7 @@ from hlcore.ops.reports import preflight_report, status_report
 from hlcore.storage.copytrade import Baselines, CopytradeKey, CopytradeState, Events, Orders, event_key
 from hlcore.storage.repos import AuditLog
 from hlcore.workspace import open_workspace
+from hlcore_cli import app
 from replay.worlds.copytrade import CopytradeWorld
 from tests.support.fakes import copytrade_venues, queue
 

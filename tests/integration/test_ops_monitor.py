@@ -17,7 +17,6 @@ from typer.testing import CliRunner
 import hlcore.engine.clock as clock_module
 import hlcore.ops.monitor as ops_monitor
 from hlcore.app import open_app
-from hlcore.cli import app
 from hlcore.engine.clock import ManualClock
 from hlcore.jobs.copytrade.service import Wiring
 from hlcore.jobs.monitor.service import start
@@ -25,6 +24,7 @@ from hlcore.storage.monitor import SnapshotRow, Snapshots
 from hlcore.storage.monitor_signals import AlertStore
 from hlcore.storage.schema import alerts, ops_events, signals, wallet_snapshots
 from hlcore.workspace import open_workspace
+from hlcore_cli import app
 from replay.wallets import address
 from replay.worlds.monitor import lb_row, leaderboard
 from tests.support.fakes import monitor_venues

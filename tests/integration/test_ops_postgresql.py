@@ -11,7 +11,7 @@ import yaml
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
-from hlcore.cli import app
+from hlcore_cli import app
 from replay.runner import replay
 
 ROOT = Path(__file__).resolve().parents[2]

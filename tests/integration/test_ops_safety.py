@@ -10,11 +10,11 @@ import yaml
 from typer.testing import CliRunner
 
 from hlcore.app import open_app
-from hlcore.cli import app
 from hlcore.engine.clock import SystemClock
 from hlcore.storage.copytrade import CopytradeKey, CopytradeState
 from hlcore.storage.repos import AuditLog
 from hlcore.workspace import open_workspace
+from hlcore_cli import app
 
 ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()

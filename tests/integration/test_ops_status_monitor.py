@@ -9,11 +9,11 @@ import yaml
 from freezegun import freeze_time
 from typer.testing import CliRunner
 
-from hlcore.cli import app
 from hlcore.engine.clock import ManualClock
 from hlcore.jobs.copytrade.service import Wiring
 from hlcore.jobs.monitor.service import start
 from hlcore.workspace import open_workspace
+from hlcore_cli import app
 from replay.runner import wall_time
 from replay.wallets import address
 from replay.worlds.monitor import lb_row, leaderboard

@@ -23,5 +23,7 @@ def test_wheel_ships_default_policy_and_config(tmp_path: Path) -> None:
     assert "replay/__init__.py" in names
     assert "backtest/history/synth.py" in names  # hlcore history / backtest need it installed
     assert "backtest/copytrade/venue.py" in names  # the copy-trader backtest (issue 17)
+    assert "hlcore_cli/__init__.py" in names  # the composition the console script runs
+    assert "replay/behaviour.py" in names and "replay/diff_cli.py" in names  # `hlcore diff` with drills
     entry = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "hlcore = hlcore.cli:main" in zipfile.ZipFile(wheel).read(entry).decode()
+    assert "hlcore = hlcore_cli:main" in zipfile.ZipFile(wheel).read(entry).decode()

@@ -19,7 +19,6 @@ from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 from hlcore.app import database_url, lock_system
-from hlcore.cli import app
 from hlcore.config.hashing import config_hash
 from hlcore.errors import BadInput
 from hlcore.storage.db import open_database
@@ -27,6 +26,7 @@ from hlcore.storage.pg_lock import AdvisoryWriterLock, holder_tag, parse_tag
 from hlcore.storage.schema import audit_log, system_state
 from hlcore.storage.writer_lock import WriterLockHeld
 from hlcore.workspace import open_workspace
+from hlcore_cli import app
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_769_248_800_000

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from hlcore.cli import app
+from hlcore_cli import app
 from replay.record import recorded_interactions
 
 ROOT = Path(__file__).resolve().parents[2]

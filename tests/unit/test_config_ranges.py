@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from hlcore.cli import app
 from hlcore.config.ranges import numeric_rules
 from hlcore.config.settings import load_settings
 from hlcore.errors import BadInput
 from hlcore.yamlsource import load_yaml
+from hlcore_cli import app
 
 ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()

@@ -65,8 +65,8 @@ def test_identical_policy_and_settings_replay_nothing(tmp_path: Path) -> None:
     """Same hashes on both sides: the drills would replay identically, so none is run."""
     from contextlib import ExitStack
 
-    from hlcore.diff.behaviour import behaviour_diff
     from hlcore.diff.sides import load_side
+    from replay.behaviour import behaviour_diff
 
     root = Path(__file__).resolve().parents[2]
     with ExitStack() as stack:
@@ -95,10 +95,10 @@ def test_no_drills_is_said_loudly_in_every_format(tmp_path: Path) -> None:
     import shutil
     from contextlib import ExitStack
 
-    from hlcore.diff.behaviour import behaviour_diff
     from hlcore.diff.render import Report, render
     from hlcore.diff.semantic import semantic_diff
     from hlcore.diff.sides import load_side
+    from replay.behaviour import behaviour_diff
 
     root = Path(__file__).resolve().parents[2]
     head_dir = tmp_path / "head"

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from hlcore.cli import app
 from hlcore.yamlsource import parse_yaml
+from hlcore_cli import app
 from tests.support.policy_copies import copy_repo_policy, edit
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -21,13 +21,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from hlcore.cli import app
 from hlcore.config.ranges import numeric_rules
 from hlcore.config.settings import Settings, load_settings
 from hlcore.errors import BadInput
 from hlcore.policy.lint import lint
 from hlcore.policy.loader import build_policy
 from hlcore.yamlsource import Source, load_yaml, parse_yaml
+from hlcore_cli import app
 from replay.drill import load_drill
 
 ROOT = Path(__file__).resolve().parents[2]

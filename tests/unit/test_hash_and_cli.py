@@ -10,8 +10,8 @@ from typing import Any
 import yaml
 from typer.testing import CliRunner
 
-from hlcore.cli import app
 from hlcore.yamlsource import load_yaml
+from hlcore_cli import app
 
 ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from hlcore.cli import app
+from hlcore_cli import app
 from tests.support.policy_copies import copy_policy, mutate
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from hlcore.cli import app
 from hlcore.errors import BadInput
 from hlcore.yamlsource import MAX_BYTES, load_yaml, parse_yaml
+from hlcore_cli import app
 
 runner = CliRunner()
 

@@ -1,0 +1,200 @@
+"""`hlcore diff`'s behavioural half: drills replayed under both sides (above the core: it runs `replay`).
+
+Drills run in worker processes (two per drill) because each replay boots the real copy-trader or
+monitor on its own SQLite database. The base side of a drill is cached (`cache_dir`), keyed by the
+hash of the code that replays it, the side's policy and settings, and the drill's fixture: diffing
+a change against the same base again replays only the head side. What is compared and reported
+is `hlcore.diff.behaviour`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from pathlib import Path
+
+from hlcore.diff.behaviour import NO_DRILLS, BehaviourReport, DrillChange, Replayed, _mask, compare
+from hlcore.diff.semantic import canonical
+from hlcore.diff.sides import Side
+from hlcore.errors import HlcoreError
+
+
+def replay_one(drill: Path, policy: Path, config: Path | None, hashes: tuple[str, ...]) -> Replayed:
+    """Run in a worker: replay one drill under one side and reduce it to comparable lines."""
+    try:
+        from replay.runner import replay
+
+        outcome = replay(drill, policy, config=config)
+    except HlcoreError as exc:
+        return Replayed(drill.name, error=str(exc))
+    except Exception as exc:  # a replay that crashes is reported with its drill, not as a traceback
+        return Replayed(drill.name, error=f"replay crashed: {type(exc).__name__}: {exc}")
+    secrets = frozenset(hashes)
+    entries = tuple(_mask(e, secrets) for e in outcome.entries)
+    summary = {k: v for k, v in outcome.summary()["summary"].items() if k not in ("policy_hash", "fixture_hash")}
+    lines = (*(canonical(e) for e in entries), canonical({"summary": summary}))
+    return Replayed(outcome.drill, outcome.verdict, tuple(outcome.failures), lines, entries)
+
+
+
+
+Task = tuple[Path, Path, Path | None, tuple[str, ...]]
+_CODE_ROOT = Path(__file__).resolve().parents[1]
+
+
+def code_hash() -> str:
+    """sha256 over the code that replays drills (hlcore/ and replay/ sources): a cached journal
+    is only as good as the code that wrote it."""
+    digest = hashlib.sha256()
+    for package in ("hlcore", "replay"):
+        for path in sorted((_CODE_ROOT / package).rglob("*.py")):
+            digest.update(path.relative_to(_CODE_ROOT).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def cache_key(code: str, side: Side, drill: Path) -> str:
+    from replay.drill import fixture_hash
+
+    parts = (code, side.policy.hash, side.config_hash, fixture_hash(drill), drill.name)
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def _cached(cache_dir: Path | None, key: str) -> Replayed | None:
+    path = cache_dir / f"{key}.json" if cache_dir is not None else None
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8")) if path is not None and path.is_file() else None
+    except (OSError, ValueError):
+        return None  # unreadable: replay it again
+    if not isinstance(doc, dict):
+        return None
+    return Replayed(doc["drill"], doc["verdict"], tuple(doc["failures"]), tuple(doc["lines"]),
+                    tuple(doc["entries"]))
+
+
+def _store(cache_dir: Path | None, key: str, r: Replayed) -> None:
+    if cache_dir is None or r.error:
+        return
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = cache_dir / f"{key}.tmp{os.getpid()}"
+        tmp.write_text(json.dumps({"drill": r.drill, "verdict": r.verdict, "failures": list(r.failures),
+                                   "lines": list(r.lines), "entries": list(r.entries)}), encoding="utf-8")
+        tmp.replace(cache_dir / f"{key}.json")
+    except OSError:
+        pass  # a cache that cannot be written only costs time
+
+
+def _collect(futures: dict[Future[Replayed], int], tasks: list[Task], results: dict[int, Replayed],
+             on_done: Callable[[int, Replayed], None] | None) -> None:
+    """Take each newly finished replay (as soon as it finishes: progress is live)."""
+    for f, i in futures.items():
+        if f.done() and i not in results and not f.cancelled():
+            results[i] = f.result() if f.exception() is None else Replayed(
+                tasks[i][0].name, error=f"replay crashed: {f.exception()!r}")
+            if on_done is not None:
+                on_done(i, results[i])
+
+
+def run_pool(tasks: list[Task], workers: int, timeout: float,
+             on_done: Callable[[int, Replayed], None] | None = None) -> list[Replayed]:
+    """Replay every task in `spawn`ed worker processes (a forked child can inherit a lock another
+    thread held, and a drill may run threads); a replay that outlives `timeout` seconds is reported
+    as an error and its pool is killed, and the unfinished rest starts again in a fresh pool.
+    `on_done(task index, result)` is called as each replay finishes (progress)."""
+    results: dict[int, Replayed] = {}
+    pending = list(range(len(tasks)))
+    context = multiprocessing.get_context("spawn")
+    while pending:
+        pool = ProcessPoolExecutor(max_workers=min(workers, len(pending)), mp_context=context)
+        futures = {pool.submit(replay_one, *tasks[i]): i for i in pending}
+        started: dict[Future[Replayed], float] = {}
+        stuck: list[int] = []
+        while not all(f.done() for f in futures) and not stuck:
+            wait(list(futures), timeout=0.5, return_when=FIRST_COMPLETED)
+            now = time.monotonic()
+            for f, i in futures.items():
+                if f.running():
+                    started.setdefault(f, now)
+                    if now - started[f] > timeout:
+                        stuck.append(i)
+            _collect(futures, tasks, results, on_done)
+        _collect(futures, tasks, results, on_done)
+        for i in stuck:
+            results[i] = Replayed(tasks[i][0].name, error=f"replay did not finish within {timeout:g} s")
+        if stuck:
+            for process in list((getattr(pool, "_processes", None) or {}).values()):  # a stuck worker never returns
+                process.kill()
+        pool.shutdown(wait=not stuck, cancel_futures=True)
+        pending = [i for i in pending if i not in results]
+    return [results[i] for i in range(len(tasks))]
+
+
+def behaviour_diff(base: Side, head: Side, fixtures: Path, jobs: int | None = None, timeout: float = 300,
+                   progress: Callable[[str], None] | None = None,
+                   cache_dir: Path | None = None) -> BehaviourReport:
+    """Replay every drill under `fixtures` under both sides; report the drills whose journal changed.
+    `progress` hears one line per finished replay; base-side journals come from `cache_dir` when
+    the same code, base and fixture wrote them before."""
+    report = BehaviourReport()
+    if (base.policy.hash, base.config_hash) == (head.policy.hash, head.config_hash):
+        report.notes.append("policy and settings hash the same on both sides: every drill replays identically, "
+                            "none was run")
+        return report
+    from replay.suite import discover
+
+    drills = discover(fixtures.resolve()) if fixtures.is_dir() else []
+    if not drills:
+        report.warnings.append(f"{NO_DRILLS}: none found under {fixtures}/*/drill.yaml, so what this change does "
+                               "was NOT replayed (hlcore init copies the default drills; or pass --fixtures DIR)")
+        return report
+    code = code_hash() if cache_dir is not None else ""
+    keys = [cache_key(code, base, d) if cache_dir is not None else "" for d in drills]
+    known = {i: r for i, r in enumerate(_cached(cache_dir, k) if k else None for k in keys) if r is not None}
+    tasks: list[Task] = []
+    slots: list[tuple[int, str]] = []  # (drill index, side) of each task
+    for i, d in enumerate(drills):
+        for label, side in (("base", base), ("head", head)):
+            if label == "base" and i in known:
+                continue
+            tasks.append((d, side.root, side.settings_file, (side.policy.hash, side.config_hash)))
+            slots.append((i, label))
+    if progress and known:
+        progress(f"{len(known)} base journals from the cache ({cache_dir})")
+    done = [0]
+
+    def finished(t: int, r: Replayed) -> None:
+        done[0] += 1
+        if progress:
+            i, label = slots[t]
+            progress(f"[{done[0]}/{len(tasks)}] {drills[i].name} ({label}): {r.error or r.verdict}")
+
+    replayed = run_pool(tasks, max(1, min(jobs or os.cpu_count() or 1, len(tasks) or 1)), timeout, finished) \
+        if tasks else []
+    results: list[Replayed] = []
+    by_slot = dict(zip(slots, replayed, strict=True))
+    for i in range(len(drills)):
+        rb = known.get(i) or by_slot[(i, "base")]
+        if i not in known:
+            _store(cache_dir, keys[i], rb)
+        results += [rb, by_slot[(i, "head")]]
+    for i, d in enumerate(drills):
+        rb, rh = results[2 * i], results[2 * i + 1]
+        if rb.error or rh.error:
+            for side, r in (("base", rb), ("head", rh)):
+                if r.error:
+                    report.errors.append({"drill": d.name, "side": side, "message": r.error})
+            if rb.error != rh.error and not (rb.error and rh.error):
+                report.changed.append(DrillChange(d.name, str(d), ("error" if rb.error else rb.verdict,
+                                                                   "error" if rh.error else rh.verdict),
+                                                  {"line": 0, "base": rb.error or None, "head": rh.error or None}))
+            continue
+        report.replayed += 1
+        change = compare(d, rb, rh)
+        if change is not None:
+            report.changed.append(change)
+    return report
