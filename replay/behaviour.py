@@ -134,10 +134,29 @@ def run_pool(tasks: list[Task], workers: int, timeout: float,
     return [results[i] for i in range(len(tasks))]
 
 
+def select_drills(base: Side, head: Side, drills: list[Path], report: BehaviourReport) -> list[Path]:
+    """The drills the change can affect, by their recorded coverage (replay.selection); the report
+    gets why each was replayed or skipped."""
+    from replay.drill import fixture_hash
+    from replay.selection import Recorded, change_set, select
+
+    cs = change_set(base.policy, base.settings.data, head.policy, head.settings.data)
+    report.change = "; ".join(cs.unknown) or cs.describe()
+    code = code_hash()
+    chosen: list[Path] = []
+    for d in drills:
+        verdict = select(d, cs, Recorded(code, base.policy.hash, base.config_hash, fixture_hash(d)))
+        (report.selected if verdict.replay else report.skipped).append({"drill": d.name, "why": verdict.why})
+        if verdict.replay:
+            chosen.append(d)
+    return chosen
+
+
 def behaviour_diff(base: Side, head: Side, fixtures: Path, jobs: int | None = None, timeout: float = 300,
                    progress: Callable[[str], None] | None = None,
-                   cache_dir: Path | None = None) -> BehaviourReport:
-    """Replay every drill under `fixtures` under both sides; report the drills whose journal changed.
+                   cache_dir: Path | None = None, every: bool = False) -> BehaviourReport:
+    """Replay the drills under `fixtures` that the change can affect (`every`: all of them) under
+    both sides; report the drills whose journal changed, and which were skipped and why.
     `progress` hears one line per finished replay; base-side journals come from `cache_dir` when
     the same code, base and fixture wrote them before."""
     report = BehaviourReport()
@@ -152,6 +171,15 @@ def behaviour_diff(base: Side, head: Side, fixtures: Path, jobs: int | None = No
         report.warnings.append(f"{NO_DRILLS}: none found under {fixtures}/*/drill.yaml, so what this change does "
                                "was NOT replayed (hlcore init copies the default drills; or pass --fixtures DIR)")
         return report
+    if not every:
+        found = len(drills)
+        drills = select_drills(base, head, drills, report)
+        if progress:
+            progress(f"{len(drills)} of {found} drills can be affected by the change (the rest are skipped: "
+                     "their recorded coverage does not touch it; --all replays every drill)")
+        if not drills:
+            report.notes.append(f"none of the {found} drills consulted anything the change touches: none was run")
+            return report
     code = code_hash() if cache_dir is not None else ""
     keys = [cache_key(code, base, d) if cache_dir is not None else "" for d in drills]
     known = {i: r for i, r in enumerate(_cached(cache_dir, k) if k else None for k in keys) if r is not None}

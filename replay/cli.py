@@ -94,7 +94,7 @@ def register(app: typer.Typer) -> None:
             for outcome in suite.outcomes():
                 (journals / f"{outcome.drill}.jsonl").write_text(outcome.journal(), encoding="utf-8")
         if write_golden:
-            _write_goldens(suite, dirs)
+            _write_goldens(suite, dirs, policy, config)
         wall_s = time.perf_counter() - started
         rows = summary_rows(suite)
         cov = measure(open_workspace(policy, config).policy, suite.outcomes(), suite.hits) if coverage else None
@@ -137,19 +137,25 @@ def register(app: typer.Typer) -> None:
         out.print(f"recorded {path} (secrets scrubbed); edit {path.parent.parent / 'drill.yaml'}", markup=False)
 
 
-def _write_goldens(suite: "SuiteResult", dirs: list[Path]) -> None:
-    """Each passing drill's journal into its golden file; a failing drill's is left as it was."""
+def _write_goldens(suite: "SuiteResult", dirs: list[Path], policy: Path | None, config: Path | None) -> None:
+    """Each passing drill's journal into its golden file, and what it consulted into its coverage
+    file (`hlcore diff` selects drills by it); a failing drill's are left as they were."""
     from hlcore.cli import err
     from replay.golden import write_golden
+    from replay.selection import record_coverage
 
     changed = written = 0
+    passed = []
     for directory, result in zip(dirs, suite.results, strict=True):
         if result.outcome is None or result.verdict != "pass":
             err.print(f"golden: {directory.name} not written ({result.verdict})", markup=False)
             continue
         written += 1
         changed += write_golden(directory, result.outcome.journal())
+        passed.append((directory, result.outcome))
     err.print(f"golden: {written} journals written, {changed} changed", markup=False)
+    covered, moved = record_coverage(passed, policy, config)
+    err.print(f"coverage: {covered} files written, {moved} changed", markup=False)
 
 
 def _text(out: Console, rows: list[dict[str, object]], suite: "SuiteResult", cov: "Coverage | None",

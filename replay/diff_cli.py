@@ -26,8 +26,10 @@ def register(app: typer.Typer) -> None:
               = "text",
               fail_on: Annotated[str | None, typer.Option("--fail-on", help="Exit 1 on a 'looser' change, or on 'any' "
                                                           "change (CI).")] = None,
-              drills: Annotated[bool, typer.Option("--drills/--no-drills", help="Replay every drill under both sides "
+              drills: Annotated[bool, typer.Option("--drills/--no-drills", help="Replay drills under both sides "
                                                    "(--no-drills: the semantic diff alone, fast).")] = True,
+              every: Annotated[bool, typer.Option("--all", help="Replay every drill, not only those whose recorded "
+                                                  "coverage touches the change.")] = False,
               fixtures: Annotated[Path | None, typer.Option("--fixtures", help="Drill folders (default: ./fixtures)."
                                                             )] = None,
               history: Annotated[Path | None, typer.Option("--history", help="A recorded tape of facts (JSONL) to run "
@@ -71,7 +73,7 @@ def register(app: typer.Typer) -> None:
                 where = cache_dir or cache_root / "hlcore" / "diff"
                 report.behaviour = behaviour_diff(base_side, head_side, fixtures or Path.cwd() / "fixtures", jobs,
                                                   drill_timeout, lambda line: err.print(f"diff: {line}", markup=False),
-                                                  where if cache else None)
+                                                  where if cache else None, every)
                 for warning in report.behaviour.warnings:
                     err.print(f"WARNING: {warning}", markup=False)
             sys.stdout.write(render(report, format))

@@ -22,6 +22,7 @@ from replay.registry import CHECKS, GIVENS, MODIFIERS, STEPS, Kind, load_all
 DRILL_FILE = "drill.yaml"
 CASSETTE_DIR = "cassettes"
 GOLDEN_FILE = "golden.jsonl"  # the drill's reviewed journal (replay.golden); not part of the fixture's hash
+COVERAGE_FILE = "coverage.json"  # what the drill consulted (replay.selection); an output too, not hashed
 APPS = ("copytrader", "monitor")
 
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$")
@@ -120,9 +121,10 @@ def duration_ms(value: Any) -> int | None:
 
 def fixture_hash(directory: Path) -> str:
     """sha256 over every file of the fixture folder (relative path + bytes), sorted; the golden
-    journal is the output, not the input, so it is left out (it records this very hash)."""
+    journal is the output, not the input, so it is left out (it records this very hash); so is the
+    coverage file, for the same reason."""
     digest = hashlib.sha256()
-    for path in sorted(p for p in directory.rglob("*") if p.is_file() and p.name != GOLDEN_FILE):
+    for path in sorted(p for p in directory.rglob("*") if p.is_file() and p.name not in (GOLDEN_FILE, COVERAGE_FILE)):
         digest.update(path.relative_to(directory).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 

@@ -25,6 +25,7 @@ import yaml
 from freezegun import freeze_time
 from sqlalchemy import select
 
+from hlcore import consulted
 from hlcore.app import DATABASE_URL_ENV, AppContext, database_url
 from hlcore.config.hashing import redact_url
 from hlcore.config.settings import load_settings
@@ -128,6 +129,7 @@ class Outcome:
     failures: list[str] = field(default_factory=list)
     hits: Counter[str] = field(default_factory=Counter)  # rule rows matched (coverage)
     words: list[str] = field(default_factory=list)  # the drill vocabulary it uses (coverage; not journaled)
+    consulted: dict[str, list[str]] = field(default_factory=dict)  # kind -> names read (hlcore.consulted)
 
     @property
     def verdict(self) -> str:
@@ -468,6 +470,16 @@ def empty_database(url: str) -> None:
 def replay(directory: Path, policy: Path | None = None, config: Path | None = None,
            coverage: bool = False, keep_db: Path | None = None, runs: set[str] | None = None,
            database: str | None = None) -> Outcome:
+    """`_replay`, noting what the runs consulted (`Outcome.consulted`, for `hlcore diff`'s selection)."""
+    with consulted.collecting() as seen:
+        outcome = _replay(directory, policy, config, coverage, keep_db, runs, database)
+    outcome.consulted = {kind: sorted(names) for kind, names in sorted(seen.items())}
+    return outcome
+
+
+def _replay(directory: Path, policy: Path | None = None, config: Path | None = None,
+            coverage: bool = False, keep_db: Path | None = None, runs: set[str] | None = None,
+            database: str | None = None) -> Outcome:
     """Load and play every run of the drill in `directory` (bad input raises BadInput).
     `policy` is a directory holding machines/ and rules/; `config` a settings file the drill's
     own `config` overrides are merged over (default: the packaged defaults); `keep_db` a folder

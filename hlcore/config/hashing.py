@@ -93,8 +93,9 @@ def _scrub(obj: Any) -> Any:
 
 
 def hashable_settings(settings: Settings) -> dict[str, Any]:
-    """The settings exactly as hashed: what `hlcore hash` may print beside the hash."""
-    return _scrub(settings.to_dict())
+    """The settings exactly as hashed: what `hlcore hash` may print beside the hash. (Read from
+    `data`, not `to_dict`: a hash is not a use of every setting, see hlcore.consulted.)"""
+    return _scrub(settings.data)
 
 
 def config_hash(settings: Settings, policy_canonical: object) -> str:

@@ -23,6 +23,7 @@ from cerberus.errors import REQUIRED_FIELD, UNKNOWN_FIELD, BasicErrorHandler, Va
 from cerberus.schema import SchemaError
 from dotenv import load_dotenv
 
+from hlcore import consulted
 from hlcore.config.hashing import redact_url
 from hlcore.config.ranges import StrictNumbers, checks_off, non_finite, schema_problems
 from hlcore.errors import BadInput, Problem
@@ -76,6 +77,7 @@ class Settings:
 
     def get(self, dotted: str) -> Any:
         """`get("safety.warn_threshold")`; a section or map comes back as a copy."""
+        consulted.note("settings", dotted)
         node: Any = self.data
         walked: list[str] = []
         for part in dotted.split("."):
@@ -108,6 +110,7 @@ class Settings:
                 yield dotted
 
     def to_dict(self) -> dict[str, Any]:
+        consulted.note("settings", consulted.ALL)
         return copy.deepcopy(self.data)
 
 

@@ -58,10 +58,14 @@ class BehaviourReport:
     errors: list[dict[str, str]] = field(default_factory=list)  # drill, side, message
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # the behaviour was not checked: said loudly
+    selected: list[dict[str, str]] = field(default_factory=list)  # drill, why it was replayed
+    skipped: list[dict[str, str]] = field(default_factory=list)  # drill, why it could not be affected
+    change: str = ""  # the change set drills were selected against ("" with --all)
 
     def to_dict(self) -> dict[str, Any]:
         return {"replayed": self.replayed, "changed": [c.to_dict() for c in self.changed], "errors": self.errors,
-                "notes": self.notes, "warnings": self.warnings, "no_drills": self.no_drills}
+                "notes": self.notes, "warnings": self.warnings, "no_drills": self.no_drills,
+                "selection": {"change": self.change, "replayed": self.selected, "skipped": self.skipped}}
 
     @property
     def no_drills(self) -> bool:

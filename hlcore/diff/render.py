@@ -56,8 +56,19 @@ def _summary_line(report: Report) -> str:
 def _drills_line(b: BehaviourReport) -> str:
     if b.no_drills:
         return "NO DRILLS FOUND: behaviour not checked"
-    return f"{b.replayed} drill{'s' if b.replayed != 1 else ''} replayed under both sides, " \
+    skipped = f", {len(b.skipped)} skipped (their recorded coverage does not touch the change)" if b.skipped else ""
+    return f"{b.replayed} drill{'s' if b.replayed != 1 else ''} replayed under both sides{skipped}, " \
            f"{len(b.changed)} outcome{'s' if len(b.changed) != 1 else ''} changed"
+
+
+def _selection_lines(b: BehaviourReport) -> list[str]:
+    """Why each drill was replayed or skipped (the reviewer can check the selection)."""
+    if not b.change:
+        return []
+    out = [f"selected against: {b.change}"]
+    out += [f"replayed {s['drill']}: {s['why']}" for s in b.selected]
+    out += [f"skipped {s['drill']}: {s['why']}" for s in b.skipped]
+    return out
 
 
 def _side(s: Side) -> str:
@@ -95,6 +106,7 @@ def render_text(r: Report) -> str:
             out.append(f"  could not replay {e['drill']} under {e['side']}: {e['message']}")
         out += [f"  note: {n}" for n in r.behaviour.notes]
         out += [f"  WARNING: {w}" for w in r.behaviour.warnings]
+        out += [f"  {line}" for line in _selection_lines(r.behaviour)]
     if r.history is not None:
         out += ["", *_history_text(r.history)]
     return "\n".join(out) + "\n"
@@ -170,6 +182,11 @@ def render_md(r: Report) -> str:
         out += [f"- could not replay `{e['drill']}` under {e['side']}: {_cell(e['message'])}"
                 for e in r.behaviour.errors]
         out += [f"- note: {x}" for x in r.behaviour.notes]
+        lines = _selection_lines(r.behaviour)
+        if lines:
+            out += ["", "<details>", f"<summary>Drill selection: {len(r.behaviour.selected)} replayed, "
+                    f"{len(r.behaviour.skipped)} skipped</summary>", "", *[f"- {_cell(x)}" for x in lines],
+                    "</details>"]
     if r.history is not None:
         out += ["", "#### History", "", "```", *_history_text(r.history), "```"]
     out += ["", f"<sub>base {_side(r.base)} · head {_side(r.head)}</sub>"]

@@ -18,6 +18,7 @@ from typing import Any
 
 from transitions import Machine
 
+from hlcore import consulted
 from hlcore.engine import trace
 from hlcore.engine.clock import Clock
 from hlcore.engine.codegen import compile_kind
@@ -103,6 +104,7 @@ class _Ctx:
         return self.engine._tally(name, key, within_ms, agg, self.now)
 
     def count_in_state(self, machine: str, states: frozenset[str]) -> int:
+        consulted.note("machines", machine)
         return sum(1 for i in self.engine._instances[machine].values() if i.state in states)
 
 
@@ -110,6 +112,10 @@ class Engine:
     """Runs one compiled policy over a stream of facts."""
 
     def __init__(self, policy: Policy, config: Any, clock: Clock):
+        with consulted.paused():  # compiling reads every table and setting, whatever runs later
+            self._setup(policy, config, clock)
+
+    def _setup(self, policy: Policy, config: Any, clock: Clock) -> None:
         self.policy = policy
         self.clock = clock
         self.hits = trace.current()  # rule-row hit counts while a coverage run collects them
@@ -239,7 +245,13 @@ class Engine:
 
     def start(self, persisted: Iterable[Mapping[str, Any]] = (), tallies: Iterable[Mapping[str, Any]] = ()) -> Decision:
         """Restore persisted instances and seed singletons; unknown persisted states fall back
-        to the machine's declared fallback (unknown ⇒ HALT / STALE), audited."""
+        to the machine's declared fallback (unknown ⇒ HALT / STALE), audited. What seeding reads of each
+        machine (key, initial state and reason, states, fallback, vars) is noted as `machine_seed`."""
+        consulted.note_all("machine_seed", dict.keys(self.policy.machines))
+        with consulted.paused():
+            return self._start(persisted, tallies)
+
+    def _start(self, persisted: Iterable[Mapping[str, Any]], tallies: Iterable[Mapping[str, Any]]) -> Decision:
         now = self.clock.now_ms()
         pend = _Pending(now, "start", {})
         persisted_rows = [r for r in persisted if r.get("machine") in self.policy.machines]
@@ -322,6 +334,7 @@ class Engine:
         if not machines:
             return False
         for m in machines:
+            consulted.note("machines", m.name)  # its states' `allows`
             if m.key:
                 if all(k in key for k in m.key):
                     insts = [self._instance(m.name, tuple(key[k] for k in m.key))]
@@ -337,6 +350,7 @@ class Engine:
     # ------------------------------------------------------------------ observe
     def observe(self, kind: str, fields: Mapping[str, Any] | None = None) -> Decision:
         """Evaluate the rule tables on one fact, fire the resulting events, return the Decision."""
+        consulted.note("facts", kind)
         run = self._runners.get(kind)
         if run is None and kind not in self.policy.facts:
             raise BadInput(f"unknown fact '{kind}' (the policy's facts are declared in rules/facts.yaml)")
@@ -362,6 +376,7 @@ class Engine:
 
     def _evaluate(self, kind: str, fields: Mapping[str, Any], now: int, pend: _Pending,
                   queue: deque[tuple[str, Mapping[str, Any]]]) -> None:
+        consulted.note("facts", kind)
         run = self._runners.get(kind)
         if run is not None:
             run(self, _Ctx(self, kind, fields, now, None), fields, now, pend, queue)

@@ -58,7 +58,7 @@ class Runtime:
             system = self._system.all()
             tallies = self._tallies.load(0) if self._has(engine_tallies.name) else []
         have = {r["machine"] for r in rows}
-        for m in self.policy.machines.values():
+        for m in dict.values(self.policy.machines):  # `mirror` only: noted as `machine_seed` (engine.start)
             mirror = m.mirror
             if m.name in have or not mirror or mirror.get("state") not in system:
                 continue
@@ -117,7 +117,8 @@ class Runtime:
         instances = [self._unsaved_rows[k] for k in sorted(self._unsaved_rows)]
         mirrors: dict[str, str] = {}
         for row in instances:
-            mirror = self.policy.machines[row["machine"]].mirror
+            # `mirror` is read of every machine at start, noted there as `machine_seed`: not a use of the machine
+            mirror = dict.__getitem__(self.policy.machines, row["machine"]).mirror
             if mirror:
                 mirrors[mirror["state"]] = row["state"]
                 if "reason" in mirror:

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from hlcore import consulted
 from hlcore.errors import BadInput, Problem
 from hlcore.policy.conditions import Issues, check_duration, check_operand, check_predicate, references
 from hlcore.policy.model import (
@@ -94,7 +95,13 @@ def load_policy(policy_dir: Path, config: ConfigView) -> Policy:
     """Load and check a policy directory against a config (for `config:` references).
 
     A process keeps the last few loaded policies (they are immutable): a drill boots the app and
-    runs operator commands many times over the same files, and parsing is most of their cost."""
+    runs operator commands many times over the same files, and parsing is most of their cost.
+    Checking reads every `config:` reference: not a use of them (`hlcore.consulted`)."""
+    with consulted.paused():
+        return _load_policy(policy_dir, config)
+
+
+def _load_policy(policy_dir: Path, config: ConfigView) -> Policy:
     data = getattr(config, "data", None)
     if data is None:
         return build_policy(read_sources(policy_dir), config)

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hlcore.consulted import Noted
 from hlcore.yamlsource import Source
 
 ANY_STATE = "*"
@@ -144,6 +145,13 @@ class Policy:
     documents: Mapping[str, Any]
     sources: Mapping[str, Source]
     hash: str = ""
+
+    # The catalogs a run reads by name: each lookup is noted while `hlcore.consulted` collects.
+    NOTED = ("machines", "facts", "reasons", "lists", "allowlists", "guards", "tallies", "bands")
+
+    def __post_init__(self) -> None:
+        for kind in self.NOTED:
+            object.__setattr__(self, kind, Noted(kind, getattr(self, kind)))
 
     def to_dict(self) -> dict[str, Any]:
         """The normalised policy: file name -> parsed document (formatting and anchors gone)."""

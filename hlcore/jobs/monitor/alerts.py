@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from hlcore import consulted
 from hlcore.app import AppContext
 from hlcore.engine.decision import Decision, Effect
 from hlcore.policy.model import Policy
@@ -63,6 +64,7 @@ class AlertMachine:
     has_pending: bool
 
 
+@consulted.derived
 def alert_machines(policy: Policy) -> tuple[AlertMachine, ...]:
     """The policy's alert machines in a stable order: behavioural ones first, by alert type."""
     found: dict[str, AlertMachine] = {}
