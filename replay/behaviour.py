@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
+from typing import Any
 
 from hlcore.diff.behaviour import NO_DRILLS, BehaviourReport, DrillChange, Replayed, _mask, compare
 from hlcore.diff.semantic import canonical
@@ -34,6 +35,11 @@ def replay_one(drill: Path, policy: Path, config: Path | None, hashes: tuple[str
         return Replayed(drill.name, error=str(exc))
     except Exception as exc:  # a replay that crashes is reported with its drill, not as a traceback
         return Replayed(drill.name, error=f"replay crashed: {type(exc).__name__}: {exc}")
+    return reduce_outcome(outcome, hashes)
+
+
+def reduce_outcome(outcome: Any, hashes: tuple[str, ...]) -> Replayed:
+    """A drill's Outcome as comparable lines: the sides' hashes masked, the summary without them."""
     secrets = frozenset(hashes)
     entries = tuple(_mask(e, secrets) for e in outcome.entries)
     summary = {k: v for k, v in outcome.summary()["summary"].items() if k not in ("policy_hash", "fixture_hash")}

@@ -44,7 +44,8 @@ def register(app: typer.Typer) -> None:
               = True,
               textconv: Annotated[Path | None, typer.Option("--textconv", help="Print one policy file normalised (the "
                                                             "git diff textconv driver) and exit.")] = None) -> None:
-        """Semantic and behavioural diff of two policies, each change labelled stricter, looser or neutral."""
+        """Semantic and behavioural diff of two policies, each change labelled stricter, looser or neutral;
+        replays the drills whose recorded coverage the change touches (--all: every drill)."""
         from contextlib import ExitStack
 
         from hlcore.diff.history import history_diff
