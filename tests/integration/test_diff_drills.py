@@ -81,7 +81,14 @@ def test_a_threshold_no_drill_reads_changes_no_outcome(tmp_path: Path) -> None:
                     "--jobs", "1")
     assert code == 1  # the threshold change itself is looser
     report = json.loads(out)
-    assert report["drills"]["replayed"] == 1 and report["drills"]["changed"] == []
+    # a monitor threshold: the copy-trader drill's recorded coverage never read it, so it is not replayed
+    assert report["drills"]["replayed"] == 0 and report["drills"]["changed"] == []
+    assert report["drills"]["selection"]["skipped"] == [{"drill": DRILL, "why": "coverage disjoint from the change"}]
+    assert report["drills"]["selection"]["change"] == "setting monitor.health.stale_age_sec"
+    code, out = run(str(base), str(head), "--fixtures", str(fixtures), "--format", "json", "--jobs", "1", "--all")
+    report = json.loads(out)
+    assert code == 0 and report["drills"]["replayed"] == 1 and report["drills"]["changed"] == []  # and rightly so
+    assert report["drills"]["selection"]["skipped"] == []
 
 
 def test_the_base_side_is_cached_by_code_policy_settings_and_fixture(tmp_path: Path) -> None:
