@@ -31,6 +31,7 @@ from hlcore.jobs.copytrade.service import Wiring
 from hlcore.jobs.monitor import formulas as f
 from hlcore.jobs.monitor.service import start
 from hlcore.jobs.monitor.signals import Measured, SignalJob
+from hlcore.jobs.monitor.universe import log as universe_log
 from hlcore.storage.db import Database, sqlite_url
 from hlcore.storage.monitor import IngestRuns, MonitorState
 from hlcore.storage.monitor_signals import SignalStore
@@ -95,13 +96,26 @@ class FeatureSignalJob(SignalJob):
 def run_fast(task: Task, progress: Callable[[int, int], None] | None = None, cache: Path | None = None,
              features: Features | None = None) -> Outcome:
     """The task's outcome tables from cached features (built first if missing) and the deciding code."""
-    if features is None:
-        folder, _ = ensure(task, progress, cache)
-        features = load(folder)
     history = open_history(Path(task.history))
     since, until = window(task, history)
-    with tempfile.TemporaryDirectory(prefix="hlcore-fast-", dir=_SCRATCH) as tmp, quiet_logs() as tap:
+    with tempfile.TemporaryDirectory(prefix="hlcore-fast-", dir=_SCRATCH) as tmp:
         ws = workspace(task, Path(tmp))
+        if features is None:
+            folder, _ = ensure(task, ws.settings, progress, cache)
+            features = load(folder)
+        with quiet_logs() as tap:
+            outcome = _decide(task, ws, history, since, until, features, progress)
+    # the measuring half's log lines, but not the universe job's: it runs again here
+    logs = {k: n for k, n in features.logs.items() if not k.startswith(universe_log.name + " ")}
+    for name, n in tap.counts.items():
+        logs[name] = logs.get(name, 0) + n
+    outcome.logs = dict(sorted(logs.items()))
+    return outcome
+
+
+def _decide(task: Task, ws: Any, history: Any, since: int, until: int, features: Features,
+            progress: Callable[[int, int], None] | None) -> Outcome:
+    with tempfile.TemporaryDirectory(prefix="hlcore-fast-db-", dir=_SCRATCH) as tmp:
         clock = DrillClock(since)
         interval = int(ws.settings.get("monitor.snapshots.interval_sec")) * 1000
         feed = HistoryFeed(history, clock, clock.sleep, ScriptedChance(), interval)  # the universe job's reads
@@ -127,11 +141,8 @@ def run_fast(task: Task, progress: Callable[[int, int], None] | None = None, cac
                               initial_states={k: str(v) for k, v in sorted(initial.items())})
             read_outcome(ctx.db, outcome, since)
             outcome.feed = dict(features.feed)
-            outcome.settings = {"monitor.universe.size": ws.settings.get("monitor.universe.size"), "path": "fast"}
+            outcome.settings = {"monitor.universe.size": ws.settings.get("monitor.universe.size")}
+            outcome.path = "fast"
         finally:
             ctx.close()
-    logs = dict(features.logs)
-    for name, n in tap.counts.items():
-        logs[name] = logs.get(name, 0) + n
-    outcome.logs = dict(sorted(logs.items()))
     return outcome

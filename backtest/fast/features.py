@@ -297,12 +297,21 @@ def task_settings(task: Task) -> Any:
         return workspace(task, Path(tmp)).settings
 
 
-def ensure(task: Task, progress: Callable[[int, int], None] | None = None,
+def prebuild(base: Task, tasks: list[Task], progress: Callable[[int, int], None] | None = None) -> None:
+    """Build, before a sweep fans out, the entries its variants need: the base's, and one per variant
+    that overrides a feature setting (the others share the base's)."""
+    ensure(base, task_settings(base), progress)
+    for t in tasks:
+        if any(k == s or k.startswith(s + ".") for k, _ in t.overrides[len(base.overrides):] for s in FEATURE_SETTINGS):
+            ensure(t, task_settings(t), progress)
+
+
+def ensure(task: Task, settings: Any, progress: Callable[[int, int], None] | None = None,
            root: Path | None = None) -> tuple[Path, bool]:
-    """The cache entry for the task (built if missing); returns (folder, built now)."""
+    """The cache entry for the task with `settings` (built if missing); returns (folder, built now)."""
     history = open_history(Path(task.history))
-    key = feature_key(task, task_settings(task), history)
-    base = root or cache_root()
+    key = feature_key(task, settings, history)
+    base = root or (Path(task.cache_dir) if task.cache_dir else cache_root())
     folder = base / key_digest(key)
     if (folder / "meta.json").is_file():
         return folder, False

@@ -118,9 +118,10 @@ def test_grid_errors_name_file_and_line(tmp_path: Path) -> None:
     assert f"{grid}:2: grid.monitor.alerts.exit_fire_pct: expected a non-empty list" in str(exc.value)
 
 
-def test_sweep_is_identical_for_any_worker_count_and_engine(history: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("path", ["exact", "fast"])
+def test_sweep_is_identical_for_any_worker_count_and_engine(history: Path, tmp_path: Path, path: str) -> None:
     base = Task(str(history), str(resolve_policy_dir(None)), None, (("monitor.universe.size", 12),),
-                until_ms=1_767_225_600_000 + 40 * 60_000)
+                until_ms=1_767_225_600_000 + 40 * 60_000, path=path, cache_dir=str(tmp_path / "cache"))
     grid = [("monitor.alerts.exit_fire_pct", [22, 35]), ("monitor.alerts.exit_cooldown_min", [30])]
     one = run_sweep(base, grid, jobs=1)
     two = run_sweep(base, grid, jobs=2)
@@ -135,6 +136,8 @@ def test_sweep_is_identical_for_any_worker_count_and_engine(history: Path, tmp_p
     assert json.dumps(two, sort_keys=True) == dumped
     assert json.dumps(dask, sort_keys=True) == dumped
     assert one[0]["metrics"] != {} and "surfaced" in one[0]["metrics"]
+    if path == "fast":  # built once before the fan-out (the grid sweeps alert settings only)
+        assert len(list((tmp_path / "cache").iterdir())) == 1
 
 
 def test_an_invalid_variant_is_named(history: Path) -> None:
