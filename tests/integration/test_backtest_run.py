@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -20,6 +21,14 @@ from tests.conftest import ROOT
 
 UNTIL = "2026-01-01T00:50:00Z"
 SIZE = "monitor.universe.size=12"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def feature_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The fast path's feature cache in a scratch folder, not the user's ~/.cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HLCORE_CACHE_DIR", str(tmp_path_factory.mktemp("feature-cache")))
+        yield
 
 
 @pytest.fixture(scope="module")
