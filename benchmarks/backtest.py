@@ -21,6 +21,7 @@ Prints, each with wall time and peak memory (max RSS of this process and its chi
              the whole history (target <= 10 min), or run whole with --full-exact;
   anchor     a plain numpy pass over the same feature arrays (the cached per-slot EC), with a
              fire/reset/cooldown count done in numpy: the floor a vectorised decision layer could reach;
+  anchor raw the previous round's numpy pass over the raw (minute, wallet, asset) snapshot cube;
   parity     the fast path's outcome tables against the exact path's over --hours: "parity: equal"
              or the first difference (skipped with --no-parity).
 """
@@ -192,6 +193,9 @@ def monitor(args: argparse.Namespace, root: Path, cache: Path) -> None:
     wall, fired = anchor_features(features)
     line("anchor", wall, f"numpy over {len(features.slots):,} slot-asset features: {fired} exit-cluster "
          "fires at 27 (fire/reset/cooldown in numpy)")
+    loaded, wall, slots = anchor(root)
+    line("anchor raw", wall, f"numpy pass over the snapshot cube of {len(h.manifest['days'])} d: {slots:,} "
+         f"slot-asset cut shares (+ {loaded:.1f} s to load the arrays from parquet)")
     if args.no_parity:
         return
     t = time.perf_counter()
