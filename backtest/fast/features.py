@@ -30,19 +30,22 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from sqlalchemy import delete
 
 import backtest
 import hlcore
 from backtest.exact import _SCRATCH, Task, quiet_logs, workspace
 from backtest.feed import HistoryFeed
-from backtest.history.dataset import DAY_MS, History, day_of, open_history
+from backtest.history.dataset import History, day_of, open_history
 from hlcore.jobs.copytrade.service import Wiring
 from hlcore.jobs.monitor.service import start
 from hlcore.jobs.monitor.signals import SignalJob
 from hlcore.storage.db import sqlite_url
 from hlcore.storage.monitor import IngestRun, IngestRuns
+from hlcore.storage.schema import wallet_snapshots
 from replay.runner import DrillClock, ScriptedChance
 
+HOUR_MS = 3_600_000
 FORMAT = 1
 """Bumped when the stored columns change."""
 
@@ -224,11 +227,12 @@ def build(task: Task, target: Path, progress: Callable[[int, int], None] | None 
                                      allow_create_db=True, client=feed)  # type: ignore[arg-type]
         try:
             _measuring_half(jobs, scheduler, clock, days)
-            chunk = DAY_MS // 4
-            total = max(1, (until - since + chunk - 1) // chunk)
+            keep = _horizon_ms(ws.settings)
+            total = max(1, (until - since + HOUR_MS - 1) // HOUR_MS)
             for step in range(total):
-                scheduler.run_until(min(until - 1, since + (step + 1) * chunk),
+                scheduler.run_until(min(until - 1, since + (step + 1) * HOUR_MS),
                                     lambda ts: clock.set(max(ts, clock.now_ms())))
+                _prune(ctx.db, clock.now_ms() - keep)
                 if progress is not None:
                     progress(step + 1, total)
             days.flush()
@@ -272,6 +276,22 @@ def _measuring_half(jobs: Any, scheduler: Any, clock: DrillClock, days: _DayWrit
         if job.name == "snapshots":
             job.run = snapshot
     jobs.signal_cycle = signal_cycle  # the signals job's tick keeps its own slot arithmetic
+
+
+def _horizon_ms(settings: Any) -> int:
+    """How far back the measuring code reads snapshot rows: the ε lookback (the longest window),
+    plus the dirty-rate and S6 windows and an hour of margin."""
+    lookback = int(float(settings.get("monitor.signals.epsilon_lookback_hours")) * HOUR_MS)
+    signal = int(settings.get("monitor.signals.interval_sec")) * 1000
+    minute = int(settings.get("monitor.snapshots.interval_sec")) * 1000
+    return lookback + 2 * signal + 3 * minute + HOUR_MS
+
+
+def _prune(db: Any, before_ms: int) -> None:
+    """Drop snapshot rows no measurement can read any more (the scratch database would otherwise hold
+    the whole month: ~26 M rows for 30 d x 200 wallets, in tmpfs)."""
+    with db.transaction() as conn:
+        conn.execute(delete(wallet_snapshots).where(wallet_snapshots.c.snapshot_ts <= before_ms))
 
 
 def _read(folder: Path, name: str) -> Iterator[dict[str, Any]]:

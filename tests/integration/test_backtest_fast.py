@@ -72,6 +72,13 @@ def test_a_swept_setting_reuses_the_features_and_still_equals_exact(history: Pat
     assert dumped(fast) != dumped(run_fast(base))  # the sweep moved something
 
 
+def test_pruned_snapshot_rows_are_never_read(history: Path, cache: Path) -> None:
+    """The measuring half drops snapshot rows older than the ε lookback + margin; with a 1 h lookback
+    the 4 h window prunes, and the outcome still equals the exact path's (which prunes nothing)."""
+    t = task(history, cache, ("monitor.signals.epsilon_lookback_hours", 1))
+    assert dumped(run_fast(t)) == dumped(run_exact(t))
+
+
 def test_cache_key_holds_feature_settings_only(history: Path, cache: Path) -> None:
     h = open_history(history)
     t = task(history, cache)
