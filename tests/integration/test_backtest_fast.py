@@ -17,6 +17,7 @@ from backtest.fast.features import ensure, feature_key, load, task_settings
 from backtest.history.dataset import open_history
 from backtest.history.synth import SynthSpec, synth
 from hlcore.cli import app
+from hlcore.errors import BadInput
 from hlcore.resources import resolve_policy_dir
 
 START = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -110,3 +111,12 @@ def test_cli_defaults_to_the_fast_path_and_says_so(history: Path, cache: Path,
     assert any(a.startswith("Exact path:") for a in e["assumptions"])
     f.pop("assumptions"), e.pop("assumptions")
     assert f == e  # same report otherwise
+
+
+def test_features_that_do_not_cover_the_window_are_a_clear_error(history: Path, cache: Path) -> None:
+    short = replace(task(history, cache), until_ms=START + 20 * 60_000)
+    entry = load(ensure(short, task_settings(short))[0])
+    with pytest.raises(BadInput) as exc:
+        run_fast(replace(short, until_ms=START + 30 * 60_000), features=entry)
+    assert "no snapshot run in the features" in str(exc.value) and str(entry.path) in str(exc.value)
+    assert len(str(exc.value).splitlines()) == 1
