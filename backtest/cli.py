@@ -144,7 +144,9 @@ def register(app: typer.Typer) -> None:
                                                              "the next minute's open moved this many bps against "
                                                              "the order.")] = 2.0,
                  faults: Annotated[Path | None, typer.Option("--faults", help="Copy-trader: YAML of venue fault "
-                                                             "episodes (at, kind, match, for/times).")] = None
+                                                             "episodes (at, kind, match, for/times).")] = None,
+                 exact: Annotated[bool, typer.Option("--exact", help="Monitor: run every job per simulated minute "
+                                                     "(default: the fast path over cached features).")] = False
                  ) -> None:
         """Run the monitor's or the copy-trader's policy over recorded history: base -> head deltas, tables."""
         from backtest.run import run_backtest
@@ -159,6 +161,6 @@ def register(app: typer.Typer) -> None:
             text = run_backtest(stack, history=history, policy=policy, against=against, sets=set_ or [],
                                 sweep=sweep, since=since, until=until, fmt=format, breakdown=breakdown, out=out,
                                 jobs=jobs, scheduler=scheduler, progress=bar, app=app_name,
-                                slippage_bps=slippage_bps, faults=faults)
+                                slippage_bps=slippage_bps, faults=faults, exact=exact)
         sys.stdout.write(text)
         sys.stdout.flush()

@@ -53,6 +53,8 @@ class Task:
     app: str = "monitor"          # which system's exact path (backtest.copytrade for the copy-trader)
     slippage_bps: float = 2.0     # copy-trader only: the simulated venue's fill slippage
     faults: str | None = None     # copy-trader only: a YAML file of venue fault episodes
+    path: str = "exact"           # monitor only: "exact" (every job per minute) or "fast" (backtest.fast)
+    cache_dir: str | None = None  # fast path: the feature cache (default: backtest.fast.features.cache_root())
 
 
 @dataclass
@@ -71,6 +73,7 @@ class Outcome:
     initial_states: dict[str, str] = field(default_factory=dict)
     feed: dict[str, int] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+    path: str = "exact"  # which path produced it (the report's assumptions say so)
 
 
 def parse_sets(items: list[str]) -> tuple[tuple[str, Any], ...]:

@@ -79,6 +79,13 @@ def assumptions(outcome: Outcome, history: dict[str, Any]) -> list[str]:
              "Storage never fails and the process never restarts during a backtest (drills cover those).",
              "'Surfaced' means stored unsuppressed; delivery to a channel is not exercised.",
              "The first signal slots have no lookback yet (warm-up): their QA reports missing data."]
+    if outcome.path == "fast":
+        notes.append("Fast path: the measuring half (universe and snapshot jobs, snapshot QA, S6 dirty marks, the "
+                     "signal job's measurements) ran once and was cached; health, the signal lock, the signal "
+                     "verdicts and the alert gates ran per side through the monitor's own code (--exact runs "
+                     "every job per simulated minute).")
+    else:
+        notes.append("Exact path: every monitor job ran per simulated minute.")
     feed = outcome.feed
     if feed and not feed.get("failed"):
         notes.append("No fetch fault was replayed in this window (reconstructed or exported history may have "

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from backtest.exact import Outcome, Task, check_keys, nest, parse_sets, run_exact
+from backtest.fast.decide import run_fast
 from backtest.history.dataset import History, open_history, parse_instant
 from backtest.report import BacktestReport, render
 from backtest.sweep import load_grid, metrics, run_sweep, write_rows
@@ -46,9 +47,9 @@ def with_overrides(side: Side, overrides: tuple[tuple[str, Any], ...], folder: P
 
 
 def task_for(side: Side, history: Path, since: int | None, until: int | None, label: str,
-             app: str = "monitor", slippage_bps: float = 2.0, faults: Path | None = None) -> Task:
+             app: str = "monitor", slippage_bps: float = 2.0, faults: Path | None = None, path: str = "exact") -> Task:
     return Task(str(history), str(side.root), str(side.settings_file) if side.settings_file else None, (),
-                since, until, label, app, slippage_bps, str(faults) if faults else None)
+                since, until, label, app, slippage_bps, str(faults) if faults else None, path)
 
 
 def history_info(h: History) -> dict[str, Any]:
@@ -60,8 +61,11 @@ def history_info(h: History) -> dict[str, Any]:
 def run_backtest(stack: ExitStack, *, history: Path, policy: str | None, against: str | None, sets: list[str],
                  sweep: Path | None, since: str | None, until: str | None, fmt: str, breakdown: str,
                  out: Path | None, jobs: int, scheduler: str | None, progress: Progress = None,
-                 app: str = "monitor", slippage_bps: float = 2.0, faults: Path | None = None) -> str:
+                 app: str = "monitor", slippage_bps: float = 2.0, faults: Path | None = None,
+                 exact: bool = False) -> str:
+    """`exact`: the monitor's exact path (every job per minute) instead of the fast path (cached features)."""
     hist = open_history(history)
+    path = "exact" if exact or app != "monitor" else "fast"
     if faults is not None:
         if app != "copytrader":
             raise BadInput(Problem("--faults", str(faults), "only the copy-trader's backtest overlays faults"))
@@ -86,12 +90,14 @@ def run_backtest(stack: ExitStack, *, history: Path, policy: str | None, against
     head = with_overrides(head_plain, overrides, folder)
     base = resolve_side(against, stack) if against is not None else head_plain
     if sweep is not None:
-        return _sweep(hist, head, sweep, lo, hi, fmt, out, jobs, scheduler, progress, app, slippage_bps, faults)
+        return _sweep(hist, head, sweep, lo, hi, fmt, out, jobs, scheduler, progress, app, slippage_bps, faults, path)
     two_sides = against is not None or bool(overrides)
     if app == "copytrader":
         return _copytrader(hist, base, head, two_sides, lo, hi, fmt, out, progress, slippage_bps, faults)
-    base_out = run_exact(task_for(base, history, lo, hi, "base" if two_sides else "policy"), progress)
-    head_out: Outcome | None = run_exact(task_for(head, history, lo, hi, "head"), progress) if two_sides else None
+    runner = run_fast if path == "fast" else run_exact
+    base_out = runner(task_for(base, history, lo, hi, "base" if two_sides else "policy", path=path), progress)
+    head_out: Outcome | None = (runner(task_for(head, history, lo, hi, "head", path=path), progress)
+                                if two_sides else None)
     report = BacktestReport(history_info(hist), base_out, head_out,
                             semantic_diff(base, head) if two_sides else [], breakdown,
                             sides={"base": base.describe(), **({"head": head.describe()} if two_sides else {})})
@@ -127,9 +133,9 @@ def _copytrader(hist: History, base: Side, head: Side, two_sides: bool, lo: int 
 
 def _sweep(hist: History, head: Side, grid_file: Path, lo: int | None, hi: int | None, fmt: str,
            out: Path | None, jobs: int, scheduler: str | None, progress: Progress, app: str = "monitor",
-           slippage_bps: float = 2.0, faults: Path | None = None) -> str:
+           slippage_bps: float = 2.0, faults: Path | None = None, path: str = "exact") -> str:
     grid = load_grid(grid_file)
-    rows = run_sweep(task_for(head, hist.root, lo, hi, "head", app, slippage_bps, faults), grid, jobs=jobs,
+    rows = run_sweep(task_for(head, hist.root, lo, hi, "head", app, slippage_bps, faults, path), grid, jobs=jobs,
                      scheduler=scheduler, progress=progress)
     data = {"history": history_info(hist), "policy": head.describe(), "grid": {k: v for k, v in grid},
             "variants": rows}

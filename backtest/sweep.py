@@ -67,6 +67,10 @@ def run_variant(task: Task) -> tuple[str, dict[str, float]]:
         from backtest.copytrade.report import copy_metrics_flat
 
         return task.label, copy_metrics_flat(run_copytrade(task, task.slippage_bps))
+    if task.path == "fast":
+        from backtest.fast.decide import run_fast
+
+        return task.label, metrics(run_fast(task))
     return task.label, metrics(run_exact(task))
 
 
@@ -75,6 +79,10 @@ def run_sweep(base: Task, grid: list[tuple[str, list[Any]]], *, jobs: int = 1, s
     """Every variant of the grid over `base`; rows sorted by variant id."""
     tasks = [replace(base, overrides=base.overrides + over, label=vid) for vid, over in variants(grid)]
     params = {vid: dict(over) for vid, over in variants(grid)}
+    if base.app == "monitor" and base.path == "fast":
+        from backtest.fast.features import prebuild
+
+        prebuild(base, tasks, progress)  # once, here: workers then only read the cache
     if scheduler:
         results = _dask(tasks, scheduler)
     elif jobs == 1:

@@ -7,18 +7,23 @@ Copy-trader (issue 17): python benchmarks/backtest.py --app copytrader [--days 9
              for the whole), or whole with --full-exact;
   sweep      proportional_ratio x max_qty (10 x 5 = 50 variants) over --sweep-hours with --jobs.
 
-Run: python benchmarks/backtest.py [--days 30] [--wallets 200] [--exact-hours 24] [--variants 100]
-     [--sweep-hours 2] [--jobs 2] [--full-exact]
+Run: python benchmarks/backtest.py [--days 30] [--wallets 200] [--hours H] [--exact-hours 24]
+     [--variants 100] [--sweep-hours H] [--jobs 2] [--full-exact] [--no-parity] [--history DIR]
 
 Prints, each with wall time and peak memory (max RSS of this process and its children):
   synth      writing the history (days x 1440 x wallets x 3 assets rows);
-  exact      the exact path over --exact-hours (default one day: the parity window; target <= 20 s),
-             extrapolated to the whole history (target <= 10 min), or run whole with --full-exact;
-  sweep      --variants threshold variants over --sweep-hours with --jobs workers (variants/s;
-             target: 100 variants <= 2 min);
-  fast path  not built (docs/decisions.md, issue 16): printed as such;
-  anchor     a plain numpy pass over the same feature arrays: per 5-minute slot and asset, the share
-             of wallets that cut a position (an exit-cluster-like score) over every day of the history.
+  fast cold  the fast path's features (the measuring half, once) over --hours (default: the whole
+             history; target <= 20 s for 30 d x 200 wallets);
+  fast warm  one threshold variant (exit_fire_pct=27) from the cached features (target <= 1 s);
+  sweep      --variants exit_fire_pct variants on the fast path over --sweep-hours (default --hours)
+             with --jobs workers, features already cached (target: 100 variants <= 2 min);
+  exact      the exact path over --exact-hours (default one day; target <= 20 s), extrapolated to
+             the whole history (target <= 10 min), or run whole with --full-exact;
+  anchor     a plain numpy pass over the same feature arrays (the cached per-slot EC), with a
+             fire/reset/cooldown count done in numpy: the floor a vectorised decision layer could reach;
+  anchor raw the previous round's numpy pass over the raw (minute, wallet, asset) snapshot cube;
+  parity     the fast path's outcome tables against the exact path's over --hours: "parity: equal"
+             or the first difference (skipped with --no-parity).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import resource
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -123,7 +129,9 @@ def main() -> None:
     ap.add_argument("--exact-hours", type=float, default=24)
     ap.add_argument("--full-exact", action="store_true", help="run the exact path over the whole history")
     ap.add_argument("--variants", type=int, default=None, help="monitor 100; copytrader 50 (the full grid)")
-    ap.add_argument("--sweep-hours", type=float, default=None, help="monitor 2; copytrader 6")
+    ap.add_argument("--sweep-hours", type=float, default=None, help="monitor: --hours; copytrader 6")
+    ap.add_argument("--hours", type=float, default=None, help="monitor: the fast path's window (default: all)")
+    ap.add_argument("--no-parity", action="store_true", help="monitor: skip the exact-vs-fast parity")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--history", type=Path, help="reuse this dataset instead of writing one")
     args = ap.parse_args()
@@ -135,35 +143,93 @@ def main() -> None:
         return
     args.days = args.days or 30
     args.variants = args.variants or 100
-    args.sweep_hours = args.sweep_hours or 2
     with tempfile.TemporaryDirectory(prefix="hlcore-bench-") as tmp:
         root = args.history or Path(tmp) / "hist"
         if args.history is None:
             t = time.perf_counter()
             m = synth(SynthSpec(days=args.days, wallets=args.wallets, seed=args.seed), root)
             line("synth", time.perf_counter() - t, f"{m['rows']['wallet_snapshots']:,} wallet-asset-minutes")
-        h = open_history(root)
-        policy = str(resolve_policy_dir(None))
-        size = (("monitor.universe.size", int(h.manifest["universe_size"])),)
-        span_h = (h.until_ms + 60_000 - h.since_ms) / HOUR_MS
-        hours = span_h if args.full_exact else min(args.exact_hours, span_h)
-        t = time.perf_counter()
-        out = run_exact(Task(str(root), policy, None, size, until_ms=h.since_ms + int(hours * HOUR_MS)))
-        wall = time.perf_counter() - t
-        line("exact", wall, f"{hours:g} h: {sum(out.run_status.values())} runs, {len(out.alerts)} alerts, "
-             f"{len(out.transitions)} transitions; whole {span_h / 24:g} d ~ {wall * span_h / hours / 60:.1f} min")
-        t = time.perf_counter()
-        fire = [round(20.5 + i * 30 / args.variants, 3) for i in range(args.variants)]
-        rows = run_sweep(Task(str(root), policy, None, size, until_ms=h.since_ms + int(args.sweep_hours * HOUR_MS)),
-                         [("monitor.alerts.exit_fire_pct", fire)], jobs=args.jobs)
-        wall = time.perf_counter() - t
-        line("sweep", wall, f"{len(rows)} variants x {args.sweep_hours:g} h, --jobs {args.jobs}: "
-             f"{len(rows) / wall:.2f} variants/s (exact path per variant)")
-        print("fast path  not built: no cached-feature path yet (see docs/decisions.md, issue 16)")
-        loaded, wall, slots = anchor(root)
-        line("anchor", wall, f"numpy pass over {len(h.manifest['days'])} d: {slots:,} slot-asset scores "
-             f"(+ {loaded:.1f} s to load the arrays from parquet)")
+        monitor(args, root, Path(tmp) / "cache")
 
+
+def monitor(args: argparse.Namespace, root: Path, cache: Path) -> None:
+    """The monitor's figures: fast cold / warm / sweep, exact, anchor, parity."""
+    from backtest.exact import outcome_tables
+    from backtest.fast.decide import run_fast
+    from backtest.fast.features import ensure, load, task_settings
+
+    h = open_history(root)
+    policy = str(resolve_policy_dir(None))
+    size = (("monitor.universe.size", int(h.manifest["universe_size"])),)
+    span_h = (h.until_ms + 60_000 - h.since_ms) / HOUR_MS
+    fast_h = min(args.hours or span_h, span_h)
+    base = Task(str(root), policy, None, size, until_ms=h.since_ms + int(fast_h * HOUR_MS), path="fast",
+                cache_dir=str(cache))
+    t = time.perf_counter()
+    folder, _ = ensure(base, task_settings(base))
+    features = load(folder)
+    line("fast cold", time.perf_counter() - t, f"{fast_h:g} h: {len(features.runs):,} runs, "
+         f"{len(features.slots):,} slot-asset features")
+    head = replace(base, overrides=(*size, ("monitor.alerts.exit_fire_pct", 27)), label="head")
+    t = time.perf_counter()
+    out = run_fast(head, features=features)
+    line("fast warm", time.perf_counter() - t, f"{fast_h:g} h, exit_fire_pct=27: {len(out.alerts)} alerts, "
+         f"{len(out.transitions)} transitions")
+    sweep_h = min(args.sweep_hours or fast_h, fast_h)
+    fire = [round(20.5 + i * 30 / args.variants, 3) for i in range(args.variants)]
+    sweep_base = replace(base, until_ms=h.since_ms + int(sweep_h * HOUR_MS))
+    ensure(sweep_base, task_settings(sweep_base))
+    t = time.perf_counter()
+    rows = run_sweep(sweep_base, [("monitor.alerts.exit_fire_pct", fire)], jobs=args.jobs)
+    wall = time.perf_counter() - t
+    line("sweep", wall, f"{len(rows)} variants x {sweep_h:g} h, --jobs {args.jobs}: {len(rows) / wall:.2f} "
+         "variants/s (fast path, features cached)")
+    hours = span_h if args.full_exact else min(args.exact_hours, span_h)
+    t = time.perf_counter()
+    exact = run_exact(Task(str(root), policy, None, size, until_ms=h.since_ms + int(hours * HOUR_MS)))
+    wall = time.perf_counter() - t
+    line("exact", wall, f"{hours:g} h: {sum(exact.run_status.values())} runs, {len(exact.alerts)} alerts, "
+         f"{len(exact.transitions)} transitions; whole {span_h / 24:g} d ~ {wall * span_h / hours / 60:.1f} min")
+    wall, fired = anchor_features(features)
+    line("anchor", wall, f"numpy over {len(features.slots):,} slot-asset features: {fired} exit-cluster "
+         "fires at 27 (fire/reset/cooldown in numpy)")
+    loaded, wall, slots = anchor(root)
+    line("anchor raw", wall, f"numpy pass over the snapshot cube of {len(h.manifest['days'])} d: {slots:,} "
+         f"slot-asset cut shares (+ {loaded:.1f} s to load the arrays from parquet)")
+    if args.no_parity:
+        return
+    t = time.perf_counter()
+    same = exact if hours == fast_h else run_exact(replace(base, path="exact"))
+    fast = run_fast(base, features=features)
+    a, b = outcome_tables(same), outcome_tables(fast)
+    verdict = "parity: equal"
+    for name in a:
+        if a[name] != b[name]:
+            i = next((i for i, (x, y) in enumerate(zip(a[name], b[name], strict=False)) if x != y),
+                     min(len(a[name]), len(b[name])))
+            verdict = (f"parity: {name} differ at row {i}: exact {a[name][i] if i < len(a[name]) else None} "
+                       f"fast {b[name][i] if i < len(b[name]) else None}")
+            break
+    line("parity", time.perf_counter() - t, f"{fast_h:g} h: {verdict}")
+
+
+def anchor_features(features: object) -> tuple[float, int]:
+    """EC per (slot, asset) from the cached features as numpy arrays; count fires above 27 with reset
+    below 20 and a 60-minute cooldown, vectorised over assets (the decision layer's numpy floor)."""
+    slots = features.slots  # type: ignore[attr-defined]
+    t = time.perf_counter()
+    assets = sorted({a for _, a in slots})
+    stamps = np.array(sorted({s for s, _ in slots}), dtype=np.int64)
+    ec = np.array([[slots[(int(s), a)].ec if (int(s), a) in slots else 0.0 for a in assets] for s in stamps])
+    fired = 0
+    armed = np.ones(len(assets), dtype=bool)
+    cool = np.zeros(len(assets), dtype=np.int64)
+    for i in range(len(stamps)):
+        hit = armed & (ec[i] > 27) & (stamps[i] >= cool)
+        fired += int(hit.sum())
+        cool = np.where(hit, stamps[i] + 60 * 60_000, cool)
+        armed = np.where(hit, False, armed | (ec[i] < 20))
+    return time.perf_counter() - t, fired
 
 if __name__ == "__main__":
     main()

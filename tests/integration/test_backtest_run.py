@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -20,6 +21,14 @@ from tests.conftest import ROOT
 
 UNTIL = "2026-01-01T00:50:00Z"
 SIZE = "monitor.universe.size=12"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def feature_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The fast path's feature cache in a scratch folder, not the user's ~/.cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HLCORE_CACHE_DIR", str(tmp_path_factory.mktemp("feature-cache")))
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -118,9 +127,10 @@ def test_grid_errors_name_file_and_line(tmp_path: Path) -> None:
     assert f"{grid}:2: grid.monitor.alerts.exit_fire_pct: expected a non-empty list" in str(exc.value)
 
 
-def test_sweep_is_identical_for_any_worker_count_and_engine(history: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("path", ["exact", "fast"])
+def test_sweep_is_identical_for_any_worker_count_and_engine(history: Path, tmp_path: Path, path: str) -> None:
     base = Task(str(history), str(resolve_policy_dir(None)), None, (("monitor.universe.size", 12),),
-                until_ms=1_767_225_600_000 + 40 * 60_000)
+                until_ms=1_767_225_600_000 + 40 * 60_000, path=path, cache_dir=str(tmp_path / "cache"))
     grid = [("monitor.alerts.exit_fire_pct", [22, 35]), ("monitor.alerts.exit_cooldown_min", [30])]
     one = run_sweep(base, grid, jobs=1)
     two = run_sweep(base, grid, jobs=2)
@@ -135,6 +145,8 @@ def test_sweep_is_identical_for_any_worker_count_and_engine(history: Path, tmp_p
     assert json.dumps(two, sort_keys=True) == dumped
     assert json.dumps(dask, sort_keys=True) == dumped
     assert one[0]["metrics"] != {} and "surfaced" in one[0]["metrics"]
+    if path == "fast":  # built once before the fan-out (the grid sweeps alert settings only)
+        assert len(list((tmp_path / "cache").iterdir())) == 1
 
 
 def test_an_invalid_variant_is_named(history: Path) -> None:
