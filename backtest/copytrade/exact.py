@@ -104,6 +104,7 @@ class CopyOutcome:
     safety_entries: dict[str, int] = field(default_factory=dict)
     safety_states: list[str] = field(default_factory=list)
     unmapped_fills: int = 0
+    ticks: int = 0  # the copy-trader's loop ticks the run took (quiet stretches coalesced)
 
 
 def run_copytrade(task: Task, slippage_bps: float = SLIPPAGE_BPS,
@@ -147,6 +148,7 @@ def run_copytrade(task: Task, slippage_bps: float = SLIPPAGE_BPS,
                 if progress is not None:
                     progress(step + 1, total)
             seen.into(outcome)
+            outcome.ticks = int(loop.ticks)
         finally:
             ctx.close()
         outcome.executions = venue.executions

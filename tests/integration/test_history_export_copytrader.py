@@ -78,3 +78,29 @@ def test_export_errors_are_one_line(tmp_path: Path, drill_db: Path) -> None:
     assert r.exit_code == 2 and "no ingested fills there" in r.output
     r = runner.invoke(app, ["history", "export", "--out", str(tmp_path / "z")])
     assert r.exit_code == 2 and "--since and --until: required" in r.output
+
+
+def test_export_from_postgresql(tmp_path: Path, drill_db: Path, pg_url: str,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same rows in a PostgreSQL copy-trader database (DATABASE_URL) export to the same fills."""
+    from sqlalchemy import insert, select
+
+    from hlcore.storage.db import open_database
+    from hlcore.storage.schema import ingested_fills
+
+    src, dst = open_database(f"sqlite:///{drill_db}"), open_database(pg_url)
+    dst.create_schema(1)
+    with src.transaction() as a, dst.transaction() as b:
+        rows = [dict(r) for r in a.execute(select(ingested_fills)).mappings()]
+        b.execute(insert(ingested_fills), rows)
+    src.dispose()
+    dst.dispose()
+    monkeypatch.setenv("DATABASE_URL", pg_url)
+    r = runner.invoke(app, ["history", "export", "--app", "copytrader", "--out", str(tmp_path / "pg")])
+    assert r.exit_code == 0, r.output
+    r2 = runner.invoke(app, ["history", "export", "--app", "copytrader", "--db", f"sqlite:///{drill_db}",
+                             "--out", str(tmp_path / "lite")])
+    assert r2.exit_code == 0, r2.output
+    a_rows = pq.ParquetDataset(tmp_path / "pg" / "target_fills").read().drop(["source"]).to_pylist()
+    b_rows = pq.ParquetDataset(tmp_path / "lite" / "target_fills").read().drop(["source"]).to_pylist()
+    assert a_rows == b_rows and len(a_rows) == len(rows)
