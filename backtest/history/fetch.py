@@ -25,7 +25,13 @@ import requests
 from backtest.history.copyrows import fill_rows_to_tables, write_copy_history
 from backtest.history.dataset import Writer, iso
 from hlcore.adapters.http import VenueError
-from hlcore.adapters.hyperliquid.client import INFO_WEIGHT, ITEMS_PER_EXTRA_WEIGHT, PAGE_LIMIT, HyperliquidClient
+from hlcore.adapters.hyperliquid.client import (
+    HISTORY_LIMIT,
+    INFO_WEIGHT,
+    ITEMS_PER_EXTRA_WEIGHT,
+    PAGE_LIMIT,
+    HyperliquidClient,
+)
 from hlcore.adapters.hyperliquid.parse import FillsPage, ParseError, parse_fill, parse_fills
 from hlcore.engine.clock import Clock, SystemClock
 from hlcore.errors import BadInput, Problem
@@ -134,6 +140,11 @@ def fetch_fills(client: HyperliquidClient, wallet: str, since_ms: int, until_ms:
         "target_wallet": wallet.lower(),
         "fetch": {"since": iso(since_ms), "until": iso(until_ms), "pages": stats.pages, "items": stats.items,
                   "duplicates_dropped": stats.duplicates},
+        "assumptions": [
+            f"Hyperliquid serves only a wallet's most recent {HISTORY_LIMIT} fills: older fills in the window "
+            "are not in this history (compare the span's start with --since)",
+            "observed_ts is when this fetch ran, not when a live copy-trader would have seen each fill",
+            "fills come unaggregated (aggregateByTime false), each with every field the venue sent"],
         **extra})
     return manifest, stats
 
