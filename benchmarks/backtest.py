@@ -4,7 +4,9 @@ Copy-trader (issue 17): python benchmarks/backtest.py --app copytrader [--days 9
      [--exact-hours 24] [--full-exact] [--variants 50] [--sweep-hours 6] [--jobs 2]
   synth      90 days, ~10,000 target fills on 3 symbols (BTC, ETH, SOL; only the mapped ones are copied);
   exact      the copy-trader's own path over --exact-hours, extrapolated to the history (target: <= 30 s
-             for the whole), or whole with --full-exact;
+             for the whole), or whole with --full-exact; then its loop ticks (the gap rule's floor is one
+             per 9 min, 160/day), CPU ms per tick, and the CPU split between the copy-trader's tick, the
+             simulated venue + transport, and the harness (docs/decisions.md, Round 4 — copybt);
   sweep      proportional_ratio x max_qty (10 x 5 = 50 variants) over --sweep-hours with --jobs.
 
 Run: python benchmarks/backtest.py [--days 30] [--wallets 200] [--exact-hours 24] [--variants 100]
