@@ -37,6 +37,9 @@ def register(app: typer.Typer) -> None:
 
     history_app = typer.Typer(no_args_is_help=True, help="History datasets for the backtest (parquet).")
     app.add_typer(history_app, name="history")
+    from backtest.history.copycli import register_copy_history
+
+    register_copy_history(history_app)
 
     @history_app.command("synth")
     @handles_errors
@@ -96,14 +99,30 @@ def register(app: typer.Typer) -> None:
 
     @history_app.command("export")
     @handles_errors
-    def export_(since: Annotated[str, typer.Option("--since", help="UTC date or instant (inclusive).")],
-                until: Annotated[str, typer.Option("--until", help="UTC date or instant (exclusive).")],
-                out: Annotated[Path, typer.Option("--out", help="New folder for the dataset.")],
-                db: Annotated[str | None, typer.Option("--db", help="Database URL (default: the monitor's, from "
+    def export_(out: Annotated[Path, typer.Option("--out", help="New folder for the dataset.")],
+                since: Annotated[str | None, typer.Option("--since", help="UTC date or instant (inclusive).")] = None,
+                until: Annotated[str | None, typer.Option("--until", help="UTC date or instant (exclusive).")
+                                 ] = None,
+                db: Annotated[str | None, typer.Option("--db", help="Database URL (default: the app's, from "
                                                        "settings or DATABASE_URL).")] = None,
-                config: Annotated[Path | None, typer.Option("--config", help="Settings file.")] = None) -> None:
-        """Export the monitor's recorded history from its database (SQLite or PostgreSQL), day by day."""
+                config: Annotated[Path | None, typer.Option("--config", help="Settings file.")] = None,
+                app_name: Annotated[str, typer.Option("--app", help="monitor or copytrader.")] = "monitor",
+                klines: Annotated[list[Path] | None, typer.Option("--klines", help="Copytrader: Binance 1m kline "
+                                                                  "CSV/zip (repeatable).")] = None,
+                exchange_info: Annotated[Path | None, typer.Option("--exchange-info", help="Copytrader: saved "
+                                                                   "/fapi/v1/exchangeInfo body.")] = None) -> None:
+        """Export the recorded history from the monitor's or the copy-trader's database (SQLite or PostgreSQL)."""
         from backtest.history.dataset import parse_instant
+
+        if app_name == "copytrader":
+            from backtest.history.copycli import export_copy
+
+            export_copy(since, until, out, db, config, klines, exchange_info)
+            return
+        if app_name != "monitor":
+            raise BadInput(f"--app: expected monitor or copytrader, got '{app_name}'")
+        if since is None or until is None:
+            raise BadInput("--since and --until: required for the monitor's export")
         from backtest.history.export import export
         from hlcore.app import database_url
         from hlcore.workspace import open_workspace

@@ -61,13 +61,13 @@ def heatmap(grid: list[dict[str, Any]], x: str, y: str, metric: str, cell: int =
     xs = sorted({r[x] for r in grid}, key=str)
     ys = sorted({r[y] for r in grid}, key=str)
     values = {(r[x], r[y]): r[metric] for r in grid}
-    top = max([1, *values.values()])
+    top, low = max([1, *values.values()]), min([0, *values.values()])  # a P&L can be negative
     parts = []
     for i, xv in enumerate(xs):
         parts.append(f'<text x="{80 + i * cell + 4}" y="14" font-size="10">{escape(xv)}</text>')
         for j, yv in enumerate(ys):
             v = values.get((xv, yv), 0)
-            shade = int(255 - 200 * v / top)
+            shade = int(255 - 200 * (v - low) / (top - low))
             parts.append(f'<rect x="{80 + i * cell}" y="{20 + j * cell}" width="{cell}" height="{cell}" '
                          f'fill="rgb({shade},{shade},255)"/><text x="{80 + i * cell + 6}" y="{20 + j * cell + 28}" '
                          f'font-size="11">{v}</text>')

@@ -122,7 +122,12 @@ def _copytrader(hist: History, base: Side, head: Side, two_sides: bool, lo: int 
                              slippage_bps, progress) if two_sides else None
     data = report_data(history_info(hist), base_out, head_out,
                        {"base": base.describe(), **({"head": head.describe()} if two_sides else {})})
-    text = render_copy(data, fmt)
+    if fmt == "html":
+        from backtest.copytrade.html import copy_page
+
+        text = copy_page(data, base_out, head_out)
+    else:
+        text = render_copy(data, fmt)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / f"report.{'txt' if fmt == 'text' else fmt}").write_text(text, encoding="utf-8")
@@ -149,10 +154,13 @@ def _sweep(hist: History, head: Side, grid_file: Path, lo: int | None, hi: int |
         names = sorted({m for r in rows for m in r["metrics"]})
         body = [f"<!doctype html><html><head><meta charset='utf-8'><style>{STYLE}</style></head><body>"
                 "<h1>Backtest sweep</h1>"]
-        if len(grid) == 2:
-            cell = "surfaced" if app == "monitor" else "pnl.mirror"
-            flat = [{**r["params"], cell: r["metrics"].get(cell, 0)} for r in rows]
-            body.append(heatmap(flat, grid[0][0], grid[1][0], cell))
+        if len(grid) == 2 and app == "copytrader":
+            from backtest.copytrade.html import sweep_heatmaps
+
+            body.append(sweep_heatmaps(rows, grid[0][0], grid[1][0]))
+        elif len(grid) == 2:
+            flat = [{**r["params"], "surfaced": r["metrics"].get("surfaced", 0)} for r in rows]
+            body.append(heatmap(flat, grid[0][0], grid[1][0], "surfaced"))
         body.append(table(["variant", *[k for k, _ in grid], *names],
                           [[r["variant"], *[r["params"][k] for k, _ in grid], *[r["metrics"].get(n, 0) for n in names]]
                            for r in rows]))

@@ -4,7 +4,9 @@ Copy-trader (issue 17): python benchmarks/backtest.py --app copytrader [--days 9
      [--exact-hours 24] [--full-exact] [--variants 50] [--sweep-hours 6] [--jobs 2]
   synth      90 days, ~10,000 target fills on 3 symbols (BTC, ETH, SOL; only the mapped ones are copied);
   exact      the copy-trader's own path over --exact-hours, extrapolated to the history (target: <= 30 s
-             for the whole), or whole with --full-exact;
+             for the whole), or whole with --full-exact; then its loop ticks (the gap rule's floor is one
+             per 9 min, 160/day), CPU ms per tick, and the CPU split between the copy-trader's tick, the
+             simulated venue + transport, and the harness (docs/decisions.md, Round 4 — copybt);
   sweep      proportional_ratio x max_qty (10 x 5 = 50 variants) over --sweep-hours with --jobs.
 
 Run: python benchmarks/backtest.py [--days 30] [--wallets 200] [--hours H] [--exact-hours 24]
@@ -33,8 +35,11 @@ import resource
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -81,6 +86,42 @@ def anchor(root: Path) -> tuple[float, float, int]:
     return loaded, time.perf_counter() - t1, int(share.size)
 
 
+class CpuSplit:
+    """CPU seconds inside the copy-trader's loop tick, and inside the simulated venue + transport
+    (part of the tick): where an exact-path run's time goes (benchmark only, nothing decides on it)."""
+
+    def __init__(self) -> None:
+        self.tick = 0.0
+        self.venue = 0.0
+
+    @contextmanager
+    def timing(self) -> Iterator[None]:
+        from hlcore.jobs.copytrade.service import Loop
+        from replay.transport import DrillTransport
+
+        tick, exchange = Loop.tick, DrillTransport.exchange
+
+        def timed_tick(loop: Any, at_ms: int) -> int:
+            t = time.process_time()
+            try:
+                return tick(loop, at_ms)
+            finally:
+                self.tick += time.process_time() - t
+
+        def timed_exchange(transport: Any, *args: Any) -> Any:
+            t = time.process_time()
+            try:
+                return exchange(transport, *args)
+            finally:
+                self.venue += time.process_time() - t
+
+        Loop.tick, DrillTransport.exchange = timed_tick, timed_exchange  # type: ignore[method-assign]
+        try:
+            yield
+        finally:
+            Loop.tick, DrillTransport.exchange = tick, exchange  # type: ignore[method-assign]
+
+
 def copytrader(args: argparse.Namespace, tmp: Path) -> None:
     """The copy-trader's figures (issue 17): synth, exact path, a 50-variant ratio x max_qty sweep."""
     from backtest.copytrade.exact import run_copytrade
@@ -99,13 +140,21 @@ def copytrader(args: argparse.Namespace, tmp: Path) -> None:
     policy = str(resolve_policy_dir(None))
     span_h = (h.until_ms + 60_000 - h.since_ms) / HOUR_MS
     hours = span_h if args.full_exact else min(args.exact_hours, span_h)
+    split = CpuSplit()
     t, cpu = time.perf_counter(), time.process_time()
-    out = run_copytrade(Task(str(root), policy, None, (), until_ms=h.since_ms + int(hours * HOUR_MS),
-                             app="copytrader"))
+    with split.timing():
+        out = run_copytrade(Task(str(root), policy, None, (), until_ms=h.since_ms + int(hours * HOUR_MS),
+                                 app="copytrader"))
     wall, cpu = time.perf_counter() - t, time.process_time() - cpu
     line("exact", wall, f"{hours:g} h: {out.fills_seen} fills, {sum(out.events.values())} events, "
          f"{len(out.executions)} orders ({cpu:.1f} s CPU); whole {span_h / 24:g} d ~ {wall * span_h / hours:.0f} s "
          f"wall, ~ {cpu * span_h / hours:.0f} s CPU")
+    app_s = split.tick - split.venue
+    print(f"{'':<10} {out.ticks} loop ticks ({out.ticks * 24 / hours:.0f}/day; the gap rule needs one at least every "
+          f"0.9 x ingest.backfill_window_ms = 9 min, 160/day): {1000 * split.tick / max(1, out.ticks):.1f} ms CPU "
+          f"per tick; CPU split: copy-trader tick {app_s:.1f} s ({100 * app_s / cpu:.0f} %), venue world + "
+          f"transport {split.venue:.1f} s ({100 * split.venue / cpu:.0f} %), harness (boot, reads, report) "
+          f"{cpu - split.tick:.1f} s ({100 * (cpu - split.tick) / cpu:.0f} %)", flush=True)
     t = time.perf_counter()
     ratios = [round(0.0005 * (i + 1), 4) for i in range(10)]
     max_qty = [0.005, 0.01, 0.02, 0.05, 0.1]

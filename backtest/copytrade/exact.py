@@ -21,7 +21,8 @@ from backtest.copytrade.faults import arm, load_faults
 from backtest.copytrade.metrics import copy_metrics, time_in_state
 from backtest.copytrade.venue import KlineVenue
 from backtest.exact import _SCRATCH, Task, quiet_logs, workspace
-from backtest.history.dataset import DAY_MS, open_history
+from backtest.history.dataset import DAY_MS, KLINES, open_history
+from hlcore.errors import BadInput, Problem
 from hlcore.jobs.copytrade.service import Wiring, start
 from hlcore.storage.db import sqlite_url
 from hlcore.storage.schema import audit_log, ingested_fills, order_results, processed_txs
@@ -103,12 +104,17 @@ class CopyOutcome:
     safety_entries: dict[str, int] = field(default_factory=dict)
     safety_states: list[str] = field(default_factory=list)
     unmapped_fills: int = 0
+    ticks: int = 0  # the copy-trader's loop ticks the run took (quiet stretches coalesced)
 
 
 def run_copytrade(task: Task, slippage_bps: float = SLIPPAGE_BPS,
                   progress: Any = None) -> CopyOutcome:
     """Play the copy-trader over the task's window of history; return its outcome."""
     history = open_history(Path(task.history))
+    if not history.manifest.get("rows", {}).get(KLINES):
+        note = history.manifest.get("missing_note") or "import Binance 1m klines with `hlcore history import`"
+        raise BadInput(Problem(str(Path(task.history) / "manifest.json"), "rows.klines_1m",
+                               f"no minute bars, so no prices to fill orders at: {note}"))
     since = task.since_ms if task.since_ms is not None else history.since_ms
     until = task.until_ms if task.until_ms is not None else history.until_ms + 60_000
     run_task = replace(task, overrides=(*RUN_SETTINGS, *task.overrides))
@@ -142,12 +148,14 @@ def run_copytrade(task: Task, slippage_bps: float = SLIPPAGE_BPS,
                 if progress is not None:
                     progress(step + 1, total)
             seen.into(outcome)
+            outcome.ticks = int(loop.ticks)
         finally:
             ctx.close()
         outcome.executions = venue.executions
         outcome.rejections = dict(sorted(venue.rejections.items()))
         outcome.target_fills = [{"time": r["time"], "coin": r["coin"], "side": r["side"], "sz": float(r["sz"]),
-                                 "px": float(r["px"]), "start": float(r["start_position"])} for r in venue.fill_rows]
+                                 "px": float(r["px"]), "start": float(r["start_position"] or 0)}
+                                for r in venue.fill_rows]
         outcome.fills_seen = len(venue.fill_rows)
         outcome.unmapped_fills = sum(1 for r in venue.fill_rows if r["coin"] not in outcome.symbol_map)
         outcome.metrics = copy_metrics(outcome, venue.bars)

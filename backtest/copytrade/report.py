@@ -1,4 +1,4 @@
-"""The copy-trade backtest report: base vs. head, as text, md, json or html.
+"""The copy-trade backtest report: base vs. head, as text, md or json (html: `backtest.copytrade.html`).
 
 Sections: headline per side, fills seen / mirrored / skipped by reason, orders by outcome, time in
 each safety mode with the reasons of each entry, tracking error, slippage, P&L of the mirror vs.
@@ -112,7 +112,7 @@ def _money(side: dict[str, Any]) -> dict[str, Any]:
 def render_copy(data: dict[str, Any], fmt: str) -> str:
     if fmt == "json":
         return json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
-    md = fmt in ("md", "html")
+    md = fmt == "md"
     base, head = data["base"], data.get("head")
     cols = ["", "base", *(["head", "delta"] if head else [])]
     h = (lambda t: f"## {t}") if md else (lambda t: f"{t}:")
@@ -151,12 +151,4 @@ def render_copy(data: dict[str, Any], fmt: str) -> str:
                 *_table(["day", "mirror", "target scaled"],
                         [[d, v["mirror"], v["target_scaled"]] for d, v in days.items()], md)]
     out += ["", h("Assumptions"), *[f"- {a}" for a in data["assumptions"]], ""]
-    text = "\n".join(out)
-    if fmt == "html":
-        import html
-
-        from backtest.html import STYLE
-
-        return (f"<!doctype html><html><head><meta charset='utf-8'><style>{STYLE}</style></head><body><pre>"
-                f"{html.escape(text)}</pre></body></html>\n")
-    return text
+    return "\n".join(out)  # html: backtest.copytrade.html.copy_page (plots, then this md)

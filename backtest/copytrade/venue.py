@@ -26,14 +26,14 @@ MINUTE_MS = 60_000
 
 
 def fill_row_to_api(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A stored fill as `userFillsByTime` returns it (the stored row keeps every field)."""
+    """A stored fill as `userFillsByTime` returns it (the stored row keeps every field). A field the
+    source did not have (an exported fill's fee, a tid-less fill's tid) is left out, as the venue
+    leaves out what it does not send; a missing `oid` (the database does not keep it) is served as 0."""
     out = {"coin": row["coin"], "px": row["px"], "sz": row["sz"], "side": row["side"], "time": int(row["time"]),
            "startPosition": row["start_position"], "dir": row["dir"], "closedPnl": row["closed_pnl"],
-           "hash": row["hash"], "oid": int(row["oid"]), "crossed": bool(row["crossed"]), "fee": row["fee"],
-           "tid": int(row["tid"]), "feeToken": row["fee_token"]}
-    if row.get("twap_id") is not None:
-        out["twapId"] = int(row["twap_id"])
-    return out
+           "hash": row["hash"], "oid": int(row["oid"] or 0), "crossed": row["crossed"], "fee": row["fee"],
+           "tid": row["tid"], "feeToken": row["fee_token"], "twapId": row.get("twap_id")}
+    return {k: (int(v) if k in ("tid", "twapId") else v) for k, v in out.items() if v is not None}
 
 
 class Bars:
@@ -81,7 +81,7 @@ class KlineVenue(CopytradeWorld):
         rows: list[dict[str, Any]] = []
         for _day, t in history.iter_days(TARGET_FILLS, since, until):
             rows += [r for r in t.to_pylist() if since <= r["time"] < until]
-        rows.sort(key=lambda r: (r["time"], r["tid"]))
+        rows.sort(key=lambda r: (r["time"], r["tid"] or 0))
         self.fill_rows = rows
         self.fills = [fill_row_to_api(r) for r in rows]
         self._times = [f["time"] for f in self.fills]

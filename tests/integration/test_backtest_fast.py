@@ -16,7 +16,7 @@ from backtest.fast.decide import run_fast
 from backtest.fast.features import ensure, feature_key, load, task_settings
 from backtest.history.dataset import open_history
 from backtest.history.synth import SynthSpec, synth
-from hlcore.cli import app
+from hlcore_cli import app
 from hlcore.errors import BadInput
 from hlcore.resources import resolve_policy_dir
 
