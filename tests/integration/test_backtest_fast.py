@@ -16,9 +16,9 @@ from backtest.fast.decide import run_fast
 from backtest.fast.features import ensure, feature_key, load, task_settings
 from backtest.history.dataset import open_history
 from backtest.history.synth import SynthSpec, synth
-from hlcore_cli import app
 from hlcore.errors import BadInput
 from hlcore.resources import resolve_policy_dir
+from hlcore_cli import app
 
 START = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 HOURS = 4  # the exact side takes ~20 s on a loaded 2-core machine
