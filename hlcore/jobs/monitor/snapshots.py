@@ -284,7 +284,7 @@ class SnapshotJob:
                 self.runs.insert(run, now, conn=conn)
                 if rows:
                     self.snapshots.upsert(slot_ts, rows, run.run_id, now, conn=conn)
-                    marks = self.detect_dirty(slot_ts, now, conn=conn)
+                    marks = self.detect_dirty(slot_ts, now, conn=conn, current=rows)
                     if marks:
                         self.runs.set_dirty_marked(run.run_id, len(marks), conn=conn)
                         run = replace(run, dirty_marked=len(marks))
@@ -335,13 +335,23 @@ class SnapshotJob:
         return SnapshotOutcome(slot_ts, stored, v, decision, facts, tuple(results), storage_error=str(exc))
 
     # ------------------------------------------------------------------ S6
-    def detect_dirty(self, slot_ts: int, now_ms: int, *, conn: Any = None) -> list[DirtyMark]:
+    def detect_dirty(self, slot_ts: int, now_ms: int, *, conn: Any = None,
+                     current: Sequence[SnapshotRow] | None = None) -> list[DirtyMark]:
         """Flag t1 = T−60 s rows that collapsed from t0 = T−120 s and recovered at t2 = T (§4.4).
 
         Only wallet/assets with rows at all three slots are judged. Each flagged row gets
-        `is_dirty`, `dirty_reason` and one anomaly row; its raw values are never touched."""
+        `is_dirty`, `dirty_reason` and one anomaly row; its raw values are never touched.
+        `current` is the cycle's own rows at T, just written: then only the two neighbouring
+        slots are read (issue 12), as stored (quantities read back as floats)."""
         t0, t1, t2 = slot_ts - 2 * self.interval_ms, slot_ts - self.interval_ms, slot_ts
-        series = self.snapshots.szi_at((t0, t1, t2), conn=conn)
+        if current is None:
+            series = self.snapshots.szi_at((t0, t1, t2), conn=conn)
+        else:
+            series = self.snapshots.szi_at((t0, t1), conn=conn)
+            for row in current:
+                key = (row.wallet_id, row.asset)
+                if key in series:  # a pair without rows before T is never judged
+                    series[key][t2] = None if row.position_szi is None else float(row.position_szi)
         marks: list[DirtyMark] = []
         for (wallet_id, asset), by_ts in sorted(series.items()):
             if not all(t in by_ts for t in (t0, t1, t2)):
