@@ -241,6 +241,17 @@ class SignalStore:
             ).scalar_one_or_none()
         return None if value is None else int(value)
 
+    def latest_signal_ts_by_asset(self, assets: Iterable[str], *,
+                                  conn: Connection | None = None) -> dict[str, int | None]:
+        """`latest_signal_ts` of each of `assets` in one query."""
+        wanted = sorted(set(assets))
+        with self.db.begin_or_join(conn) as c:
+            found = dict(c.execute(
+                select(signals.c.asset, func.max(signals.c.signal_ts))
+                .where(signals.c.asset.in_(wanted)).group_by(signals.c.asset)
+            ).all())
+        return {a: None if found.get(a) is None else int(found[a]) for a in wanted}
+
     def signal_row(self, signal_ts: int, asset: str, *, conn: Connection | None = None) -> dict[str, Any] | None:
         with self.db.begin_or_join(conn) as c:
             row = c.execute(
@@ -308,6 +319,18 @@ class AlertStore:
                 select(func.count()).where(alerts.c.asset == asset, alerts.c.suppressed.is_(False),
                                            alerts.c.alert_ts > after_ms)
             ).scalar_one())
+
+    def surfaced_counts(self, assets: Iterable[str], after_ms: int, *,
+                        conn: Connection | None = None) -> dict[str, int]:
+        """`surfaced_count` of each of `assets` in one query."""
+        wanted = sorted(set(assets))
+        with self.db.begin_or_join(conn) as c:
+            found = dict(c.execute(
+                select(alerts.c.asset, func.count())
+                .where(alerts.c.asset.in_(wanted), alerts.c.suppressed.is_(False), alerts.c.alert_ts > after_ms)
+                .group_by(alerts.c.asset)
+            ).all())
+        return {a: int(found.get(a, 0)) for a in wanted}
 
     def latest_ts(self, alert_type: str, asset: str | None, *, surfaced_only: bool = True,
                   conn: Connection | None = None) -> int | None:

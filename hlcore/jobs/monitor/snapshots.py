@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -177,6 +177,7 @@ class SnapshotJob:
         self.snapshots = Snapshots(ctx.db)
         self.runs = IngestRuns(ctx.db)
         self.state = MonitorState(ctx.db)
+        self._pools: dict[int, ThreadPoolExecutor] = {}  # by concurrency; their threads end with the job
 
     # ------------------------------------------------------------------ fetch
     def fetch_one(self, wallet_id: str, deadline_ms: int) -> WalletResult:
@@ -199,8 +200,17 @@ class SnapshotJob:
         """Every wallet once, results in universe order whatever the completion order."""
         if concurrency <= 1 or len(wallets) <= 1:
             return [self.fetch_one(w, deadline_ms) for w in wallets]
-        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="hlcore-snapshot") as pool:
-            return list(pool.map(lambda w: self.fetch_one(w, deadline_ms), wallets))
+        pool = self._pools.get(concurrency)
+        if pool is None:  # kept for the next minutes: starting threads every cycle cost more than the cycle
+            pool = self._pools[concurrency] = ThreadPoolExecutor(max_workers=concurrency,
+                                                                 thread_name_prefix="hlcore-snapshot")
+        futures = [pool.submit(self.fetch_one, w, deadline_ms) for w in wallets]
+        try:
+            return [f.result() for f in futures]
+        finally:  # as a pool's shutdown did: nothing of this cycle runs on after it ends
+            for f in futures:
+                f.cancel()
+            wait(futures)
 
     # ------------------------------------------------------------------ cycle
     def current_concurrency(self) -> int:
