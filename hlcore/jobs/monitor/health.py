@@ -149,7 +149,8 @@ class HealthMeter:
             else:
                 first_start = self.state.first_start_ts(conn=conn) or now_ms
             latest = self.runs.latest(at_or_before=now_ms, conn=conn)
-            usable = self.runs.latest(at_or_before=now_ms, statuses=self.statuses.usable, conn=conn)
+            usable = latest if latest is None or latest.status in self.statuses.usable else \
+                self.runs.latest(at_or_before=now_ms, statuses=self.statuses.usable, conn=conn)
             streak = self.clean_streak(latest, conn)
         except StorageUnavailable as exc:
             fact = {"storage_ok": False, "has_usable_run": None, "latest_status": None, "age_ms": None,
