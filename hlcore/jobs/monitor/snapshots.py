@@ -352,12 +352,15 @@ class SnapshotJob:
         Only wallet/assets with rows at all three slots are judged. Each flagged row gets
         `is_dirty`, `dirty_reason` and one anomaly row; its raw values are never touched.
         `current` is the cycle's own rows at T, just written: then only the two neighbouring
-        slots are read (issue 12), as stored (quantities read back as floats)."""
+        slots are read (issue 12), and of them only the pairs that shrank from a non-zero size
+        (a superset of S6's collapse when the collapse ratio is at most 1 and ε is not negative)."""
         t0, t1, t2 = slot_ts - 2 * self.interval_ms, slot_ts - self.interval_ms, slot_ts
         if current is None:
             series = self.snapshots.szi_at((t0, t1, t2), conn=conn)
         else:
-            series = self.snapshots.szi_at((t0, t1), conn=conn)
+            narrow = self.collapse_ratio <= 1 and all(e >= 0 for e in self.epsilon_abs.values())
+            series = (self.snapshots.collapse_candidates(t0, t1, conn=conn) if narrow
+                      else self.snapshots.szi_at((t0, t1), conn=conn))
             for row in current:
                 key = (row.wallet_id, row.asset)
                 if key in series:  # a pair without rows before T is never judged
