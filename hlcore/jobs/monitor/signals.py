@@ -358,8 +358,8 @@ class SignalJob:
         """Everything §4.5 computes for `asset` at T, from storage alone."""
         cfg = self.cfg
         win = cfg.interval_ms
-        expected = self.store.universe_at(slot_ts) & self.store.universe_at(slot_ts - 2 * win)
         universe_now = self.store.universe_at(slot_ts)
+        expected = universe_now & self.store.universe_at(slot_ts - 2 * win)
         # One read of the slots not seen before (sealed slots are kept by the store, issue 12):
         # the ε lookback and both windows are cut from it.
         slots = self.store.clean_slots(asset, slot_ts - max(cfg.eps_lookback_ms, 2 * win), slot_ts)
