@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fnmatch
 import multiprocessing
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -90,7 +91,8 @@ def run_suite(dirs: Iterable[Path], *, policy: Path | None = None, config: Path 
     if jobs > 1 and len(dirs) > 1:
         context = multiprocessing.get_context("spawn")  # a fork could inherit another thread's lock
         with ProcessPoolExecutor(max_workers=min(jobs, len(dirs)), mp_context=context) as pool:
-            futures = {pool.submit(run_one, d.resolve(), policy, config, coverage): i for i, d in enumerate(dirs)}
+            order = sorted(range(len(dirs)), key=lambda i: -_cost_hint(dirs[i]))  # the longest first
+            futures = {pool.submit(run_one, dirs[i].resolve(), policy, config, coverage): i for i in order}
             for future in as_completed(futures):
                 results[futures[future]] = future.result()
                 if on_done is not None:
@@ -105,6 +107,24 @@ def run_suite(dirs: Iterable[Path], *, policy: Path | None = None, config: Path 
         if r.outcome is not None:
             suite.hits.update(r.outcome.hits)
     return suite
+
+
+def _cost_hint(directory: Path) -> int:
+    """A rough cost of a drill, to start the long ones first so no worker is left with a long
+    drill at the end (only the order of work changes, never a result): a monitor drill simulates
+    every minute of 200 wallets, a copy-trader drill a few calls; each variant is another run."""
+    try:
+        text = (directory / DRILL_FILE).read_text(encoding="utf-8")
+    except OSError:
+        return 0
+    runs = 1 + text.count("\n  - name:")
+    if "\napp: monitor" not in text:
+        return runs
+    minutes = max((int(h or 0) * 60 + int(m or 0) for h, m in _AT.findall(text)), default=0)
+    return runs * (10 + minutes)
+
+
+_AT = re.compile(r"\bat: \"?(?:(\d+)h)?(?:(\d+)m)?")
 
 
 @dataclass

@@ -26,7 +26,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, case, delete, func, select, update
+from sqlalchemy import Connection, Row, and_, case, delete, func, or_, select, update
 
 from hlcore.storage.db import Database, insert_ignore, upsert
 from hlcore.storage.repos import TypedState, dump_json, load_json
@@ -432,6 +432,25 @@ class Snapshots:
             ).all()
         for wallet_id, asset, ts, szi in rows:
             out.setdefault((wallet_id, asset), {})[int(ts)] = _num(szi)
+        return out
+
+    def collapse_candidates(
+        self, t0: int, t1: int, *, conn: Connection | None = None
+    ) -> dict[tuple[str, str], dict[int, float | None]]:
+        """`szi_at((t0, t1))` narrowed to the pairs that can have collapsed at t1: a non-zero size
+        at t0 and, at t1, a NULL or a smaller absolute size (the caller judges them exactly; a
+        collapse ratio above 1 or a negative ε needs `szi_at` instead)."""
+        a, b = wallet_snapshots.alias("t0"), wallet_snapshots.alias("t1")
+        out: dict[tuple[str, str], dict[int, float | None]] = {}
+        with self.db.begin_or_join(conn) as c:
+            rows = c.execute(
+                select(b.c.wallet_id, b.c.asset, a.c.position_szi, b.c.position_szi)
+                .join(a, and_(a.c.wallet_id == b.c.wallet_id, a.c.asset == b.c.asset, a.c.snapshot_ts == t0))
+                .where(b.c.snapshot_ts == t1, a.c.position_szi.is_not(None), a.c.position_szi != 0,
+                       or_(b.c.position_szi.is_(None), func.abs(b.c.position_szi) < func.abs(a.c.position_szi)))
+            ).all()
+        for wallet_id, asset, s0, s1 in rows:
+            out[(wallet_id, asset)] = {t0: _num(s0), t1: _num(s1)}
         return out
 
     def mark_dirty(

@@ -24,9 +24,10 @@ caller's transaction. The ingestion tables (`wallet_snapshots`, `wallet_universe
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, func, select
+from sqlalchemy import Connection, and_, case, func, select, true
 
 from hlcore.storage.db import Database, insert_ignore, upsert
 from hlcore.storage.repos import dump_json, load_json
@@ -57,6 +58,17 @@ def _num(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
+SlotRows = dict[str, float | None]
+"""One slot's rows of one asset as stored: wallet → szi (None for a NULL size)."""
+
+
+@dataclass
+class _SealedSlots:
+    """The stored slots of one asset in `(lo, hi]`, every one of them sealed (see `clean_slots`)."""
+
+    lo: int
+    hi: int
+    slots: dict[int, SlotRows] = field(default_factory=dict)
 
 
 class SignalStore:
@@ -64,6 +76,7 @@ class SignalStore:
 
     def __init__(self, db: Database):
         self.db = db
+        self._sealed: dict[str, _SealedSlots] = {}
 
     # ------------------------------------------------------------------ universe
     def universe_at(self, ts_ms: int, *, conn: Connection | None = None) -> frozenset[str]:
@@ -101,6 +114,50 @@ class SignalStore:
                 .order_by(s.c.wallet_id, s.c.snapshot_ts)
             ).all()
         return {wallet: float(szi) for wallet, szi in rows}  # ordered by time: the last one wins
+
+    def clean_slots(self, asset: str, after_ms: int, up_to_ms: int, *,
+                    conn: Connection | None = None) -> list[tuple[int, dict[str, float]]]:
+        """Per stored slot in `(after_ms, up_to_ms]`, oldest first, the non-dirty, non-NULL szi of
+        each wallet: what `latest_clean` and `clean_history` read, from one read of the slots this
+        store has not seen sealed yet plus the window's dirty marks (issue 12 item 3).
+
+        A slot is sealed once a later slot of the asset is stored: the snapshot job writes a slot's
+        rows in one transaction, never rewrites them (a slot runs once, nothing is backfilled), and
+        flags S6 collapses at T − 60 s in the transaction that writes T; retention deletes only
+        days older than the lookback. So a sealed slot's sizes are kept here, and the only later
+        change, a dirty flag, is read afresh every call from the dirty rows (a partial index)."""
+        s = wallet_snapshots
+        cache = self._sealed.get(asset)
+        if cache is None or not cache.lo <= after_ms <= cache.hi:
+            cache = self._sealed[asset] = _SealedSlots(after_ms, after_ms)
+        elif after_ms > cache.lo:
+            for ts in [ts for ts in cache.slots if ts <= after_ms]:
+                del cache.slots[ts]
+            cache.lo = after_ms
+        fresh: dict[int, SlotRows] = {}
+        with self.db.begin_or_join(conn) as c:
+            if up_to_ms > cache.hi:
+                for ts, wallet, szi in c.execute(
+                    select(s.c.snapshot_ts, s.c.wallet_id, s.c.position_szi)
+                    .where(s.c.asset == asset, s.c.snapshot_ts > cache.hi, s.c.snapshot_ts <= up_to_ms)
+                ):
+                    fresh.setdefault(int(ts), {})[wallet] = _num(szi)
+            dirty = {(int(ts), wallet) for ts, wallet in c.execute(
+                select(s.c.snapshot_ts, s.c.wallet_id)
+                .where(s.c.asset == asset, s.c.is_dirty == true(), s.c.snapshot_ts > after_ms,
+                       s.c.snapshot_ts <= up_to_ms)
+            )}
+        if len(fresh) > 1:  # all but the newest slot read have a later slot stored: sealed
+            newest = max(fresh)
+            for ts in sorted(fresh):
+                if ts != newest:
+                    cache.slots[ts] = fresh[ts]
+            cache.hi = max(cache.hi, max(ts for ts in fresh if ts != newest))
+        out: list[tuple[int, dict[str, float]]] = []
+        for ts in sorted({*(t for t in cache.slots if t <= up_to_ms), *fresh}):
+            rows = cache.slots[ts] if ts in cache.slots else fresh[ts]
+            out.append((ts, {w: v for w, v in rows.items() if v is not None and (ts, w) not in dirty}))
+        return out
 
     def clean_history(self, asset: str, after_ms: int, up_to_ms: int, *,
                       conn: Connection | None = None) -> dict[str, list[float]]:
@@ -184,6 +241,17 @@ class SignalStore:
             ).scalar_one_or_none()
         return None if value is None else int(value)
 
+    def latest_signal_ts_by_asset(self, assets: Iterable[str], *,
+                                  conn: Connection | None = None) -> dict[str, int | None]:
+        """`latest_signal_ts` of each of `assets` in one query."""
+        wanted = sorted(set(assets))
+        with self.db.begin_or_join(conn) as c:
+            found = dict(c.execute(
+                select(signals.c.asset, func.max(signals.c.signal_ts))
+                .where(signals.c.asset.in_(wanted)).group_by(signals.c.asset)
+            ).all())
+        return {a: None if found.get(a) is None else int(found[a]) for a in wanted}
+
     def signal_row(self, signal_ts: int, asset: str, *, conn: Connection | None = None) -> dict[str, Any] | None:
         with self.db.begin_or_join(conn) as c:
             row = c.execute(
@@ -251,6 +319,18 @@ class AlertStore:
                 select(func.count()).where(alerts.c.asset == asset, alerts.c.suppressed.is_(False),
                                            alerts.c.alert_ts > after_ms)
             ).scalar_one())
+
+    def surfaced_counts(self, assets: Iterable[str], after_ms: int, *,
+                        conn: Connection | None = None) -> dict[str, int]:
+        """`surfaced_count` of each of `assets` in one query."""
+        wanted = sorted(set(assets))
+        with self.db.begin_or_join(conn) as c:
+            found = dict(c.execute(
+                select(alerts.c.asset, func.count())
+                .where(alerts.c.asset.in_(wanted), alerts.c.suppressed.is_(False), alerts.c.alert_ts > after_ms)
+                .group_by(alerts.c.asset)
+            ).all())
+        return {a: int(found.get(a, 0)) for a in wanted}
 
     def latest_ts(self, alert_type: str, asset: str | None, *, surfaced_only: bool = True,
                   conn: Connection | None = None) -> int | None:

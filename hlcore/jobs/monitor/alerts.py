@@ -158,6 +158,9 @@ class AlertWriter:
         `daily_window_start` is that window's start."""
         rows = []
         window_start = now_ms - self.window_ms
+        # per asset, read once for every alert type (2 queries, not 2 per row)
+        daily = self.store.surfaced_counts(self.assets, window_start, conn=conn)
+        last_signal = self.signals.latest_signal_ts_by_asset(self.assets, conn=conn)
         for am in self.machines:
             if not am.per_asset:
                 state = self.engine.state(am.machine)
@@ -174,12 +177,12 @@ class AlertWriter:
                     is_active=active,
                     last_triggered_ts=self.engine.var(DELIVERY, VAR_LAST_TRIGGERED, **delivery),
                     cooldown_until=self.engine.var(DELIVERY, VAR_COOLDOWN_UNTIL, **delivery),
-                    daily_count=self.store.surfaced_count(asset, window_start, conn=conn),
+                    daily_count=daily[asset],
                     daily_window_start=window_start,
                     confirmed_playbook=self.engine.var(am.machine, VAR_CONFIRMED, **key) if am.has_pending else None,
                     pending_playbook=pending,
                     pending_periods=1 if pending is not None else 0,
-                    last_signal_ts=self.signals.latest_signal_ts(asset, conn=conn),
+                    last_signal_ts=last_signal[asset],
                 ))
         return rows
 

@@ -98,6 +98,7 @@ class HealthMeter:
         self.nonnull_ok_pct = float(settings.get("monitor.health.nonnull_ok_pct"))
         self.statuses = RunStatuses.from_policy(policy)
         self.runs = IngestRuns(db)
+        self._streak: tuple[int, int, int] | None = None  # (latest run, clean streak, its oldest run)
         self.state = MonitorState(db)
 
     def is_clean(self, run: IngestRun) -> bool:
@@ -109,8 +110,14 @@ class HealthMeter:
     def clean_streak(self, latest: IngestRun | None, conn: Any = None) -> int:
         """Consecutive clean, minute-adjacent runs ending at the latest run; a missing minute (or
         any non-clean run) ends it."""
-        if latest is None:
+        if latest is None or not self.is_clean(latest):
             return 0
+        if self._streak is not None:  # the last streak counted, extended by the next minute's run
+            end_ts, streak, start_ts = self._streak
+            if latest.snapshot_ts in (end_ts, end_ts + self.interval_ms) and self.runs.exists(start_ts, conn=conn):
+                streak += latest.snapshot_ts != end_ts
+                self._streak = (latest.snapshot_ts, streak, start_ts)
+                return streak
         streak, newer, cursor = 0, None, latest.snapshot_ts
         while True:
             page = self.runs.newest_first(at_or_before=cursor, limit=_PAGE, conn=conn)
@@ -119,11 +126,18 @@ class HealthMeter:
                     continue  # the page boundary repeats the last run read
                 if not self.is_clean(run) or (newer is not None and newer.snapshot_ts - run.snapshot_ts
                                               != self.interval_ms):
-                    return streak
+                    return self._counted(latest, streak, newer)
                 streak, newer = streak + 1, run
             if len(page) < _PAGE or newer is None:
-                return streak
+                return self._counted(latest, streak, newer)
             cursor = newer.snapshot_ts
+
+    def _counted(self, latest: IngestRun, streak: int, oldest: IngestRun | None) -> int:
+        """Keep the streak for the next evaluation (issue 12: each minute adds one run, so the
+        streak is not re-read from its start every time). Runs are written once per slot and
+        deleted only oldest first (retention), so the streak stands while its oldest run exists."""
+        self._streak = None if oldest is None else (latest.snapshot_ts, streak, oldest.snapshot_ts)
+        return streak
 
     def measure(self, now_ms: int, *, record_first_start: bool = True, conn: Any = None) -> HealthMeasure:
         """The `health_evaluated` fact from stored runs; unreadable storage is `storage_ok=false`.
@@ -135,7 +149,8 @@ class HealthMeter:
             else:
                 first_start = self.state.first_start_ts(conn=conn) or now_ms
             latest = self.runs.latest(at_or_before=now_ms, conn=conn)
-            usable = self.runs.latest(at_or_before=now_ms, statuses=self.statuses.usable, conn=conn)
+            usable = latest if latest is None or latest.status in self.statuses.usable else \
+                self.runs.latest(at_or_before=now_ms, statuses=self.statuses.usable, conn=conn)
             streak = self.clean_streak(latest, conn)
         except StorageUnavailable as exc:
             fact = {"storage_ok": False, "has_usable_run": None, "latest_status": None, "age_ms": None,

@@ -92,7 +92,7 @@ class MonitorJobs:
             log.error("dashboard health evaluation not written: %s", exc)
         store = SignalStore(self.ctx.db)
         try:
-            stamps = [t for t in (store.latest_signal_ts(a) for a in self.ctx.settings.get("monitor.assets"))
+            stamps = [t for t in store.latest_signal_ts_by_asset(self.ctx.settings.get("monitor.assets")).values()
                       if t is not None]
         except StorageUnavailable as exc:  # storage unreachable: the policy's halt view (§3.5)
             log.error("dashboard refresh without storage: %s", exc)

@@ -358,12 +358,15 @@ class SignalJob:
         """Everything §4.5 computes for `asset` at T, from storage alone."""
         cfg = self.cfg
         win = cfg.interval_ms
-        expected = self.store.universe_at(slot_ts) & self.store.universe_at(slot_ts - 2 * win)
         universe_now = self.store.universe_at(slot_ts)
-        cur = self.store.latest_clean(asset, slot_ts - win, slot_ts)
-        prev = self.store.latest_clean(asset, slot_ts - 2 * win, slot_ts - win)
+        expected = universe_now & self.store.universe_at(slot_ts - 2 * win)
+        # One read of the slots not seen before (sealed slots are kept by the store, issue 12):
+        # the ε lookback and both windows are cut from it.
+        slots = self.store.clean_slots(asset, slot_ts - max(cfg.eps_lookback_ms, 2 * win), slot_ts)
+        cur = _latest(slots, slot_ts - win, slot_ts)
+        prev = _latest(slots, slot_ts - 2 * win, slot_ts - win)
         comparable = sorted(w for w in expected if w in cur and w in prev)
-        history = self.store.clean_history(asset, slot_ts - cfg.eps_lookback_ms, slot_ts)
+        history = _history(slots, slot_ts - cfg.eps_lookback_ms, slot_ts, comparable)
         eps_abs = cfg.eps_abs[asset]
         behaviours, ratios = [], []
         for w in comparable:
@@ -532,6 +535,27 @@ def _log_effects(decision: Decision, asset: str | None = None) -> None:
             message = f"{message}: {asset}"
         level = logging.getLevelName(str(e.data.get("level", "info")).upper())
         log.log(level if isinstance(level, int) else logging.INFO, message)
+
+
+def _latest(slots: list[tuple[int, dict[str, float]]], after_ms: int, up_to_ms: int) -> dict[str, float]:
+    """Per wallet, its clean szi at the latest slot in `(after_ms, up_to_ms]` (§4.5 Rows)."""
+    out: dict[str, float] = {}
+    for ts, rows in slots:
+        if after_ms < ts <= up_to_ms:
+            out.update(rows)
+    return out
+
+
+def _history(slots: list[tuple[int, dict[str, float]]], after_ms: int, up_to_ms: int,
+             wallets: Iterable[str]) -> dict[str, list[float]]:
+    """The ε lookback of `wallets`: every clean szi in `(after_ms, up_to_ms]`."""
+    out: dict[str, list[float]] = {w: [] for w in wallets}
+    for ts, rows in slots:
+        if after_ms < ts <= up_to_ms:
+            for w, values in out.items():
+                if w in rows:
+                    values.append(rows[w])
+    return out
 
 
 def _pct(part: int, whole: int) -> float:

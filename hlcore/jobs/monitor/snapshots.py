@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -177,6 +177,7 @@ class SnapshotJob:
         self.snapshots = Snapshots(ctx.db)
         self.runs = IngestRuns(ctx.db)
         self.state = MonitorState(ctx.db)
+        self._pools: dict[int, ThreadPoolExecutor] = {}  # by concurrency; their threads end with the job
 
     # ------------------------------------------------------------------ fetch
     def fetch_one(self, wallet_id: str, deadline_ms: int) -> WalletResult:
@@ -199,8 +200,17 @@ class SnapshotJob:
         """Every wallet once, results in universe order whatever the completion order."""
         if concurrency <= 1 or len(wallets) <= 1:
             return [self.fetch_one(w, deadline_ms) for w in wallets]
-        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="hlcore-snapshot") as pool:
-            return list(pool.map(lambda w: self.fetch_one(w, deadline_ms), wallets))
+        pool = self._pools.get(concurrency)
+        if pool is None:  # kept for the next minutes: starting threads every cycle cost more than the cycle
+            pool = self._pools[concurrency] = ThreadPoolExecutor(max_workers=concurrency,
+                                                                 thread_name_prefix="hlcore-snapshot")
+        futures = [pool.submit(self.fetch_one, w, deadline_ms) for w in wallets]
+        try:
+            return [f.result() for f in futures]
+        finally:  # as a pool's shutdown did: nothing of this cycle runs on after it ends
+            for f in futures:
+                f.cancel()
+            wait(futures)
 
     # ------------------------------------------------------------------ cycle
     def current_concurrency(self) -> int:
@@ -284,7 +294,7 @@ class SnapshotJob:
                 self.runs.insert(run, now, conn=conn)
                 if rows:
                     self.snapshots.upsert(slot_ts, rows, run.run_id, now, conn=conn)
-                    marks = self.detect_dirty(slot_ts, now, conn=conn)
+                    marks = self.detect_dirty(slot_ts, now, conn=conn, current=rows)
                     if marks:
                         self.runs.set_dirty_marked(run.run_id, len(marks), conn=conn)
                         run = replace(run, dirty_marked=len(marks))
@@ -335,13 +345,26 @@ class SnapshotJob:
         return SnapshotOutcome(slot_ts, stored, v, decision, facts, tuple(results), storage_error=str(exc))
 
     # ------------------------------------------------------------------ S6
-    def detect_dirty(self, slot_ts: int, now_ms: int, *, conn: Any = None) -> list[DirtyMark]:
+    def detect_dirty(self, slot_ts: int, now_ms: int, *, conn: Any = None,
+                     current: Sequence[SnapshotRow] | None = None) -> list[DirtyMark]:
         """Flag t1 = T−60 s rows that collapsed from t0 = T−120 s and recovered at t2 = T (§4.4).
 
         Only wallet/assets with rows at all three slots are judged. Each flagged row gets
-        `is_dirty`, `dirty_reason` and one anomaly row; its raw values are never touched."""
+        `is_dirty`, `dirty_reason` and one anomaly row; its raw values are never touched.
+        `current` is the cycle's own rows at T, just written: then only the two neighbouring
+        slots are read (issue 12), and of them only the pairs that shrank from a non-zero size
+        (a superset of S6's collapse when the collapse ratio is at most 1 and ε is not negative)."""
         t0, t1, t2 = slot_ts - 2 * self.interval_ms, slot_ts - self.interval_ms, slot_ts
-        series = self.snapshots.szi_at((t0, t1, t2), conn=conn)
+        if current is None:
+            series = self.snapshots.szi_at((t0, t1, t2), conn=conn)
+        else:
+            narrow = self.collapse_ratio <= 1 and all(e >= 0 for e in self.epsilon_abs.values())
+            series = (self.snapshots.collapse_candidates(t0, t1, conn=conn) if narrow
+                      else self.snapshots.szi_at((t0, t1), conn=conn))
+            for row in current:
+                key = (row.wallet_id, row.asset)
+                if key in series:  # a pair without rows before T is never judged
+                    series[key][t2] = None if row.position_szi is None else float(row.position_szi)
         marks: list[DirtyMark] = []
         for (wallet_id, asset), by_ts in sorted(series.items()):
             if not all(t in by_ts for t in (t0, t1, t2)):
