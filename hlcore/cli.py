@@ -232,22 +232,25 @@ def live(mode: Annotated[str, typer.Option("--mode", help="live, dry-run or back
         return
     ws = open_workspace(policy, config, mode=mode if mode == "live" else None)
     wiring = Wiring(SystemClock(), time.sleep, random.Random(), new_session, os.environ)
-    from hlcore.logs import configure, configure_console
+    from hlcore.logs import configure, configure_console, release
 
-    configure(Path(ws.settings.get("app_log_path")), wiring.clock, ws.settings.get("log_level"))
-    configure_console(wiring.clock)  # failed cycles (and the recovery) are printed on stderr too
-    ctx, _jobs, scheduler, _loop, code = start(ws, mode, wiring,
-                                               metrics_path=Path(ws.settings.get("metrics_log_path")),
-                                               allow_create_db=allow_create_db)
+    handlers = [configure(Path(ws.settings.get("app_log_path")), wiring.clock, ws.settings.get("log_level")),
+                configure_console(wiring.clock)]  # failed cycles (and the recovery) are printed on stderr too
     try:
-        engine = ctx.runtime.engine
-        out.print(f"mode={mode} safety_mode={engine.state('safety')} safety_reason_code={engine.reason('safety')} "
-                  f"policy_hash={ws.policy.hash}", markup=False)
-        if code:
-            raise typer.Exit(code=code)
-        scheduler.run_forever(_stoppable(scheduler), max_runs=max_ticks)
+        ctx, _jobs, scheduler, _loop, code = start(ws, mode, wiring,
+                                                   metrics_path=Path(ws.settings.get("metrics_log_path")),
+                                                   allow_create_db=allow_create_db)
+        try:
+            engine = ctx.runtime.engine
+            out.print(f"mode={mode} safety_mode={engine.state('safety')} "
+                      f"safety_reason_code={engine.reason('safety')} policy_hash={ws.policy.hash}", markup=False)
+            if code:
+                raise typer.Exit(code=code)
+            scheduler.run_forever(_stoppable(scheduler), max_runs=max_ticks)
+        finally:
+            ctx.close()
     finally:
-        ctx.close()
+        release(handlers)
 
 
 def _stoppable(scheduler: Any) -> Any:
@@ -273,21 +276,30 @@ def _live_monitor(policy: Path | None, config: Path | None, job: str | None, max
     """The wallet monitor's jobs in the foreground (monitor §8 `monitor run --job J` / `--all`)."""
     import os
     import random
-    import signal
     import time
 
     from hlcore.engine.clock import SystemClock
     from hlcore.jobs.copytrade.service import Wiring
-    from hlcore.jobs.monitor.service import start as start_monitor
-    from hlcore.logs import configure_components, configure_console
+    from hlcore.logs import configure_components, configure_console, release
     from hlcore.ops.baseline import new_session
 
     ws = open_workspace(policy, config)
     wiring = Wiring(SystemClock(), time.sleep, random.Random(), new_session, os.environ)
     interactive = sys.stdout.isatty()
-    configure_components(None if interactive else Path("logs"), wiring.clock, ws.settings.get("log_level"))
+    handlers = configure_components(None if interactive else Path("logs"), wiring.clock, ws.settings.get("log_level"))
     if not interactive:
-        configure_console(wiring.clock)  # warnings and errors stay visible where the process runs
+        handlers.append(configure_console(wiring.clock))  # warnings and errors stay visible where the process runs
+    try:
+        _run_monitor(ws, wiring, job, max_ticks, allow_create_db)
+    finally:
+        release(handlers)
+
+
+def _run_monitor(ws: Any, wiring: Any, job: str | None, max_ticks: int | None, allow_create_db: bool) -> None:
+    import signal
+
+    from hlcore.jobs.monitor.service import start as start_monitor
+
     ctx, _jobs, scheduler = start_monitor(ws, wiring, only=job, allow_create_db=allow_create_db)
     try:
         from hlcore.jobs.monitor.health import health_at

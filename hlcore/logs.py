@@ -74,6 +74,15 @@ def configure_console(clock: Clock, level: str = "WARNING") -> logging.Handler:
     return handler
 
 
+def release(handlers: list[logging.Handler]) -> None:
+    """Detach and close the handlers a command installed: a command run in-process (tests, the
+    dashboard's operator actions) must not leave a handler writing to a stream that is gone."""
+    root = logging.getLogger("hlcore")
+    for handler in handlers:
+        root.removeHandler(handler)
+        handler.close()
+
+
 MONITOR_COMPONENTS = {  # runbooks' "Log Locations": component -> the loggers that write to it
     "ingest.log": ("hlcore.monitor.universe", "hlcore.monitor.snapshots", "hlcore.monitor.health"),
     "signals.log": ("hlcore.monitor.signals",),

@@ -4,6 +4,7 @@ simulated results, and no order endpoint is ever called (copytrader §1 run mode
 from __future__ import annotations
 
 import json
+import logging
 import random
 from decimal import Decimal
 from pathlib import Path
@@ -167,11 +168,14 @@ def test_cli_live_dry_run_on_a_cassette_never_calls_binance(tmp_path: Path, monk
 
     recorder = vcr.VCR(record_mode="none", match_on=["method", "uri", "body_but_times"])
     recorder.register_matcher("body_but_times", same_request_but_times)
+    handlers_before = list(logging.getLogger("hlcore").handlers)
     with recorder.use_cassette(str(tape), allow_playback_repeats=True) as used:  # tick 2 sees the fill again
         result = CliRunner().invoke(app, ["live", "--mode", "dry-run", "--max-ticks", "2", "--config", str(config),
                                           "--policy", str(ROOT)])
         assert result.exit_code == 0, result.output
         assert used.play_count >= 1 and all(r.uri == INFO for r in used.requests)
+    # the command's log handlers leave with it: none writes to the runner's closed stream afterwards
+    assert logging.getLogger("hlcore").handlers == handlers_before
     assert "mode=dry-run safety_mode=ARMED_SAFE" in result.output
     ctx = open_app(open_workspace(ROOT, config), SystemClock(), persist_start=False)
     assert Orders(ctx.db).results_by_status() == {"SIMULATED": 1}
