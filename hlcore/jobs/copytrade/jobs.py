@@ -36,6 +36,7 @@ from hlcore.storage.copytrade import (
     CopytradeState,
     Cursor,
     Events,
+    OrderIntent,
     Orders,
     ReconcileRuns,
     parse_event_key,
@@ -43,6 +44,7 @@ from hlcore.storage.copytrade import (
 from hlcore.storage.copytrade import normalise_symbol as norm
 from hlcore.storage.ingest_skips import IngestSkips
 from hlcore.storage.local_book import LocalBook
+from hlcore.storage.repos import dump_json, load_json
 from hlcore.storage.schema import order_intents
 
 log = logging.getLogger("hlcore.copytrade")
@@ -148,31 +150,35 @@ class CopytradeJobs:
                                                      "fills": len(fetched.fills)})
         if not self.engine.may("ingest"):
             return 0
-        seen = self.events.seen_tids([f.fill_id for f in fetched.fills])  # tid, or a stable synthetic id
-        seen_keys = self.events.seen_content(f.hash for f in fetched.fills)  # the same fill under another id
-        agg = aggregate_fills(fetched.fills, symbol_map=self.settings.get("ingest.hyperliquid.symbol_map") or {},
-                              seen_tids=seen, seen_keys=seen_keys, invalid=fetched.invalid)
+        # One transaction from the dedup reads to the success stamp (issue 12: one commit, not three,
+        # between a fill being observed and its order): fills + events + cursor + skips + stamp land
+        # together or not at all, and a crash before the commit re-fetches everything.
+        with self.ctx.db.transaction() as conn:
+            seen = self.events.seen_tids([f.fill_id for f in fetched.fills], conn=conn)  # tid, or a synthetic id
+            seen_keys = self.events.seen_content((f.hash for f in fetched.fills), conn=conn)  # same fill, other id
+            agg = aggregate_fills(fetched.fills, symbol_map=self.settings.get("ingest.hyperliquid.symbol_map") or {},
+                                  seen_tids=seen, seen_keys=seen_keys, invalid=fetched.invalid)
+            rows, fills = [], []
+            for ev in agg.events:
+                rows.append(self._event_row(ev, boot, cursor))
+                fills.extend(self._fill_rows(ev))
+            new_cursor = None
+            if agg.events:
+                last = agg.events[-1]
+                new_cursor = Cursor(last.timestamp_ms, last.key)
+            added = self.events.insert_ingested(rows, fills, new_cursor, now, pending_state=self.pending_state,
+                                                conn=conn)
+            new_skips = IngestSkips(self.ctx.db).record(_skip_rows(agg.skipped), now, conn=conn)
+            if fetched.complete:
+                self.state.stamp_ingest_success(now, conn=conn)
         self.counters.dedup_drop_count += agg.dedup_drop_count
-        rows, fills = [], []
-        for ev in agg.events:
-            rows.append(self._event_row(ev, boot, cursor))
-            fills.extend(self._fill_rows(ev))
-        new_cursor = None
-        if agg.events:
-            last = agg.events[-1]
-            new_cursor = Cursor(last.timestamp_ms, last.key)
-        added = self.events.insert_ingested(rows, fills, new_cursor, now, pending_state=self.pending_state)
-        # after the ingest commit, apart from it: a crash between the two re-records on the next fetch
-        new_skips = IngestSkips(self.ctx.db).record(_skip_rows(agg.skipped), now)
         for skip in new_skips:  # each skipped item once: the overlap refetch finds its key stored
             log.warning("ingest skipped %s: %s (tx %s, coin %s)", skip["reason"], skip["detail"], skip["tx_hash"],
                         skip["coin"])
             self.counters.skipped.append(skip["reason"])
-        if fetched.complete:
-            self.state.stamp_ingest_success(now)
-            if self.failed_fetches:
-                log.warning("ingest fetch succeeded after %d failed cycles", self.failed_fetches)
-                self.failed_fetches = 0
+        if fetched.complete and self.failed_fetches:
+            log.warning("ingest fetch succeeded after %d failed cycles", self.failed_fetches)
+            self.failed_fetches = 0
         self.counters.backfill_count += sum(1 for r in rows if r["is_replay"])
         return added
 
@@ -207,18 +213,18 @@ class CopytradeJobs:
             # asked per event: a fault met while deciding or sending the previous one may have shut it
             if (limit is not None and decided >= limit) or stop() or not self.engine.may("decide"):
                 break
-            self._decide_one(record)
-            self._execute_new(record.key, stop)
+            self._execute_new(self._decide_one(record), stop)
             decided += 1
         return decided
 
-    def _execute_new(self, event_key: str, stop: Callable[[], bool]) -> None:
-        """Send the intents this process just decided for one event (their first step only)."""
-        for intent in self.orders.intents_for(event_key):
+    def _execute_new(self, inserted: list[OrderIntent], stop: Callable[[], bool]) -> None:
+        """Send the intents this process just decided for one event (their first step only). They are
+        the rows the decision's transaction inserted, in `intents_for` order (one `created_at_ms`, then
+        correlation id), so nothing is read back: none can have a result yet (issue 12)."""
+        for intent in sorted(inserted, key=lambda i: i.correlation_id):
             if stop():
                 return
-            if intent.correlation_id in self._fresh and self.orders.result(intent.correlation_id) is None:
-                self._execute_one(intent, None)
+            self._execute_one(intent, None)
 
     def _filters_for(self, symbol: str) -> SymbolFilters | None:
         if self.venues.binance is None or not self.settings.get("execution.binance.exchange_info_enabled"):
@@ -246,7 +252,8 @@ class CopytradeJobs:
             self.ctx.runtime.observe("venue_fault", {"endpoint": endpoint, "fault": answer.code,
                                                      "detail": scrub(answer.message)}, conn=conn)
 
-    def _decide_one(self, ev: Any) -> None:
+    def _decide_one(self, ev: Any) -> list[OrderIntent]:
+        """Decide one event; returns the intents its transaction inserted (committed, not yet sent)."""
         now = self.ctx.clock.now_ms()
         local = self._local_positions().get(norm(ev.symbol))
         filters = self._filters_for(ev.symbol)
@@ -304,6 +311,9 @@ class CopytradeJobs:
         self._fresh.update(outcome.inserted)
         if outcome.mismatch:
             log.error("event %s: intent payload mismatch for %s", ev.key, ", ".join(outcome.mismatched))
+        made = set(outcome.inserted)
+        return [OrderIntent(i["correlation_id"], i["client_order_id"], load_json(dump_json(i["payload"])),
+                            i["event_key"], now) for i in intents if i["correlation_id"] in made]
 
     @staticmethod
     def _sign_matches(local: Decimal | None, prev: Decimal | None) -> bool | None:
