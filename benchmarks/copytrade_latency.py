@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from hlcore.engine.clock import ManualClock  # noqa: E402
+from hlcore.jobs.copytrade.prefetch import background_thread, run_when_taken  # noqa: E402
 from hlcore.jobs.copytrade.service import Wiring, start  # noqa: E402
 from hlcore.workspace import open_workspace  # noqa: E402
 
@@ -121,7 +122,10 @@ def handler_for(venue: Venue) -> type[BaseHTTPRequestHandler]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", "--events", dest="events", type=int, default=300)
+    parser.add_argument("--prefetch", choices=("thread", "inline"), default="thread",
+                        help="mark prefetch runner: thread (as `hlcore live`) or inline (as replay), for A/B")
     args = parser.parse_args()
+    runner = background_thread if args.prefetch == "thread" else run_when_taken
     venue = Venue()
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler_for(venue))
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -137,7 +141,8 @@ def main() -> None:
         clock = ManualClock(T0)
         session = requests.Session()
         env = {"HYPERLIQUID_TARGET_WALLET": WALLET, "BINANCE_API_KEY": "k" * 64, "BINANCE_API_SECRET": "s" * 64}
-        wiring = Wiring(clock, lambda s: clock.advance(int(s * 1000)), random.Random(1), lambda _v: session, env)
+        wiring = Wiring(clock, lambda s: clock.advance(int(s * 1000)), random.Random(1), lambda _v: session, env,
+                        runner)
         ctx, jobs, _sched, _loop, code = start(ws, "live", wiring, allow_create_db=True)
         assert code == 0 and ctx.runtime.engine.state("safety") == "ARMED_LIVE", "benchmark needs ARMED_LIVE"
         latencies: list[float] = []

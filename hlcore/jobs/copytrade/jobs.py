@@ -25,6 +25,7 @@ from hlcore.adapters.hyperliquid.aggregate import Skipped, TargetEvent, aggregat
 from hlcore.adapters.hyperliquid.client import HyperliquidClient
 from hlcore.app import AppContext
 from hlcore.jobs.copytrade.order_status import OrderStatuses
+from hlcore.jobs.copytrade.prefetch import MarkPrefetch, Runner, run_when_taken
 from hlcore.jobs.copytrade.sizing import floor_to_step, legs_for
 from hlcore.redact import scrub
 from hlcore.storage.copytrade import (
@@ -78,6 +79,7 @@ class Venues:
     hyperliquid: HyperliquidClient
     binance: BinanceClient | None
     target_wallet: str
+    background: Runner = run_when_taken  # how the mark prefetch runs (live: a thread; replay: inline)
 
 
 @dataclass
@@ -113,6 +115,7 @@ class CopytradeJobs:
         self.open_event_states = [s for s, d in event_machine.states.items() if not d.final]
         self.statuses = OrderStatuses.of(self.policy, ORDER)  # machine state <-> order_results (§3.3)
         self._filters: dict[str, SymbolFilters] | None = None
+        self.prefetch = MarkPrefetch(venues.background)  # the next decision's mark, asked while ingest commits
         # Intents this process decided: they cannot have been sent before a crash, so their first
         # submit needs no query. Intents found at startup are queried first (copytrader §3.3 NONE).
         self._fresh: set[str] = set()
@@ -122,6 +125,7 @@ class CopytradeJobs:
     # ------------------------------------------------------------------ ingest (§4.1, §4.2)
     def ingest(self) -> int:
         """Gap rule, then (if the `ingest` gate is open) one fetch from the cursor; returns new events."""
+        self.prefetch.drop()  # a fetch left by a tick that ended early is never used
         now = self.ctx.clock.now_ms()
         boot = self.state.boot_ms() or now
         cursor = self.state.cursor()
@@ -158,6 +162,7 @@ class CopytradeJobs:
             seen_keys = self.events.seen_content((f.hash for f in fetched.fills), conn=conn)  # same fill, other id
             agg = aggregate_fills(fetched.fills, symbol_map=self.settings.get("ingest.hyperliquid.symbol_map") or {},
                                   seen_tids=seen, seen_keys=seen_keys, invalid=fetched.invalid)
+            self._prefetch_mark(agg.events)  # its round trip overlaps this transaction's commit
             rows, fills = [], []
             for ev in agg.events:
                 rows.append(self._event_row(ev, boot, cursor))
@@ -206,16 +211,19 @@ class CopytradeJobs:
         send each one's new intents before deciding the next (issue 10 §7: a backlog drains at the
         venue's pace, and a stop between two events leaves nothing half-done). At most `limit`
         events per call; `stop` is asked before each."""
-        if not self.engine.may("decide"):
-            return 0
-        decided = 0
-        for record in self.events.unsettled([self.pending_state]):
-            # asked per event: a fault met while deciding or sending the previous one may have shut it
-            if (limit is not None and decided >= limit) or stop() or not self.engine.may("decide"):
-                break
-            self._execute_new(self._decide_one(record), stop)
-            decided += 1
-        return decided
+        try:
+            if not self.engine.may("decide"):
+                return 0
+            decided = 0
+            for record in self.events.unsettled([self.pending_state]):
+                # asked per event: a fault met while deciding or sending the previous one may have shut it
+                if (limit is not None and decided >= limit) or stop() or not self.engine.may("decide"):
+                    break
+                self._execute_new(self._decide_one(record), stop)
+                decided += 1
+            return decided
+        finally:
+            self.prefetch.drop()  # a prefetched mark serves this tick's decisions only
 
     def _execute_new(self, inserted: list[OrderIntent], stop: Callable[[], bool]) -> None:
         """Send the intents this process just decided for one event (their first step only). They are
@@ -235,10 +243,23 @@ class CopytradeJobs:
             self._filters = {} if isinstance(info, VenueError) else dict(info)
         return self._filters.get(symbol)
 
+    def _prefetch_mark(self, events: list[TargetEvent]) -> None:
+        """Start fetching the mark of the first new event's symbol, if it will be decided this tick
+        and nothing else needs the venue first (exchange filters not fetched yet: no prefetch)."""
+        binance = self.venues.binance
+        if binance is None or not events or not self.engine.may("decide"):
+            return
+        if self._filters is None and self.settings.get("execution.binance.exchange_info_enabled"):
+            return
+        symbol = events[0].symbol
+        self.prefetch.start(symbol, lambda: binance.mark_price(symbol))
+
     def _mark(self, symbol: str) -> tuple[Decimal | None, int | None]:
         if self.venues.binance is None:
             return None, None
-        mark = self.venues.binance.mark_price(symbol)
+        taken, mark = self.prefetch.take(symbol)  # asked while the ingest committed, or now
+        if not taken:
+            mark = self.venues.binance.mark_price(symbol)
         self._venue_fault("premiumIndex", mark)
         if isinstance(mark, VenueError):
             return None, None
@@ -341,6 +362,7 @@ class CopytradeJobs:
         An UNKNOWN is queried only when its next query is due (`_query_due_ms`); `next_query_ms`
         tells the loop when the earliest one is, so it wakes up for it. `stop` is asked before
         each order (SIGTERM: at most one more round trip)."""
+        self.prefetch.drop()
         touched = 0
         self.next_query_ms = None
         for item in self.orders.unsettled_intents(self.statuses.final):
@@ -444,6 +466,7 @@ class CopytradeJobs:
     def sweep_parked(self) -> int:
         """Startup sweep (§4.6): every parked UNKNOWN is queried once before new events."""
         client = self.venues.binance
+        self.prefetch.drop()
         if client is None:
             return 0
         swept = 0
@@ -484,6 +507,7 @@ class CopytradeJobs:
     def reconcile(self, context: str = "loop") -> str | None:
         """Compare local and exchange positions; the policy classifies and acts. Live mode only."""
         client = self.venues.binance
+        self.prefetch.drop()
         if client is None:
             return None
         now = self.ctx.clock.now_ms()
