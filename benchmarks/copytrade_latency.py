@@ -124,13 +124,16 @@ def main() -> None:
     parser.add_argument("--orders", "--events", dest="events", type=int, default=300)
     parser.add_argument("--prefetch", choices=("thread", "inline"), default="thread",
                         help="mark prefetch runner: thread (as `hlcore live`) or inline (as replay), for A/B")
+    parser.add_argument("--db-dir", default=None,
+                        help="folder for the SQLite file (default: the system temp folder); e.g. /dev/shm to "
+                             "leave the disk's fsync out of an A/B on a busy machine")
     args = parser.parse_args()
     runner = background_thread if args.prefetch == "thread" else run_when_taken
     venue = Venue()
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler_for(venue))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=args.db_dir) as tmp:
         settings = {"db_path": f"{tmp}/ct.db", "safety": {"startup_policy": "auto"},
                     "decision": {"sizing": {"max_qty": 10}},
                     "ingest": {"hyperliquid": {"rest_url": f"{base}/info"}},
@@ -147,6 +150,7 @@ def main() -> None:
         assert code == 0 and ctx.runtime.engine.state("safety") == "ARMED_LIVE", "benchmark needs ARMED_LIVE"
         latencies: list[float] = []
         tick: list[float] = []
+        cpu: list[float] = []  # the loop thread's CPU for ingest + decide (order sent): steadier under load
         for i in range(args.events):
             clock.advance(2_000)
             venue.now_ms = clock.now_ms()
@@ -158,8 +162,10 @@ def main() -> None:
                                 "feeToken": "USDC"}]
             posted = len(venue.posted_at)
             started = time.perf_counter()
+            cpu_started = time.thread_time()
             jobs.ingest()
             jobs.decide()
+            cpu.append((time.thread_time() - cpu_started) * 1000)
             jobs.execute()
             if len(venue.posted_at) == posted + 1:
                 tick.append((venue.posted_at[-1] - started) * 1000)
@@ -168,7 +174,8 @@ def main() -> None:
     server.shutdown()
     print(f"events={args.events} orders={len(latencies)}")
     for label, values in (("fill observed (info answer sent) -> order submitted", latencies),
-                          ("tick start (before the fetch) -> order submitted", tick)):
+                          ("tick start (before the fetch) -> order submitted", tick),
+                          ("loop-thread CPU of ingest + decide (per tick, order included)", cpu)):
         print(f"{label}:")
         print(f"  all {len(values)} orders: {_figures(values)}")
         print(f"  orders 1-{min(100, len(values))}: {_figures(values[:100])}")

@@ -38,6 +38,7 @@ from hlcore.storage.schema import (
     order_results,
     processed_txs,
     reconcile_runs,
+    system_state,
 )
 
 # --------------------------------------------------------------------------------------------------
@@ -189,6 +190,10 @@ class SkipEvidence:
         }
 
 
+_CURSOR_KEYS = select(system_state.c["key"], system_state.c.value).where(system_state.c["key"].in_(
+    [str(CopytradeKey.LAST_PROCESSED_TIMESTAMP_MS), str(CopytradeKey.LAST_PROCESSED_EVENT_KEY)]))
+
+
 class CopytradeState(TypedState):
     """Typed access to the cursor and ingest keys of `system_state` (§4.1, §4.2, §6)."""
 
@@ -198,11 +203,16 @@ class CopytradeState(TypedState):
     def cursor(self, *, conn: Connection | None = None) -> Cursor | None:
         """The stored cursor, or None before the first boot seeded it."""
         with self.db.begin_or_join(conn) as c:
-            ts = self.get_int(CopytradeKey.LAST_PROCESSED_TIMESTAMP_MS, conn=c)
-            key = self.get(CopytradeKey.LAST_PROCESSED_EVENT_KEY, conn=c)
-        if ts is None:
+            stored = dict(c.execute(_CURSOR_KEYS).all())  # one read for both keys (issue 12)
+        raw = stored.get(CopytradeKey.LAST_PROCESSED_TIMESTAMP_MS)
+        if raw is None or raw == "":
             return None
-        return Cursor(ts, key or None)
+        try:
+            ts = int(raw)
+        except ValueError as exc:
+            raise ValueError(f"system_state[{CopytradeKey.LAST_PROCESSED_TIMESTAMP_MS!s}] = {raw!r} is not an "
+                             "integer") from exc
+        return Cursor(ts, stored.get(CopytradeKey.LAST_PROCESSED_EVENT_KEY) or None)
 
     def advance_cursor(self, timestamp_ms: int, key: str, now_ms: int, *, conn: Connection | None = None) -> bool:
         """Move the cursor to `key` only if it is strictly after the stored one; True if it moved.
