@@ -14,8 +14,9 @@ loopback, ARMED_LIVE, the default policy.
 
 The stubs run in their own process by default (`--venue thread` puts them on a thread of this one,
 as before issue 12's latency round: the venue's Python then competes with hlcore's for the GIL).
-`--prefetch thread` (default, as `hlcore live`) or `inline` (as replay) picks how the mark price is
-fetched; `--db-dir` puts the SQLite file elsewhere (e.g. /dev/shm for an A/B on a busy disk). The
+`--prefetch inline` (default, as `hlcore live` and replay) or `thread` (the GET on a worker thread,
+overlapping the ingest commit; slower under CPU contention, see docs/decisions.md) picks how the mark
+price is fetched; `--db-dir` puts the SQLite file elsewhere (e.g. /dev/shm for an A/B on a busy disk). The
 third figure is the loop thread's CPU for ingest + decide, steadier than wall time under load.
 """
 
@@ -188,8 +189,9 @@ class RemoteVenue:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", "--events", dest="events", type=int, default=300)
-    parser.add_argument("--prefetch", choices=("thread", "inline"), default="thread",
-                        help="mark prefetch runner: thread (as `hlcore live`) or inline (as replay), for A/B")
+    parser.add_argument("--prefetch", choices=("thread", "inline"), default="inline",
+                        help="mark prefetch runner: inline (as `hlcore live` and replay) or thread (the "
+                             "experiment: the GET overlaps the ingest commit), for A/B")
     parser.add_argument("--db-dir", default=None,
                         help="folder for the SQLite file (default: the system temp folder); e.g. /dev/shm to "
                              "leave the disk's fsync out of an A/B on a busy machine")

@@ -217,7 +217,6 @@ def live(mode: Annotated[str, typer.Option("--mode", help="live, dry-run or back
 
     from hlcore.config.settings import load_env
     from hlcore.engine.clock import SystemClock
-    from hlcore.jobs.copytrade.prefetch import background_thread
     from hlcore.jobs.copytrade.service import Wiring, start
     from hlcore.ops.baseline import new_session
 
@@ -233,7 +232,7 @@ def live(mode: Annotated[str, typer.Option("--mode", help="live, dry-run or back
         _live_monitor(policy, config, job, max_ticks, allow_create_db)
         return
     ws = open_workspace(policy, config, mode=mode if mode == "live" else None)
-    wiring = Wiring(SystemClock(), time.sleep, random.Random(), new_session, os.environ, background_thread)
+    wiring = Wiring(SystemClock(), time.sleep, random.Random(), new_session, os.environ)
     from hlcore.logs import configure, configure_console
 
     configure(Path(ws.settings.get("app_log_path")), wiring.clock, ws.settings.get("log_level"))

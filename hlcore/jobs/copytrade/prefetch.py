@@ -1,13 +1,17 @@
-"""The reference (mark) price asked for while the ingest commits, so its round trip overlaps the
-fill's storage instead of following it on the way to the order (issue 12 item 6).
+"""The reference (mark) price asked for while the ingest commits, so its round trip can overlap
+the fill's storage instead of following it on the way to the order (issue 12 item 6).
 
 Jobs start one fetch (`MarkPrefetch.start`) as soon as a fetch has shown a new event, and the next
 decision of that symbol takes it (`take`); whatever is not taken is dropped. *When* the request
-physically leaves is the wiring's business, like the clock and the HTTP session: live runs it on a
-worker thread (`background_thread`); replay, backtests and tests run it inline at the moment it is
-taken (`run_when_taken`), which is exactly where the request was made before, so journals, call
-counts and their order are unchanged. An answer is used at most once and only by the tick that
-asked for it, and its age is judged against `decision.price_max_stale_ms` like any other.
+physically leaves is the wiring's business, like the clock and the HTTP session: the default
+(`run_when_taken`: `hlcore live`, replay, backtests, tests) runs it inline at the moment it is
+taken, exactly where the request was made before, so journals, call counts and their order are
+unchanged; `background_thread` starts it at once on a worker thread. The thread runner is not
+wired into `hlcore live`: measured on this project's busy 2-core machine it made fill -> order
+slower (GIL hand-offs between the worker and the loop thread, see docs/decisions.md, Round 4 —
+latency); `benchmarks/copytrade_latency.py --prefetch thread` measures it. An answer is used at
+most once and only by the tick that asked for it, and its age is judged against
+`decision.price_max_stale_ms` like any other.
 """
 
 from __future__ import annotations

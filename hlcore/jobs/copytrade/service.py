@@ -54,7 +54,7 @@ class Wiring:
     rng: random.Random
     session_factory: Callable[[str], requests.Session]
     environ: Mapping[str, str]
-    background: Runner = run_when_taken  # live: `background_thread` (the mark overlaps the ingest commit)
+    background: Runner = run_when_taken  # how the mark prefetch runs; `background_thread`: see prefetch.py
 
 
 def contract_status(stored: str | None) -> str:
