@@ -11,12 +11,20 @@ timer starts when the stub sends the info answer carrying it (the fill is observ
 the Binance stub receives the POST /fapi/v1/order. The whole tick (fetch included) is shown too.
 Real SQLite file storage, real HTTP over
 loopback, ARMED_LIVE, the default policy.
+
+The stubs run in their own process by default (`--venue thread` puts them on a thread of this one,
+as before issue 12's latency round: the venue's Python then competes with hlcore's for the GIL).
+`--prefetch inline` (default, as `hlcore live` and replay) or `thread` (the GET on a worker thread,
+overlapping the ingest commit; slower under CPU contention, see docs/decisions.md) picks how the mark
+price is fetched; `--db-dir` puts the SQLite file elsewhere (e.g. /dev/shm for an A/B on a busy disk). The
+third figure is the loop thread's CPU for ingest + decide, steadier than wall time under load.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import random
 import socket
 import statistics
@@ -25,6 +33,7 @@ import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -36,6 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from hlcore.engine.clock import ManualClock  # noqa: E402
+from hlcore.jobs.copytrade.prefetch import background_thread, run_when_taken  # noqa: E402
 from hlcore.jobs.copytrade.service import Wiring, start  # noqa: E402
 from hlcore.workspace import open_workspace  # noqa: E402
 
@@ -118,15 +128,80 @@ def handler_for(venue: Venue) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class LocalVenue:
+    """The stubs on a thread of this process (`--venue thread`, as before this round): their Python
+    competes with hlcore's for the GIL, so the venue's own CPU shows up in the figures."""
+
+    def __init__(self) -> None:
+        self.venue = Venue()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler_for(self.venue))
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.port = self.server.server_address[1]
+
+    def set(self, now_ms: int, fills: list[dict[str, Any]]) -> None:
+        with self.venue.lock:
+            self.venue.now_ms, self.venue.fills = now_ms, fills
+
+    def times(self) -> tuple[list[float], list[float]]:
+        return list(self.venue.served_at), list(self.venue.posted_at)
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+def _serve(conn: Connection) -> None:
+    """The venue process: the stubs, driven over a pipe (state in, timestamps out)."""
+    local = LocalVenue()
+    conn.send(local.port)
+    while (msg := conn.recv()) is not None:
+        if msg[0] == "set":
+            local.set(msg[1], msg[2])
+            conn.send(True)
+        else:
+            conn.send(local.times())
+    local.close()
+
+
+class RemoteVenue:
+    """The stubs in their own process (`--venue process`, the default): like a real venue, they do
+    not share hlcore's GIL. `perf_counter` is CLOCK_MONOTONIC, comparable across processes."""
+
+    def __init__(self) -> None:
+        self.conn, child = multiprocessing.get_context("fork").Pipe()
+        self.process = multiprocessing.get_context("fork").Process(target=_serve, args=(child,), daemon=True)
+        self.process.start()
+        self.port = int(self.conn.recv())
+
+    def set(self, now_ms: int, fills: list[dict[str, Any]]) -> None:
+        self.conn.send(("set", now_ms, fills))
+        self.conn.recv()
+
+    def times(self) -> tuple[list[float], list[float]]:
+        self.conn.send(("times",))
+        served, posted = self.conn.recv()
+        return served, posted
+
+    def close(self) -> None:
+        self.conn.send(None)
+        self.process.join(5)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", "--events", dest="events", type=int, default=300)
+    parser.add_argument("--prefetch", choices=("thread", "inline"), default="inline",
+                        help="mark prefetch runner: inline (as `hlcore live` and replay) or thread (the "
+                             "experiment: the GET overlaps the ingest commit), for A/B")
+    parser.add_argument("--db-dir", default=None,
+                        help="folder for the SQLite file (default: the system temp folder); e.g. /dev/shm to "
+                             "leave the disk's fsync out of an A/B on a busy machine")
+    parser.add_argument("--venue", choices=("process", "thread"), default="process",
+                        help="run the venue stubs in their own process (default) or on a thread of this one")
     args = parser.parse_args()
-    venue = Venue()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler_for(venue))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    with tempfile.TemporaryDirectory() as tmp:
+    runner = background_thread if args.prefetch == "thread" else run_when_taken
+    venue: LocalVenue | RemoteVenue = RemoteVenue() if args.venue == "process" else LocalVenue()
+    base = f"http://127.0.0.1:{venue.port}"
+    with tempfile.TemporaryDirectory(dir=args.db_dir) as tmp:
         settings = {"db_path": f"{tmp}/ct.db", "safety": {"startup_policy": "auto"},
                     "decision": {"sizing": {"max_qty": 10}},
                     "ingest": {"hyperliquid": {"rest_url": f"{base}/info"}},
@@ -137,33 +212,38 @@ def main() -> None:
         clock = ManualClock(T0)
         session = requests.Session()
         env = {"HYPERLIQUID_TARGET_WALLET": WALLET, "BINANCE_API_KEY": "k" * 64, "BINANCE_API_SECRET": "s" * 64}
-        wiring = Wiring(clock, lambda s: clock.advance(int(s * 1000)), random.Random(1), lambda _v: session, env)
+        wiring = Wiring(clock, lambda s: clock.advance(int(s * 1000)), random.Random(1), lambda _v: session, env,
+                        runner)
         ctx, jobs, _sched, _loop, code = start(ws, "live", wiring, allow_create_db=True)
         assert code == 0 and ctx.runtime.engine.state("safety") == "ARMED_LIVE", "benchmark needs ARMED_LIVE"
         latencies: list[float] = []
         tick: list[float] = []
+        cpu: list[float] = []  # the loop thread's CPU for ingest + decide (order sent): steadier under load
+        posted = 0
         for i in range(args.events):
             clock.advance(2_000)
-            venue.now_ms = clock.now_ms()
             tx = "0x" + f"{i:064x}"
-            with venue.lock:
-                venue.fills = [{"coin": "BTC", "px": "60000.0", "sz": "2.0", "side": "B", "time": clock.now_ms() - 500,
-                                "startPosition": str(2.0 * i), "dir": "Open Long", "closedPnl": "0.0", "hash": tx,
-                                "oid": 10_000 + i, "crossed": True, "fee": "0.1", "tid": 100_000 + i,
-                                "feeToken": "USDC"}]
-            posted = len(venue.posted_at)
+            venue.set(clock.now_ms(), [{"coin": "BTC", "px": "60000.0", "sz": "2.0", "side": "B",
+                                        "time": clock.now_ms() - 500, "startPosition": str(2.0 * i),
+                                        "dir": "Open Long", "closedPnl": "0.0", "hash": tx, "oid": 10_000 + i,
+                                        "crossed": True, "fee": "0.1", "tid": 100_000 + i, "feeToken": "USDC"}])
             started = time.perf_counter()
+            cpu_started = time.thread_time()
             jobs.ingest()
             jobs.decide()
+            cpu.append((time.thread_time() - cpu_started) * 1000)
             jobs.execute()
-            if len(venue.posted_at) == posted + 1:
-                tick.append((venue.posted_at[-1] - started) * 1000)
-                latencies.append((venue.posted_at[-1] - venue.served_at[-1]) * 1000)
+            served_at, posted_at = venue.times()
+            if len(posted_at) == posted + 1:
+                tick.append((posted_at[-1] - started) * 1000)
+                latencies.append((posted_at[-1] - served_at[-1]) * 1000)
+            posted = len(posted_at)
         ctx.close()
-    server.shutdown()
+    venue.close()
     print(f"events={args.events} orders={len(latencies)}")
     for label, values in (("fill observed (info answer sent) -> order submitted", latencies),
-                          ("tick start (before the fetch) -> order submitted", tick)):
+                          ("tick start (before the fetch) -> order submitted", tick),
+                          ("loop-thread CPU of ingest + decide (per tick, order included)", cpu)):
         print(f"{label}:")
         print(f"  all {len(values)} orders: {_figures(values)}")
         print(f"  orders 1-{min(100, len(values))}: {_figures(values[:100])}")

@@ -9,10 +9,12 @@ and the caller turns the `StorageUnavailable` into a fact; the next good write p
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
+from weakref import WeakKeyDictionary, WeakSet
 
 from sqlalchemy import Connection, event
+from sqlalchemy import Engine as SqlEngine
 
 from hlcore.engine.clock import Clock
 from hlcore.engine.core import Engine
@@ -143,7 +145,7 @@ class Runtime:
                                      conn=conn)
         written = (len(self._unsaved), dict(self._unsaved_rows), len(self._unsaved_tallies))
         if joined:  # the caller's transaction decides: forget what was written only once it commits
-            event.listen(conn, "commit", lambda _conn: self._forget(*written), once=True)
+            _after_commit(self.db, conn, lambda: self._forget(*written))
         else:
             self._forget(*written)
 
@@ -155,6 +157,29 @@ class Runtime:
             if self._unsaved_rows.get(key) is row:
                 del self._unsaved_rows[key]
         self._unsaved_tallies = self._unsaved_tallies[tallies:]
+
+
+_AFTER_COMMIT: WeakKeyDictionary[Connection, list[Callable[[], None]]] = WeakKeyDictionary()
+_WATCHED: WeakSet[SqlEngine] = WeakSet()
+
+
+def _after_commit(db: Database, conn: Connection, callback: Callable[[], None]) -> None:
+    """Run `callback` once `conn`'s transaction commits (never if it rolls back). One listener per
+    engine, registered once: a listener per call on the connection cost more than the write (issue 12)."""
+    if db.engine not in _WATCHED:
+        event.listen(db.engine, "commit", _committed)
+        event.listen(db.engine, "rollback", _rolled_back)
+        _WATCHED.add(db.engine)
+    _AFTER_COMMIT.setdefault(conn, []).append(callback)
+
+
+def _committed(conn: Connection) -> None:
+    for callback in _AFTER_COMMIT.pop(conn, ()):
+        callback()
+
+
+def _rolled_back(conn: Connection) -> None:
+    _AFTER_COMMIT.pop(conn, None)
 
 
 def _audit_row(r: AuditRecord) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Row, Table, and_, delete, func, select, update
+from sqlalchemy import Connection, Row, Table, and_, bindparam, delete, func, select, update
 
 from hlcore.errors import CheckFailed
 from hlcore.redact import scrub
@@ -38,6 +38,7 @@ from hlcore.storage.schema import (
     order_results,
     processed_txs,
     reconcile_runs,
+    system_state,
 )
 
 # --------------------------------------------------------------------------------------------------
@@ -189,6 +190,10 @@ class SkipEvidence:
         }
 
 
+_CURSOR_KEYS = select(system_state.c["key"], system_state.c.value).where(system_state.c["key"].in_(
+    [str(CopytradeKey.LAST_PROCESSED_TIMESTAMP_MS), str(CopytradeKey.LAST_PROCESSED_EVENT_KEY)]))
+
+
 class CopytradeState(TypedState):
     """Typed access to the cursor and ingest keys of `system_state` (§4.1, §4.2, §6)."""
 
@@ -198,11 +203,16 @@ class CopytradeState(TypedState):
     def cursor(self, *, conn: Connection | None = None) -> Cursor | None:
         """The stored cursor, or None before the first boot seeded it."""
         with self.db.begin_or_join(conn) as c:
-            ts = self.get_int(CopytradeKey.LAST_PROCESSED_TIMESTAMP_MS, conn=c)
-            key = self.get(CopytradeKey.LAST_PROCESSED_EVENT_KEY, conn=c)
-        if ts is None:
+            stored = dict(c.execute(_CURSOR_KEYS).all())  # one read for both keys (issue 12)
+        raw = stored.get(CopytradeKey.LAST_PROCESSED_TIMESTAMP_MS)
+        if raw is None or raw == "":
             return None
-        return Cursor(ts, key or None)
+        try:
+            ts = int(raw)
+        except ValueError as exc:
+            raise ValueError(f"system_state[{CopytradeKey.LAST_PROCESSED_TIMESTAMP_MS!s}] = {raw!r} is not an "
+                             "integer") from exc
+        return Cursor(ts, stored.get(CopytradeKey.LAST_PROCESSED_EVENT_KEY) or None)
 
     def advance_cursor(self, timestamp_ms: int, key: str, now_ms: int, *, conn: Connection | None = None) -> bool:
         """Move the cursor to `key` only if it is strictly after the stored one; True if it moved.
@@ -336,6 +346,29 @@ def _event_pk(key: str) -> Any:
     )
 
 
+# Statements on the copy-trader's fill -> order path, built once: constructing a statement costs
+# more than running it (issue 12); values are bound at execution.
+_f, _t = ingested_fills, processed_txs
+_SEEN_TIDS = select(_f.c.tid).where(_f.c.tid.in_(bindparam("ids", expanding=True)))
+_SEEN_CONTENT = select(_f.c.tx_hash, _f.c.coin, _f.c.time_ms, _f.c.side, _f.c.px, _f.c.sz, _f.c.start_position).where(
+    _f.c.tx_hash.in_(bindparam("hashes", expanding=True)))
+_UNSETTLED_EVENTS = (select(_t).where(_t.c.state.in_(bindparam("states", expanding=True)))
+                     .order_by(_t.c.timestamp_ms, _t.c.event_index, _t.c.tx_hash, _t.c.symbol))
+_SET_EVENT_STATE = (update(_t)
+                    .where(and_(_t.c.tx_hash == bindparam("k_tx"), _t.c.event_index == bindparam("k_index"),
+                                _t.c.symbol == bindparam("k_symbol")))
+                    .values(state=bindparam("new_state"), decision_reason=bindparam("new_reason"),
+                            updated_at_ms=bindparam("now_ms")))
+_STORED_INTENTS = select(order_intents.c.correlation_id, order_intents.c.client_order_id,
+                         order_intents.c.intent_payload).where(
+    order_intents.c.correlation_id.in_(bindparam("ids", expanding=True)))
+_RESULT = select(order_results).where(order_results.c.correlation_id == bindparam("cid"))
+_ACTIVE_BASELINE = select(baseline_snapshots).where(baseline_snapshots.c.active.is_(True))
+_BASELINE_POSITIONS = (select(baseline_positions.c.symbol, baseline_positions.c.qty)
+                       .where(baseline_positions.c.baseline_id == bindparam("baseline_id"))
+                       .order_by(baseline_positions.c.symbol))
+
+
 class Events:
     """`processed_txs` (the event lifecycle, §3.2) and `ingested_fills` (fill dedup, §4.2)."""
 
@@ -408,12 +441,8 @@ class Events:
         wanted = sorted(set(states))
         if not wanted:
             return []
-        t = processed_txs
-        query = (
-            select(t).where(t.c.state.in_(wanted)).order_by(t.c.timestamp_ms, t.c.event_index, t.c.tx_hash, t.c.symbol)
-        )
         with self.db.begin_or_join(conn) as c:
-            return [EventRecord.from_row(r) for r in c.execute(query)]
+            return [EventRecord.from_row(r) for r in c.execute(_UNSETTLED_EVENTS, {"states": wanted})]
 
     def set_state(
         self,
@@ -425,13 +454,11 @@ class Events:
         conn: Connection | None = None,
     ) -> bool:
         """Set an event's state (and decision reason, replaced even when None); False if no such event."""
-        stmt = (
-            update(processed_txs)
-            .where(_event_pk(key))
-            .values(state=state, decision_reason=decision_reason, updated_at_ms=now_ms)
-        )
+        k = parse_event_key(key)
+        params = {"k_tx": k.tx_hash, "k_index": k.event_index, "k_symbol": k.symbol, "new_state": state,
+                  "new_reason": decision_reason, "now_ms": now_ms}
         with self.db.begin_or_join(conn) as c:
-            return c.execute(stmt).rowcount == 1
+            return c.execute(_SET_EVENT_STATE, params).rowcount == 1
 
     def seen_tids(self, tids: Iterable[int], *, conn: Connection | None = None) -> set[int]:
         """Which of `tids` are already ingested (§4.2 Dedup: only new fills are aggregated)."""
@@ -439,23 +466,18 @@ class Events:
         seen: set[int] = set()
         with self.db.begin_or_join(conn) as c:
             for chunk in _chunks(wanted):
-                seen.update(
-                    int(t)
-                    for t in c.execute(select(ingested_fills.c.tid).where(ingested_fills.c.tid.in_(chunk))).scalars()
-                )
+                seen.update(int(t) for t in c.execute(_SEEN_TIDS, {"ids": list(chunk)}).scalars())
         return seen
 
     def seen_content(self, tx_hashes: Iterable[str], *,
                      conn: Connection | None = None) -> set[tuple[str, str, int, str, float, float, float]]:
         """Content keys (`Fill.content_key`) of the ingested fills of these transactions, so a fill
         stored under one id (tid or synthetic) is recognised when it comes back under the other."""
-        f = ingested_fills
         wanted = sorted(set(tx_hashes))
         seen: set[tuple[str, str, int, str, float, float, float]] = set()
         with self.db.begin_or_join(conn) as c:
             for chunk in _chunks(wanted):
-                rows = c.execute(select(f.c.tx_hash, f.c.coin, f.c.time_ms, f.c.side, f.c.px, f.c.sz,
-                                        f.c.start_position).where(f.c.tx_hash.in_(chunk)))
+                rows = c.execute(_SEEN_CONTENT, {"hashes": list(chunk)})
                 seen.update((r.tx_hash, r.coin, int(r.time_ms), r.side, float(r.px), float(r.sz),
                              float(r.start_position)) for r in rows
                             if None not in (r.coin, r.time_ms, r.side, r.px, r.sz, r.start_position))
@@ -617,10 +639,7 @@ class Orders:
             stored: dict[str, tuple[str, str]] = {}
             ids = sorted(wanted)
             for chunk in _chunks(ids):
-                query = select(
-                    order_intents.c.correlation_id, order_intents.c.client_order_id, order_intents.c.intent_payload
-                ).where(order_intents.c.correlation_id.in_(chunk))
-                stored.update({r[0]: (r[1], r[2]) for r in c.execute(query)})
+                stored.update({r[0]: (r[1], r[2]) for r in c.execute(_STORED_INTENTS, {"ids": list(chunk)})})
             for cid in wanted:
                 if cid in stored:
                     if stored[cid] != wanted[cid]:
@@ -632,15 +651,9 @@ class Orders:
             for cid, (client_order_id, payload) in wanted.items():
                 if cid in stored:
                     continue
-                c.execute(
-                    order_intents.insert().values(
-                        correlation_id=cid,
-                        client_order_id=client_order_id,
-                        event_key=event_key,
-                        intent_payload=payload,
-                        created_at_ms=now_ms,
-                    )
-                )
+                c.execute(order_intents.insert(), {"correlation_id": cid, "client_order_id": client_order_id,
+                                                   "event_key": event_key, "intent_payload": payload,
+                                                   "created_at_ms": now_ms})
                 inserted.append(cid)
             if not self.events.set_state(event_key, decided_state, now_ms, decision_reason, conn=c):
                 raise EventNotFound(f"no stored event {event_key!r}")
@@ -681,7 +694,7 @@ class Orders:
 
     def result(self, correlation_id: str, *, conn: Connection | None = None) -> OrderResult | None:
         with self.db.begin_or_join(conn) as c:
-            row = c.execute(select(order_results).where(order_results.c.correlation_id == correlation_id)).first()
+            row = c.execute(_RESULT, {"cid": correlation_id}).first()
         return None if row is None else OrderResult.from_mapping(row._mapping)
 
     def upsert_result(
@@ -840,14 +853,11 @@ class Baselines:
         self.db = db
 
     def active(self, *, conn: Connection | None = None) -> Baseline | None:
-        s, p = baseline_snapshots, baseline_positions
         with self.db.begin_or_join(conn) as c:
-            snap = c.execute(select(s).where(s.c.active.is_(True))).first()
+            snap = c.execute(_ACTIVE_BASELINE).first()
             if snap is None:
                 return None
-            rows = c.execute(
-                select(p.c.symbol, p.c.qty).where(p.c.baseline_id == snap.baseline_id).order_by(p.c.symbol)
-            ).all()
+            rows = c.execute(_BASELINE_POSITIONS, {"baseline_id": snap.baseline_id}).all()
         return Baseline(
             baseline_id=snap.baseline_id,
             created_at_ms=snap.created_at_ms,

@@ -318,19 +318,8 @@ def upsert(
     if not rows:
         return
     dialect = conn.dialect.name
-    if dialect == "sqlite":
-        stmt = sqlite.insert(table)
-    elif dialect == "postgresql":
-        stmt = postgresql.insert(table)
-    else:  # open_database refuses other backends; this guards hand-built engines
-        raise BadInput(f"upsert is not supported on {dialect!r}")
-    update = [c for c in rows[0] if c not in keys and c not in keep]
-    if update:
-        stmt = stmt.on_conflict_do_update(
-            index_elements=list(keys), set_={c: stmt.excluded[c] for c in update}
-        )
-    else:
-        stmt = stmt.on_conflict_do_nothing(index_elements=list(keys))
+    update = tuple(c for c in rows[0] if c not in keys and c not in keep)
+    stmt = _conflict_statement(dialect, table, tuple(keys), update, returning=False)
     conn.execute(stmt, [dict(r) for r in rows])
 
 
@@ -338,15 +327,39 @@ def insert_ignore(conn: Connection, table: Any, row: Mapping[str, Any], keys: Se
     """Insert `row` unless a row with the same `keys` exists (dedup, exactly-once writes); True if
     it was inserted. SQLite and PostgreSQL only, like `upsert`."""
     dialect = conn.dialect.name
-    if dialect == "sqlite":
-        stmt = sqlite.insert(table).values(**row).on_conflict_do_nothing(index_elements=list(keys))
-    elif dialect == "postgresql":
+    if dialect == "postgresql":
         # psycopg 3 reports rowcount -1 for this statement here: RETURNING says whether a row went in
-        stmt = postgresql.insert(table).values(**row).on_conflict_do_nothing(index_elements=list(keys))
-        return conn.execute(stmt.returning(literal_column("1"))).first() is not None
+        stmt = _conflict_statement(dialect, table, tuple(keys), (), returning=True)
+        return conn.execute(stmt, dict(row)).first() is not None
+    return conn.execute(_conflict_statement(dialect, table, tuple(keys), (), returning=False), dict(row)).rowcount == 1
+
+
+_CONFLICT_STATEMENTS: dict[tuple[str, int, tuple[str, ...], tuple[str, ...], bool], Any] = {}
+
+
+def _conflict_statement(dialect: str, table: Table, keys: tuple[str, ...], update: tuple[str, ...],
+                        returning: bool) -> Any:
+    """The INSERT … ON CONFLICT statement of (dialect, table, keys, updated columns), built once:
+    building it costs more than running it (issue 12: copy-trade latency); the values are bound
+    at execution, so one statement serves every row."""
+    cache_key = (dialect, id(table), keys, update, returning)  # the statement keeps the table alive
+    stmt = _CONFLICT_STATEMENTS.get(cache_key)
+    if stmt is not None:
+        return stmt
+    if dialect == "sqlite":
+        stmt = sqlite.insert(table)
+    elif dialect == "postgresql":
+        stmt = postgresql.insert(table)
     else:  # open_database refuses other backends; this guards hand-built engines
-        raise BadInput(f"insert-or-ignore is not supported on {dialect!r}")
-    return conn.execute(stmt).rowcount == 1
+        raise BadInput(f"upsert and insert-or-ignore are not supported on {dialect!r}")
+    if update:
+        stmt = stmt.on_conflict_do_update(index_elements=list(keys), set_={c: stmt.excluded[c] for c in update})
+    else:
+        stmt = stmt.on_conflict_do_nothing(index_elements=list(keys))
+    if returning:
+        stmt = stmt.returning(literal_column("1"))
+    _CONFLICT_STATEMENTS[cache_key] = stmt
+    return stmt
 
 
 def open_read_only(url: str, *, busy_timeout_ms: int = 5000) -> Database:

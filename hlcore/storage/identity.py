@@ -29,6 +29,11 @@ def _file_id(path: Path) -> FileId | None:
     return (st.st_dev, st.st_ino)
 
 
+_IDENTITY_KEYS = select(system_state.c["key"], system_state.c.value).where(
+    system_state.c["key"].in_([SCHEMA_VERSION_KEY, DB_IDENTITY_KEY]))
+"""Read before every order (issue 10), so built once (issue 12: building costs more than running)."""
+
+
 @dataclass(frozen=True)
 class BootIdentity:
     """What the process saw at boot: the SQLite file (None for PostgreSQL / in memory) and the
@@ -54,10 +59,7 @@ class BootIdentity:
             if now != self.file_id:
                 return {"identity": "replaced", "schema_status": "unknown"}
         with storage_errors("checking the database identity"), db.engine.connect() as conn:
-            stored = dict(conn.execute(
-                select(system_state.c["key"], system_state.c.value)
-                .where(system_state.c["key"].in_([SCHEMA_VERSION_KEY, DB_IDENTITY_KEY]))
-            ).all())
+            stored = dict(conn.execute(_IDENTITY_KEYS).all())
         identity = stored.get(DB_IDENTITY_KEY)
         if identity is None:
             return {"identity": "missing", "schema_status": "unknown"}

@@ -11,14 +11,30 @@ reconcile compares it with `Baselines.local_positions` (the full recomputation) 
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Select, bindparam, select
 
 from hlcore.engine.runtime import OPS_REVISION
 from hlcore.storage.copytrade import POSITION_DUST, Baselines, normalise_symbol, signed_fill
 from hlcore.storage.db import Database
 from hlcore.storage.repos import SystemState
 from hlcore.storage.schema import order_intents, order_results
+
+
+def _fold_query(since: bool, stamped: bool) -> Select[Any]:
+    i, r = order_intents, order_results
+    query = (select(r.c.correlation_id, r.c.filled_qty, i.c.intent_payload, r.c.updated_at_ms)
+             .select_from(r.join(i, i.c.correlation_id == r.c.correlation_id)))
+    if since:
+        query = query.where(r.c.created_at_ms >= bindparam("since_ms"))
+    if stamped:
+        query = query.where(r.c.updated_at_ms >= bindparam("stamped_from"))
+    return query
+
+
+_FOLD = {(since, stamped): _fold_query(since, stamped) for since in (False, True) for stamped in (False, True)}
+"""The four shapes of the fold's query, built once (issue 12: building one costs more than running it)."""
 
 
 class LocalBook:
@@ -57,14 +73,9 @@ class LocalBook:
         self._fold(created, c, None)
 
     def _fold(self, since_ms: int | None, c: Connection, stamped_from: int | None) -> None:
-        i, r = order_intents, order_results
-        query = (select(r.c.correlation_id, r.c.filled_qty, i.c.intent_payload, r.c.updated_at_ms)
-                 .select_from(r.join(i, i.c.correlation_id == r.c.correlation_id)))
-        if since_ms is not None:
-            query = query.where(r.c.created_at_ms >= since_ms)
-        if stamped_from is not None:
-            query = query.where(r.c.updated_at_ms >= stamped_from)
-        for correlation_id, filled, payload_text, stamped in c.execute(query):
+        query = _FOLD[(since_ms is not None, stamped_from is not None)]
+        for correlation_id, filled, payload_text, stamped in c.execute(query, {"since_ms": since_ms,
+                                                                               "stamped_from": stamped_from}):
             old = self._parts.pop(correlation_id, None)
             if old is not None:
                 self._totals[old[0]] -= old[1]

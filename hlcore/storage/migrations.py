@@ -24,7 +24,9 @@ from hlcore.storage.schema import (
     SCHEMA_VERSION,
     SCHEMA_VERSION_KEY,
     ingest_skips,
+    ingested_fills,
     metadata,
+    order_intents,
     order_results,
     system_state,
 )
@@ -45,18 +47,20 @@ def _v4_to_v5(op: Operations, conn: Connection) -> None:
                         existing_nullable=False)
     # tables and indexes this release added (ingest_skips, issue 11; order_results by update time, issue 12)
     metadata.create_all(conn, tables=[ingest_skips], checkfirst=True)
-    existing = {ix["name"] for ix in inspect(conn).get_indexes("order_results")}
-    for index in order_results.indexes:
-        if index.name not in existing:
-            index.create(conn)
+    for table in (order_results, ingested_fills, order_intents):  # lookups that must not scan (issue 12)
+        existing = {ix["name"] for ix in inspect(conn).get_indexes(table.name)}
+        for index in table.indexes:
+            if index.name not in existing:
+                index.create(conn)
     for table in metadata.sorted_tables:
         add_runbook_columns(conn, table)
 
 
 STEPS: tuple[Step, ...] = (
     Step(4, "processed_txs.event_index BIGINT (PostgreSQL); table ingest_skips; index on "
-            "order_results.updated_at_ms; the runbooks' generated columns "
-            "(timestamp, wallet_success_count, wallet_fail_count, last_triggered)", _v4_to_v5),
+            "order_results.updated_at_ms, ingested_fills.tx_hash and order_intents.event_key; "
+            "the runbooks' generated columns (timestamp, wallet_success_count, wallet_fail_count, "
+            "last_triggered)", _v4_to_v5),
 )
 
 

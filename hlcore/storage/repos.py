@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Table, delete, func, select
+from sqlalchemy import Connection, Table, bindparam, delete, func, select
 
 from hlcore.storage.db import Database, upsert
 from hlcore.storage.schema import audit_log, engine_tallies, machine_states, ops_events, system_state
@@ -43,6 +43,10 @@ def _check_columns(table: Table, record: Mapping[str, Any]) -> None:
         raise ValueError(f"{table.name}: unknown column(s) {', '.join(unknown)}")
 
 
+_GET_VALUE = select(system_state.c.value).where(system_state.c["key"] == bindparam("key"))
+"""Built once: constructing a statement costs more than running it (issue 12)."""
+
+
 class SystemState:
     """The shared `system_state` key/value rows (both specs' §6 key lists)."""
 
@@ -51,9 +55,7 @@ class SystemState:
 
     def get(self, key: str, *, conn: Connection | None = None) -> str | None:
         with self.db.begin_or_join(conn) as c:
-            return c.execute(
-                select(system_state.c.value).where(system_state.c["key"] == key)
-            ).scalar_one_or_none()
+            return c.execute(_GET_VALUE, {"key": key}).scalar_one_or_none()
 
     def set(self, key: str, value: str, now_ms: int, *, conn: Connection | None = None) -> None:
         self.set_many({key: value}, now_ms, conn=conn)
@@ -113,7 +115,7 @@ class AuditLog:
             if row.get(col) is not None and not isinstance(row[col], str):
                 row[col] = dump_json(row[col])
         with self.db.begin_or_join(conn) as c:
-            result = c.execute(audit_log.insert().values(**row))
+            result = c.execute(audit_log.insert(), row)  # values bound at execution: one compiled statement
             return int(result.inserted_primary_key[0])
 
     def rows(

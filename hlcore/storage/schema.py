@@ -122,6 +122,8 @@ ingested_fills = Table(
     Column("event_key", Text, nullable=False),
     # Hourly retention prunes by age.
     Index("ix_ingested_fills_time_ms", "time_ms"),
+    # Each fetch looks its transactions' fills up by hash (dedup by content): a seek, not a scan (issue 12).
+    Index("ix_ingested_fills_tx_hash", "tx_hash"),
 )
 
 ingest_skips = Table(
@@ -146,6 +148,7 @@ order_intents = Table(
     Column("event_key", Text),
     Column("intent_payload", Text, nullable=False),  # canonical JSON, immutable once written
     _ms("created_at_ms"),
+    Index("ix_order_intents_event_key", "event_key"),  # an event's intents, read per settle (issue 12)
 )
 
 order_results = Table(

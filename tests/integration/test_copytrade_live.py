@@ -18,7 +18,7 @@ from hlcore.app import open_app
 from hlcore.engine.clock import ManualClock
 from hlcore.jobs.copytrade.jobs import CopytradeJobs
 from hlcore.jobs.copytrade.service import Wiring, start
-from hlcore.storage.copytrade import Baselines, Events, Orders
+from hlcore.storage.copytrade import Baselines, Orders
 from hlcore.storage.schema import order_results, processed_txs
 from hlcore.workspace import open_workspace
 from replay.transport import ProcessKilled
@@ -114,8 +114,8 @@ def test_a_crash_at_any_step_then_restart_sends_exactly_one_order(tmp_path: Path
 
         monkeypatch.setattr(cls, name, wrapper)
 
-    if point == "after_ingest_commit":
-        crash_after(Events, "insert_ingested")
+    if point == "after_ingest_commit":  # ingest commits once, at its end (fills, events, cursor, stamp)
+        crash_after(CopytradeJobs, "ingest")
     elif point == "after_intents_commit":
         crash_after(Orders, "record_decision")
     elif point == "after_venue_accepted":

@@ -25,6 +25,7 @@ from hlcore.adapters.hyperliquid.aggregate import Skipped, TargetEvent, aggregat
 from hlcore.adapters.hyperliquid.client import HyperliquidClient
 from hlcore.app import AppContext
 from hlcore.jobs.copytrade.order_status import OrderStatuses
+from hlcore.jobs.copytrade.prefetch import MarkPrefetch, Runner, run_when_taken
 from hlcore.jobs.copytrade.sizing import floor_to_step, legs_for
 from hlcore.redact import scrub
 from hlcore.storage.copytrade import (
@@ -36,6 +37,7 @@ from hlcore.storage.copytrade import (
     CopytradeState,
     Cursor,
     Events,
+    OrderIntent,
     Orders,
     ReconcileRuns,
     parse_event_key,
@@ -43,6 +45,7 @@ from hlcore.storage.copytrade import (
 from hlcore.storage.copytrade import normalise_symbol as norm
 from hlcore.storage.ingest_skips import IngestSkips
 from hlcore.storage.local_book import LocalBook
+from hlcore.storage.repos import dump_json, load_json
 from hlcore.storage.schema import order_intents
 
 log = logging.getLogger("hlcore.copytrade")
@@ -76,6 +79,7 @@ class Venues:
     hyperliquid: HyperliquidClient
     binance: BinanceClient | None
     target_wallet: str
+    background: Runner = run_when_taken  # how the mark prefetch runs (live: a thread; replay: inline)
 
 
 @dataclass
@@ -111,6 +115,7 @@ class CopytradeJobs:
         self.open_event_states = [s for s, d in event_machine.states.items() if not d.final]
         self.statuses = OrderStatuses.of(self.policy, ORDER)  # machine state <-> order_results (§3.3)
         self._filters: dict[str, SymbolFilters] | None = None
+        self.prefetch = MarkPrefetch(venues.background)  # the next decision's mark, asked while ingest commits
         # Intents this process decided: they cannot have been sent before a crash, so their first
         # submit needs no query. Intents found at startup are queried first (copytrader §3.3 NONE).
         self._fresh: set[str] = set()
@@ -120,6 +125,7 @@ class CopytradeJobs:
     # ------------------------------------------------------------------ ingest (§4.1, §4.2)
     def ingest(self) -> int:
         """Gap rule, then (if the `ingest` gate is open) one fetch from the cursor; returns new events."""
+        self.prefetch.drop()  # a fetch left by a tick that ended early is never used
         now = self.ctx.clock.now_ms()
         boot = self.state.boot_ms() or now
         cursor = self.state.cursor()
@@ -148,31 +154,36 @@ class CopytradeJobs:
                                                      "fills": len(fetched.fills)})
         if not self.engine.may("ingest"):
             return 0
-        seen = self.events.seen_tids([f.fill_id for f in fetched.fills])  # tid, or a stable synthetic id
-        seen_keys = self.events.seen_content(f.hash for f in fetched.fills)  # the same fill under another id
-        agg = aggregate_fills(fetched.fills, symbol_map=self.settings.get("ingest.hyperliquid.symbol_map") or {},
-                              seen_tids=seen, seen_keys=seen_keys, invalid=fetched.invalid)
+        # One transaction from the dedup reads to the success stamp (issue 12: one commit, not three,
+        # between a fill being observed and its order): fills + events + cursor + skips + stamp land
+        # together or not at all, and a crash before the commit re-fetches everything.
+        with self.ctx.db.transaction() as conn:
+            seen = self.events.seen_tids([f.fill_id for f in fetched.fills], conn=conn)  # tid, or a synthetic id
+            seen_keys = self.events.seen_content((f.hash for f in fetched.fills), conn=conn)  # same fill, other id
+            agg = aggregate_fills(fetched.fills, symbol_map=self.settings.get("ingest.hyperliquid.symbol_map") or {},
+                                  seen_tids=seen, seen_keys=seen_keys, invalid=fetched.invalid)
+            self._prefetch_mark(agg.events)  # its round trip overlaps this transaction's commit
+            rows, fills = [], []
+            for ev in agg.events:
+                rows.append(self._event_row(ev, boot, cursor))
+                fills.extend(self._fill_rows(ev))
+            new_cursor = None
+            if agg.events:
+                last = agg.events[-1]
+                new_cursor = Cursor(last.timestamp_ms, last.key)
+            added = self.events.insert_ingested(rows, fills, new_cursor, now, pending_state=self.pending_state,
+                                                conn=conn)
+            new_skips = IngestSkips(self.ctx.db).record(_skip_rows(agg.skipped), now, conn=conn)
+            if fetched.complete:
+                self.state.stamp_ingest_success(now, conn=conn)
         self.counters.dedup_drop_count += agg.dedup_drop_count
-        rows, fills = [], []
-        for ev in agg.events:
-            rows.append(self._event_row(ev, boot, cursor))
-            fills.extend(self._fill_rows(ev))
-        new_cursor = None
-        if agg.events:
-            last = agg.events[-1]
-            new_cursor = Cursor(last.timestamp_ms, last.key)
-        added = self.events.insert_ingested(rows, fills, new_cursor, now, pending_state=self.pending_state)
-        # after the ingest commit, apart from it: a crash between the two re-records on the next fetch
-        new_skips = IngestSkips(self.ctx.db).record(_skip_rows(agg.skipped), now)
         for skip in new_skips:  # each skipped item once: the overlap refetch finds its key stored
             log.warning("ingest skipped %s: %s (tx %s, coin %s)", skip["reason"], skip["detail"], skip["tx_hash"],
                         skip["coin"])
             self.counters.skipped.append(skip["reason"])
-        if fetched.complete:
-            self.state.stamp_ingest_success(now)
-            if self.failed_fetches:
-                log.warning("ingest fetch succeeded after %d failed cycles", self.failed_fetches)
-                self.failed_fetches = 0
+        if fetched.complete and self.failed_fetches:
+            log.warning("ingest fetch succeeded after %d failed cycles", self.failed_fetches)
+            self.failed_fetches = 0
         self.counters.backfill_count += sum(1 for r in rows if r["is_replay"])
         return added
 
@@ -200,25 +211,28 @@ class CopytradeJobs:
         send each one's new intents before deciding the next (issue 10 §7: a backlog drains at the
         venue's pace, and a stop between two events leaves nothing half-done). At most `limit`
         events per call; `stop` is asked before each."""
-        if not self.engine.may("decide"):
-            return 0
-        decided = 0
-        for record in self.events.unsettled([self.pending_state]):
-            # asked per event: a fault met while deciding or sending the previous one may have shut it
-            if (limit is not None and decided >= limit) or stop() or not self.engine.may("decide"):
-                break
-            self._decide_one(record)
-            self._execute_new(record.key, stop)
-            decided += 1
-        return decided
+        try:
+            if not self.engine.may("decide"):
+                return 0
+            decided = 0
+            for record in self.events.unsettled([self.pending_state]):
+                # asked per event: a fault met while deciding or sending the previous one may have shut it
+                if (limit is not None and decided >= limit) or stop() or not self.engine.may("decide"):
+                    break
+                self._execute_new(self._decide_one(record), stop)
+                decided += 1
+            return decided
+        finally:
+            self.prefetch.drop()  # a prefetched mark serves this tick's decisions only
 
-    def _execute_new(self, event_key: str, stop: Callable[[], bool]) -> None:
-        """Send the intents this process just decided for one event (their first step only)."""
-        for intent in self.orders.intents_for(event_key):
+    def _execute_new(self, inserted: list[OrderIntent], stop: Callable[[], bool]) -> None:
+        """Send the intents this process just decided for one event (their first step only). They are
+        the rows the decision's transaction inserted, in `intents_for` order (one `created_at_ms`, then
+        correlation id), so nothing is read back: none can have a result yet (issue 12)."""
+        for intent in sorted(inserted, key=lambda i: i.correlation_id):
             if stop():
                 return
-            if intent.correlation_id in self._fresh and self.orders.result(intent.correlation_id) is None:
-                self._execute_one(intent, None)
+            self._execute_one(intent, None)
 
     def _filters_for(self, symbol: str) -> SymbolFilters | None:
         if self.venues.binance is None or not self.settings.get("execution.binance.exchange_info_enabled"):
@@ -229,10 +243,23 @@ class CopytradeJobs:
             self._filters = {} if isinstance(info, VenueError) else dict(info)
         return self._filters.get(symbol)
 
+    def _prefetch_mark(self, events: list[TargetEvent]) -> None:
+        """Start fetching the mark of the first new event's symbol, if it will be decided this tick
+        and nothing else needs the venue first (exchange filters not fetched yet: no prefetch)."""
+        binance = self.venues.binance
+        if binance is None or not events or not self.engine.may("decide"):
+            return
+        if self._filters is None and self.settings.get("execution.binance.exchange_info_enabled"):
+            return
+        symbol = events[0].symbol
+        self.prefetch.start(symbol, lambda: binance.mark_price(symbol))
+
     def _mark(self, symbol: str) -> tuple[Decimal | None, int | None]:
         if self.venues.binance is None:
             return None, None
-        mark = self.venues.binance.mark_price(symbol)
+        taken, mark = self.prefetch.take(symbol)  # asked while the ingest committed, or now
+        if not taken:
+            mark = self.venues.binance.mark_price(symbol)
         self._venue_fault("premiumIndex", mark)
         if isinstance(mark, VenueError):
             return None, None
@@ -246,7 +273,8 @@ class CopytradeJobs:
             self.ctx.runtime.observe("venue_fault", {"endpoint": endpoint, "fault": answer.code,
                                                      "detail": scrub(answer.message)}, conn=conn)
 
-    def _decide_one(self, ev: Any) -> None:
+    def _decide_one(self, ev: Any) -> list[OrderIntent]:
+        """Decide one event; returns the intents its transaction inserted (committed, not yet sent)."""
         now = self.ctx.clock.now_ms()
         local = self._local_positions().get(norm(ev.symbol))
         filters = self._filters_for(ev.symbol)
@@ -304,6 +332,9 @@ class CopytradeJobs:
         self._fresh.update(outcome.inserted)
         if outcome.mismatch:
             log.error("event %s: intent payload mismatch for %s", ev.key, ", ".join(outcome.mismatched))
+        made = set(outcome.inserted)
+        return [OrderIntent(i["correlation_id"], i["client_order_id"], load_json(dump_json(i["payload"])),
+                            i["event_key"], now) for i in intents if i["correlation_id"] in made]
 
     @staticmethod
     def _sign_matches(local: Decimal | None, prev: Decimal | None) -> bool | None:
@@ -331,6 +362,7 @@ class CopytradeJobs:
         An UNKNOWN is queried only when its next query is due (`_query_due_ms`); `next_query_ms`
         tells the loop when the earliest one is, so it wakes up for it. `stop` is asked before
         each order (SIGTERM: at most one more round trip)."""
+        self.prefetch.drop()
         touched = 0
         self.next_query_ms = None
         for item in self.orders.unsettled_intents(self.statuses.final):
@@ -434,6 +466,7 @@ class CopytradeJobs:
     def sweep_parked(self) -> int:
         """Startup sweep (§4.6): every parked UNKNOWN is queried once before new events."""
         client = self.venues.binance
+        self.prefetch.drop()
         if client is None:
             return 0
         swept = 0
@@ -474,6 +507,7 @@ class CopytradeJobs:
     def reconcile(self, context: str = "loop") -> str | None:
         """Compare local and exchange positions; the policy classifies and acts. Live mode only."""
         client = self.venues.binance
+        self.prefetch.drop()
         if client is None:
             return None
         now = self.ctx.clock.now_ms()

@@ -30,6 +30,7 @@ from hlcore.engine.decision import Decision
 from hlcore.engine.scheduler import Scheduler
 from hlcore.errors import BadInput
 from hlcore.jobs.copytrade.jobs import CONTRACT_VERSION, CopytradeJobs, Venues
+from hlcore.jobs.copytrade.prefetch import Runner, run_when_taken
 from hlcore.logs import iso_utc
 from hlcore.storage.copytrade import CopytradeKey, CopytradeState
 from hlcore.storage.db import StorageUnavailable
@@ -53,6 +54,7 @@ class Wiring:
     rng: random.Random
     session_factory: Callable[[str], requests.Session]
     environ: Mapping[str, str]
+    background: Runner = run_when_taken  # how the mark prefetch runs; `background_thread`: see prefetch.py
 
 
 def contract_status(stored: str | None) -> str:
@@ -98,7 +100,8 @@ def build_venues(ws: Workspace, mode: str, wiring: Wiring) -> Venues:
                                 recv_window_ms=int(s.get("execution.binance.recv_window_ms")),
                                 exchange_info_ttl_ms=int(s.get("execution.binance.exchange_info_ttl_sec")) * 1000,
                                 time_sync=TimeSync(max_age_ms=int(s.get("execution.binance.time_offset_max_age_ms"))))
-    return Venues(HyperliquidClient(hl_http, info_path=""), binance, wiring.environ.get(WALLET_ENV, ""))
+    return Venues(HyperliquidClient(hl_http, info_path=""), binance, wiring.environ.get(WALLET_ENV, ""),
+                  wiring.background)
 
 
 def boot(ctx: AppContext, mode: str) -> tuple[Decision, bool]:
