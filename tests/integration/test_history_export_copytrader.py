@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from backtest.history.dataset import open_history
-from hlcore.cli import app
+from hlcore_cli import app
 from tests.integration.test_backtest_copytrader import write_inputs
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -22,10 +22,10 @@ from typer.testing import CliRunner
 from backtest.history.dataset import open_history
 from backtest.history.fetch import FetchStats, fetch_fills, fetch_pages, hyperliquid_client
 from hlcore.adapters.http import Answer
-from hlcore.cli import app
 from hlcore.engine.clock import ManualClock
 from hlcore.errors import BadInput
 from hlcore.workspace import open_workspace
+from hlcore_cli import app
 
 T0 = 1769248800000  # 2026-01-24T10:00:00Z
 WALLET = "0x" + "ab" * 20
