@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from hlcore.cli import app
+from hlcore_cli import app
 
 ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
