@@ -290,12 +290,12 @@ def _live_monitor(policy: Path | None, config: Path | None, job: str | None, max
     if not interactive:
         handlers.append(configure_console(wiring.clock))  # warnings and errors stay visible where the process runs
     try:
-        _run_monitor(ws, wiring, job, max_ticks, allow_create_db)
+        _serve_monitor(ws, wiring, job, max_ticks, allow_create_db)
     finally:
         release(handlers)
 
 
-def _run_monitor(ws: Any, wiring: Any, job: str | None, max_ticks: int | None, allow_create_db: bool) -> None:
+def _serve_monitor(ws: Any, wiring: Any, job: str | None, max_ticks: int | None, allow_create_db: bool) -> None:
     import signal
 
     from hlcore.jobs.monitor.service import start as start_monitor
