@@ -148,3 +148,20 @@ def test_a_changed_outcome_exits_1_naming_the_expectation(tmp_path: Path) -> Non
     line = _line_of(drill / "drill.yaml", "transition: {safety: HALT}")
     assert f"FAIL base: {drill / 'drill.yaml'}:{line} at +0.000s" in result.stdout
     assert "verdict: fail" in result.stdout
+
+
+def test_committed_coverage_is_recorded_under_this_code_and_fixture() -> None:
+    """`hlcore diff` skips a drill only on coverage recorded under the current code; stale files make
+    it replay everything (safe, slow) — so CI asks for them to be rewritten with the goldens."""
+    import json
+
+    from replay.behaviour import code_hash
+    from replay.drill import fixture_hash
+
+    code = code_hash()
+    stale = []
+    for drill in DRILLS:
+        recorded = json.loads((drill / "coverage.json").read_text(encoding="utf-8"))["recorded_under"]
+        if recorded["code"] != code or recorded["fixture_hash"] != fixture_hash(drill):
+            stale.append(drill.name)
+    assert not stale, f"coverage.json stale for {stale}: run `hlcore drill -j 2 --write-golden` and commit"
