@@ -150,40 +150,66 @@ def quiet_logs() -> Iterator[_LogCount]:
         log.propagate = propagate
 
 
+def window(task: Task, history: Any) -> tuple[int, int]:
+    """The task's window of the history: [since, until), until exclusive."""
+    since = task.since_ms if task.since_ms is not None else history.since_ms
+    until = task.until_ms if task.until_ms is not None else history.until_ms + 60_000
+    return since, until
+
+
+def boot(ws: Workspace, history: Any, clock: DrillClock, db_path: Path) -> tuple[Any, Any, Any, HistoryFeed]:
+    """The monitor as `live` starts it, reading the history at the client seam and making no HTTP call."""
+    interval = int(ws.settings.get("monitor.snapshots.interval_sec")) * 1000
+    feed = HistoryFeed(history, clock, clock.sleep, ScriptedChance(), interval)
+
+    def no_session(venue: str) -> Any:
+        raise RuntimeError(f"the backtest makes no HTTP call ({venue})")
+
+    wiring = Wiring(clock, clock.sleep, ScriptedChance(), no_session, {})
+    ctx, jobs, scheduler = start(ws, wiring, db_url=sqlite_url(db_path), allow_create_db=True,
+                                 client=feed)  # type: ignore[arg-type]
+    return ctx, jobs, scheduler, feed
+
+
+def play(scheduler: Any, clock: DrillClock, since: int, until: int, step_ms: int,
+         progress: Callable[[int, int], None] | None, after_step: Callable[[], None] | None = None) -> None:
+    """Run the scheduler over [since, until) in steps (progress after each; `until` is exclusive)."""
+    total = max(1, (until - since + step_ms - 1) // step_ms)
+    for step in range(total):
+        scheduler.run_until(min(until - 1, since + (step + 1) * step_ms),
+                            lambda ts: clock.set(max(ts, clock.now_ms())))
+        if after_step is not None:
+            after_step()
+        if progress is not None:
+            progress(step + 1, total)
+
+
 def run_exact(task: Task, progress: Callable[[int, int], None] | None = None) -> Outcome:
     """Play the monitor over the task's window of history; return its outcome tables."""
     history = open_history(Path(task.history))
-    since = task.since_ms if task.since_ms is not None else history.since_ms
-    until = task.until_ms if task.until_ms is not None else history.until_ms + 60_000
+    since, until = window(task, history)
     with tempfile.TemporaryDirectory(prefix="hlcore-backtest-", dir=_SCRATCH) as tmp, quiet_logs() as tap:
         ws = workspace(task, Path(tmp))
         clock = DrillClock(since)
-        interval = int(ws.settings.get("monitor.snapshots.interval_sec")) * 1000
-        feed = HistoryFeed(history, clock, clock.sleep, ScriptedChance(), interval)
-
-        def no_session(venue: str) -> Any:
-            raise RuntimeError(f"the backtest makes no HTTP call ({venue})")
-
-        wiring = Wiring(clock, clock.sleep, ScriptedChance(), no_session, {})
-        ctx, _jobs, scheduler = start(ws, wiring, db_url=sqlite_url(Path(tmp) / "monitor.db"), allow_create_db=True,
-                                      client=feed)  # type: ignore[arg-type]
-        initial = {name: m.initial for name, m in ws.policy.machines.items()}
+        ctx, _jobs, scheduler, feed = boot(ws, history, clock, Path(tmp) / "monitor.db")
         try:
-            chunk = DAY_MS // 4
-            total = max(1, (until - since + chunk - 1) // chunk)
-            for step in range(total):
-                scheduler.run_until(min(until - 1, since + (step + 1) * chunk),  # until is exclusive
-                                    lambda ts: clock.set(max(ts, clock.now_ms())))
-                if progress is not None:
-                    progress(step + 1, total)
-            outcome = Outcome(task.label, since, until, ws.policy.hash, history.content_hash,
-                              initial_states={k: str(v) for k, v in sorted(initial.items())})
-            read_outcome(ctx.db, outcome, since)
-            outcome.feed = dict(feed.stats)
-            outcome.settings = {"monitor.universe.size": ws.settings.get("monitor.universe.size")}
+            play(scheduler, clock, since, until, DAY_MS // 4, progress)
+            outcome = outcome_of(task, ws, history, ctx.db, since, until, feed.stats)
         finally:
             ctx.close()
         outcome.logs = dict(sorted(tap.counts.items()))
+    return outcome
+
+
+def outcome_of(task: Task, ws: Workspace, history: Any, db: Any, since: int, until: int,
+               feed: Mapping[str, Any]) -> Outcome:
+    """The outcome tables a played window left in its database."""
+    initial = {name: m.initial for name, m in ws.policy.machines.items()}
+    outcome = Outcome(task.label, since, until, ws.policy.hash, history.content_hash,
+                      initial_states={k: str(v) for k, v in sorted(initial.items())})
+    read_outcome(db, outcome, since)
+    outcome.feed = dict(feed)
+    outcome.settings = {"monitor.universe.size": ws.settings.get("monitor.universe.size")}
     return outcome
 
 

@@ -22,20 +22,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from backtest.exact import _SCRATCH, Outcome, Task, quiet_logs, read_outcome, workspace
-from backtest.fast.features import Features, ensure, load, window
-from backtest.feed import HistoryFeed
+from backtest.exact import _SCRATCH, Outcome, Task, boot, outcome_of, play, quiet_logs, window, workspace
+from backtest.fast.features import Features, ensure, load
 from backtest.history.dataset import DAY_MS, open_history
 from hlcore.errors import BadInput, Problem
-from hlcore.jobs.copytrade.service import Wiring
 from hlcore.jobs.monitor import formulas as f
-from hlcore.jobs.monitor.service import start
 from hlcore.jobs.monitor.signals import Measured, SignalJob
 from hlcore.jobs.monitor.universe import log as universe_log
-from hlcore.storage.db import Database, sqlite_url
+from hlcore.storage.db import Database
 from hlcore.storage.monitor import IngestRuns, MonitorState
 from hlcore.storage.monitor_signals import SignalStore
-from replay.runner import DrillClock, ScriptedChance
+from replay.runner import DrillClock
 
 
 class FeatureSnapshots:
@@ -117,31 +114,12 @@ def _decide(task: Task, ws: Any, history: Any, since: int, until: int, features:
             progress: Callable[[int, int], None] | None) -> Outcome:
     with tempfile.TemporaryDirectory(prefix="hlcore-fast-db-", dir=_SCRATCH) as tmp:
         clock = DrillClock(since)
-        interval = int(ws.settings.get("monitor.snapshots.interval_sec")) * 1000
-        feed = HistoryFeed(history, clock, clock.sleep, ScriptedChance(), interval)  # the universe job's reads
-
-        def no_session(venue: str) -> Any:
-            raise RuntimeError(f"the backtest makes no HTTP call ({venue})")
-
-        wiring = Wiring(clock, clock.sleep, ScriptedChance(), no_session, {})
-        ctx, jobs, scheduler = start(ws, wiring, db_url=sqlite_url(Path(tmp) / "monitor.db"), allow_create_db=True,
-                                     client=feed)  # type: ignore[arg-type]
+        ctx, jobs, scheduler, _feed = boot(ws, history, clock, Path(tmp) / "monitor.db")  # the universe job reads it
         jobs.snapshots = FeatureSnapshots(ctx.db, clock, features)  # type: ignore[assignment]
         jobs.signals = FeatureSignalJob(ctx, clock, features)
-        initial = {name: m.initial for name, m in ws.policy.machines.items()}
         try:
-            chunk = DAY_MS // 4
-            total = max(1, (until - since + chunk - 1) // chunk)
-            for step in range(total):
-                scheduler.run_until(min(until - 1, since + (step + 1) * chunk),
-                                    lambda ts: clock.set(max(ts, clock.now_ms())))
-                if progress is not None:
-                    progress(step + 1, total)
-            outcome = Outcome(task.label, since, until, ws.policy.hash, history.content_hash,
-                              initial_states={k: str(v) for k, v in sorted(initial.items())})
-            read_outcome(ctx.db, outcome, since)
-            outcome.feed = dict(features.feed)
-            outcome.settings = {"monitor.universe.size": ws.settings.get("monitor.universe.size")}
+            play(scheduler, clock, since, until, DAY_MS // 4, progress)
+            outcome = outcome_of(task, ws, history, ctx.db, since, until, features.feed)
             outcome.path = "fast"
         finally:
             ctx.close()

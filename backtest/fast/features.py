@@ -34,16 +34,12 @@ from sqlalchemy import delete
 
 import backtest
 import hlcore
-from backtest.exact import _SCRATCH, Task, quiet_logs, workspace
-from backtest.feed import HistoryFeed
+from backtest.exact import _SCRATCH, Task, boot, play, quiet_logs, window, workspace
 from backtest.history.dataset import History, day_of, open_history
-from hlcore.jobs.copytrade.service import Wiring
-from hlcore.jobs.monitor.service import start
 from hlcore.jobs.monitor.signals import SignalJob
-from hlcore.storage.db import sqlite_url
 from hlcore.storage.monitor import IngestRun, IngestRuns
 from hlcore.storage.schema import wallet_snapshots
-from replay.runner import DrillClock, ScriptedChance
+from replay.runner import DrillClock
 
 HOUR_MS = 3_600_000
 FORMAT = 1
@@ -97,13 +93,6 @@ def _policy_hash(root: Path) -> str:
             h.update(str(path.relative_to(root)).encode())
             h.update(path.read_bytes())
     return h.hexdigest()
-
-
-def window(task: Task, history: History) -> tuple[int, int]:
-    """The exact path's window: [since, until), until exclusive."""
-    since = task.since_ms if task.since_ms is not None else history.since_ms
-    until = task.until_ms if task.until_ms is not None else history.until_ms + 60_000
-    return since, until
 
 
 def feature_key(task: Task, settings: Any, history: History) -> dict[str, Any]:
@@ -216,25 +205,11 @@ def build(task: Task, target: Path, progress: Callable[[int, int], None] | None 
     with tempfile.TemporaryDirectory(prefix="hlcore-features-", dir=_SCRATCH) as tmp, quiet_logs() as tap:
         ws = workspace(task, Path(tmp))
         clock = DrillClock(since)
-        interval = int(ws.settings.get("monitor.snapshots.interval_sec")) * 1000
-        feed = HistoryFeed(history, clock, clock.sleep, ScriptedChance(), interval)
-
-        def no_session(venue: str) -> Any:
-            raise RuntimeError(f"the backtest makes no HTTP call ({venue})")
-
-        wiring = Wiring(clock, clock.sleep, ScriptedChance(), no_session, {})
-        ctx, jobs, scheduler = start(ws, wiring, db_url=sqlite_url(Path(tmp) / "features.db"),
-                                     allow_create_db=True, client=feed)  # type: ignore[arg-type]
+        ctx, jobs, scheduler, feed = boot(ws, history, clock, Path(tmp) / "features.db")
         try:
             _measuring_half(jobs, scheduler, clock, days)
             keep = _horizon_ms(ws.settings)
-            total = max(1, (until - since + HOUR_MS - 1) // HOUR_MS)
-            for step in range(total):
-                scheduler.run_until(min(until - 1, since + (step + 1) * HOUR_MS),
-                                    lambda ts: clock.set(max(ts, clock.now_ms())))
-                _prune(ctx.db, clock.now_ms() - keep)
-                if progress is not None:
-                    progress(step + 1, total)
+            play(scheduler, clock, since, until, HOUR_MS, progress, lambda: _prune(ctx.db, clock.now_ms() - keep))
             days.flush()
             feed_stats = dict(feed.stats)
         finally:

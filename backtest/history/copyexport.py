@@ -19,9 +19,9 @@ from sqlalchemy import select
 
 from backtest.history.copyrows import fill_rows_to_tables, write_copy_history
 from backtest.history.dataset import Writer, day_of
+from backtest.history.export import open_source
 from hlcore.adapters.hyperliquid.parse import SYNTHETIC_TID_BASE
 from hlcore.errors import BadInput, Problem
-from hlcore.storage.db import StorageUnavailable, open_database
 from hlcore.storage.schema import ingested_fills
 from replay.worlds.copytrade import fill_direction
 
@@ -62,13 +62,7 @@ def _rows(db: Any, since_ms: int | None, until_ms: int | None) -> Iterator[dict[
 def export_copytrader(url: str, since_ms: int | None, until_ms: int | None, out: Path,
                       klines: list[Path] | None = None, exchange_info: Path | None = None) -> dict[str, Any]:
     """Stream the database's ingested fills, one UTC day at a time, into a copy-trade history."""
-    try:
-        db = open_database(url)
-        status = db.schema_status()
-    except StorageUnavailable as exc:
-        raise BadInput(Problem("--db", "", f"cannot open the copy-trader database: {exc}")) from None
-    if status == "missing":
-        raise BadInput(Problem("--db", "", "no hlcore copy-trader database there"))
+    db = open_source(url, "copy-trader")
     writer = Writer(out, source=f"export {db.engine.url.get_backend_name()}", app="copytrader")
     try:
         day, batch, count = "", [], 0

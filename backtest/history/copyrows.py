@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 
 from backtest.history.dataset import EXCHANGE_INFO, KLINES, SCHEMAS, TARGET_FILLS, Writer, day_of
-from backtest.history.importers import read_exchange_info, read_klines
+from backtest.history.importers import bars_by_day, read_exchange_info
 
 MISSING_BARS = ("klines_1m and exchange_info are not in this history: pass --klines (Binance 1m kline CSVs) "
                 "and --exchange-info (a saved /fapi/v1/exchangeInfo body) when writing it")
@@ -35,13 +35,7 @@ def write_copy_history(writer: Writer, fills: dict[str, pa.Table], klines: list[
     """Write fills (and bars and filters when given); return the manifest's extra keys."""
     for day, table in fills.items():
         writer.write(TARGET_FILLS, day, table)
-    bars: dict[str, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
-    for path in klines:
-        cols = read_klines(path)
-        for i, ts in enumerate(cols["open_time"]):
-            day = bars[day_of(ts)]
-            for k, v in cols.items():
-                day[k].append(v[i])
+    bars = bars_by_day(klines)
     for day in sorted(bars):
         writer.write(KLINES, day, pa.table(dict(bars[day])).sort_by([("open_time", "ascending"),
                                                                      ("symbol", "ascending")]))

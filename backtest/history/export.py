@@ -26,7 +26,7 @@ from backtest.history.dataset import (
     day_of,
 )
 from hlcore.errors import BadInput, Problem
-from hlcore.storage.db import StorageUnavailable, open_database
+from hlcore.storage.db import Database, StorageUnavailable, open_database
 from hlcore.storage.schema import ingest_runs, wallet_snapshots, wallet_universe_members, wallet_universe_runs
 
 NO_SIZE = "NETWORK_ERROR: exported: no size recorded"
@@ -37,14 +37,20 @@ def _f(v: Any) -> float | None:
     return None if v is None else float(v)
 
 
-def export(url: str, since_ms: int, until_ms: int, out: Path) -> dict[str, Any]:
+def open_source(url: str, app: str) -> Database:
+    """The database an export reads; a missing or unreadable one is one clear error."""
     try:
         db = open_database(url)
         status = db.schema_status()
     except StorageUnavailable as exc:
-        raise BadInput(Problem("--db", "", f"cannot open the monitor database: {exc}")) from None
+        raise BadInput(Problem("--db", "", f"cannot open the {app} database: {exc}")) from None
     if status == "missing":
-        raise BadInput(Problem("--db", "", "no hlcore monitor database there"))
+        raise BadInput(Problem("--db", "", f"no hlcore {app} database there"))
+    return db
+
+
+def export(url: str, since_ms: int, until_ms: int, out: Path) -> dict[str, Any]:
+    db = open_source(url, "monitor")
     assets: set[str] = set()
     writer = Writer(out, source=f"export {db.engine.url.get_backend_name()}")
     try:

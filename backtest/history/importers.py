@@ -126,9 +126,8 @@ def read_exchange_info(path: Path, as_of: int) -> dict[str, list[Any]]:
     return dict(out)
 
 
-def import_copytrade(klines: list[Path], node_fills: list[Path], exchange_info: Path, wallet: str,
-                     out: Path) -> dict[str, Any]:
-    """Write the dataset (one partition per UTC day) from the downloaded files."""
+def bars_by_day(klines: list[Path]) -> dict[str, dict[str, list[Any]]]:
+    """The kline files' rows as columns per UTC day of their open time."""
     bars: dict[str, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
     for path in klines:
         cols = read_klines(path)
@@ -136,6 +135,13 @@ def import_copytrade(klines: list[Path], node_fills: list[Path], exchange_info: 
             day = bars[day_of(ts)]
             for k, v in cols.items():
                 day[k].append(v[i])
+    return bars
+
+
+def import_copytrade(klines: list[Path], node_fills: list[Path], exchange_info: Path, wallet: str,
+                     out: Path) -> dict[str, Any]:
+    """Write the dataset (one partition per UTC day) from the downloaded files."""
+    bars = bars_by_day(klines)
     fills: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for path in node_fills:
         for row in read_node_fills(path, wallet):

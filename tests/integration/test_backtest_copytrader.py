@@ -120,11 +120,17 @@ def test_backtest_refuses_a_monitor_history_for_the_copytrader(tmp_path: Path) -
     assert r.exit_code == 2 and "expected a copytrader history" in r.output
 
 
-def test_sweep_over_the_ratio_scales_the_mirror(tmp_path: Path) -> None:
+def imported_history(tmp_path: Path) -> Path:
+    """`hlcore history import` of the generated kline CSV, node_fills and exchangeInfo files."""
     klines, nf, info = write_inputs(tmp_path)
     out = tmp_path / "hist"
     assert runner.invoke(app, ["history", "import", "--klines", str(klines), "--node-fills", str(nf),
                                "--exchange-info", str(info), "--wallet", WALLET, "--out", str(out)]).exit_code == 0
+    return out
+
+
+def test_sweep_over_the_ratio_scales_the_mirror(tmp_path: Path) -> None:
+    out = imported_history(tmp_path)
     grid = tmp_path / "grid.yaml"
     grid.write_text("grid:\n  decision.sizing.proportional_ratio: [0.001, 0.003]\n", encoding="utf-8")
     r = runner.invoke(app, ["backtest", "--app", "copytrader", "--history", str(out), "--sweep", str(grid),
@@ -139,10 +145,7 @@ def test_sweep_over_the_ratio_scales_the_mirror(tmp_path: Path) -> None:
 
 def test_fault_overlay_rate_limits_the_open(tmp_path: Path) -> None:
     """A declared episode of 429s on order POSTs around the open: the open is not mirrored as before."""
-    klines, nf, info = write_inputs(tmp_path)
-    out = tmp_path / "hist"
-    assert runner.invoke(app, ["history", "import", "--klines", str(klines), "--node-fills", str(nf),
-                               "--exchange-info", str(info), "--wallet", WALLET, "--out", str(out)]).exit_code == 0
+    out = imported_history(tmp_path)
     faults = tmp_path / "faults.yaml"
     faults.write_text("faults:\n  - {at: '2026-01-24T10:05:30Z', kind: '429', match: POST /fapi/v1/order, "
                       "for: 3m, retry_after: 60}\n", encoding="utf-8")
