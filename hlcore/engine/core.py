@@ -36,7 +36,8 @@ AUDIT_EFFECT = "audit"  # an effect that writes one audit record on the rule's m
 class Instance:
     """One running machine: a singleton, or one key of a template (e.g. exit_cluster/BTC).
 
-    Not slotted: `transitions` attaches trigger helpers to its models.
+    Never registered with `transitions` (`Machine.add_model`): the engine triggers events on the
+    machine's `Event` objects with the instance as the model, which reads and sets only `state`.
     """
 
     def __init__(self, machine: str, key: tuple[Any, ...], state: str, reason: str | None, since: int,
@@ -228,7 +229,9 @@ class Engine:
             m = self.policy.machines[machine]
             inst = Instance(machine, key, m.initial, m.initial_reason, self.clock.now_ms(), dict(m.vars))
             self._instances[machine][key] = inst
-            self._machines[machine].add_model(inst, initial=m.initial)
+            # Not `Machine.add_model`: the engine fires events through `Machine.events[...].trigger(inst)`,
+            # which needs only `inst.state`. add_model scanned the machine's model list (O(instances)) and
+            # hung ~2 partials per event and state on every instance (issue 12: heap and GC grew per order).
         return inst
 
     def _resolve(self, machine: str, ctx: _Ctx) -> Instance | None:
