@@ -11,7 +11,7 @@ you are, same reason" is settled without entering the `transitions` machinery at
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -106,7 +106,10 @@ class _Ctx:
 
     def count_in_state(self, machine: str, states: frozenset[str]) -> int:
         consulted.note("machines", machine)
-        return sum(1 for i in self.engine._instances[machine].values() if i.state in states)
+        engine = self.engine
+        evicted = engine._evicted_count[machine]
+        return (sum(1 for i in engine._instances[machine].values() if i.state in states)
+                + sum(evicted[s] for s in states))
 
 
 class Engine:
@@ -135,6 +138,15 @@ class Engine:
         self._gate_machines: dict[str, list[MachineDef]] = {}
         self._new_tallies: list[dict[str, Any]] = []
         self._dirty: dict[str, Instance] = {}
+        # Eviction (issue 12: flat latency): instances in a final state, once persisted, leave memory;
+        # the key and its state stay (`in_state` counts and key-less gates still see them), and the
+        # next fact naming the key restores the instance from storage (`restore`), never re-seeds it.
+        # Off until a storage-bound owner (`Runtime`) sets `restore`.
+        self.restore: Callable[[str, str], Mapping[str, Any] | None] | None = None
+        self._final: dict[str, frozenset[str]] = {
+            m.name: frozenset(s for s, d in m.states.items() if d.final) for m in policy.machines.values() if m.key}
+        self._evicted: dict[str, dict[tuple[Any, ...], str]] = {m: {} for m in policy.machines}
+        self._evicted_count: dict[str, Counter[str]] = {m: Counter() for m in policy.machines}
         self._pend = _Pending(0, "", {})
         self._ctx = _Ctx(self, "", {}, 0, None)
         self._compile()
@@ -226,6 +238,8 @@ class Engine:
     def _instance(self, machine: str, key: tuple[Any, ...]) -> Instance:
         inst = self._instances[machine].get(key)
         if inst is None:
+            if key in self._evicted[machine]:
+                return self._restore(machine, key)
             m = self.policy.machines[machine]
             inst = Instance(machine, key, m.initial, m.initial_reason, self.clock.now_ms(), dict(m.vars))
             self._instances[machine][key] = inst
@@ -233,6 +247,37 @@ class Engine:
             # which needs only `inst.state`. add_model scanned the machine's model list (O(instances)) and
             # hung ~2 partials per event and state on every instance (issue 12: heap and GC grew per order).
         return inst
+
+    def _restore(self, machine: str, key: tuple[Any, ...]) -> Instance:
+        """Bring an evicted instance back as storage has it (state, reason, since, vars). Its row was
+        committed before it was evicted; if storage no longer has it, the state it was evicted in
+        stands (a final state: re-seeding it would let a settled event or order start over)."""
+        m = self.policy.machines[machine]
+        state = self._evicted[machine][key]
+        inst = Instance(machine, key, state, None, self.clock.now_ms(), dict(m.vars))
+        row = self.restore(machine, inst.id) if self.restore is not None else None
+        if row is not None and row["state"] in m.states:
+            inst.state, inst.reason = row["state"], row.get("reason")
+            inst.since = int(row.get("since_ms") or inst.since)
+            inst.vars.update({k: v for k, v in (row.get("vars") or {}).items() if k in m.vars})
+        else:
+            self._dirty[inst.id] = inst  # written back as it stands
+        del self._evicted[machine][key]
+        self._evicted_count[machine][state] -= 1
+        self._instances[machine][key] = inst
+        return inst
+
+    def evict(self, machine: str, key: tuple[Any, ...]) -> bool:
+        """Drop a persisted instance in a final state from memory (the caller knows its row is
+        committed); returns whether it was evicted. A changed-but-unsaved instance stays."""
+        inst = self._instances[machine].get(key)
+        if (inst is None or self.restore is None or inst.state not in self._final.get(machine, ())
+                or inst.id in self._dirty):
+            return False
+        del self._instances[machine][key]
+        self._evicted[machine][key] = inst.state
+        self._evicted_count[machine][inst.state] += 1
+        return True
 
     def _resolve(self, machine: str, ctx: _Ctx) -> Instance | None:
         if ctx.self_inst is not None and ctx.self_inst.machine == machine:
@@ -265,8 +310,15 @@ class Engine:
             key = tuple(row.get("key") or ())
             if m.key and not key:  # storage keeps the instance id "machine/k1/k2"; the last key may hold '/'
                 key = tuple(str(row["instance"]).split("/", len(m.key))[1:])
-            inst = self._instance(m.name, key)
             state, reason = row["state"], row.get("reason")
+            if self.restore is not None and state in self._final.get(m.name, ()):
+                self._forget_instance(m.name, key)
+                self._evicted[m.name][key] = state  # persisted and final: restored from storage when named
+                self._evicted_count[m.name][state] += 1
+                continue
+            if key in self._evicted[m.name]:  # storage's row says what it is now: no restore needed
+                self._forget_instance(m.name, key)
+            inst = self._instance(m.name, key)
             if state not in m.states:
                 fb = m.fallback or {"state": m.initial, "reason": m.initial_reason}
                 pend.audit.append(self._audit(now, m, inst, state, fb["state"], RESTORE_EVENT, fb["reason"],
@@ -294,6 +346,15 @@ class Engine:
         for t in tallies:
             self._tallies.setdefault((t["name"], t.get("key")), deque()).append((int(t["ts_ms"]), float(t["value"])))
         return pend.decision()
+
+    def _forget_instance(self, machine: str, key: tuple[Any, ...]) -> None:
+        """Neither in memory nor evicted (a restart or an operator's sync is about to say what it is)."""
+        inst = self._instances[machine].pop(key, None)
+        if inst is not None:
+            self._dirty.pop(inst.id, None)
+        state = self._evicted[machine].pop(key, None)
+        if state is not None:
+            self._evicted_count[machine][state] -= 1
 
     # ------------------------------------------------------------------ queries
     def state(self, machine: str, **key: Any) -> str:
@@ -343,6 +404,9 @@ class Engine:
                     insts = [self._instance(m.name, tuple(key[k] for k in m.key))]
                 else:
                     insts = list(self._instances[m.name].values())
+                    evicted = self._evicted_count[m.name]
+                    if any(n > 0 and gate not in m.states[s].allows for s, n in evicted.items()):
+                        return False  # an evicted instance's state shuts it, as it did in memory
             else:
                 insts = [self._instance(m.name, ())]
             for inst in insts:

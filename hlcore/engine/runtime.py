@@ -42,6 +42,13 @@ class Runtime:
         self._unsaved_tallies: list[dict[str, Any]] = []
         self._revision: str | None = None  # the last operator revision this process has adopted
         self._present: set[str] = set()  # tables seen in storage (see `_has`)
+        self.engine.restore = self._restore  # final instances leave memory once committed (engine.evict)
+        self._conn: Connection | None = None  # the caller's transaction while `observe` runs in one
+
+    def _restore(self, machine: str, instance: str) -> Mapping[str, Any] | None:
+        """An evicted instance's committed row, read in the caller's transaction when it gave one."""
+        with storage_errors("restore machine state"):
+            return self._states.load_one(machine, instance, conn=self._conn)
 
     def _has(self, table: str) -> bool:
         """Whether storage has `table` (an older schema may not). A table once seen stays: tables
@@ -103,7 +110,11 @@ class Runtime:
                 conn: Connection | None = None) -> Decision:
         """Observe a fact and persist what it changed (in `conn`'s transaction when given, so a
         job's own rows and the policy's state commit together)."""
-        decision = self.engine.observe(kind, fields)
+        self._conn = conn
+        try:
+            decision = self.engine.observe(kind, fields)
+        finally:
+            self._conn = None
         pending = self._unsaved or self._unsaved_rows or self._unsaved_tallies  # an earlier write that failed
         if persist and (decision.transitions or decision.effects or decision.events or decision.vars or pending):
             self.persist(decision, conn=conn)
@@ -156,6 +167,8 @@ class Runtime:
         for key, row in rows.items():
             if self._unsaved_rows.get(key) is row:
                 del self._unsaved_rows[key]
+                if row["key"]:  # committed: a final keyed instance can leave memory (engine.evict)
+                    self.engine.evict(row["machine"], tuple(row["key"]))
         self._unsaved_tallies = self._unsaved_tallies[tallies:]
 
 

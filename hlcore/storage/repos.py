@@ -169,6 +169,19 @@ class MachineStateStore:
         with self.db.begin_or_join(conn) as c:
             upsert(c, machine_states, prepared, keys=["machine", "instance"])
 
+    _ONE = select(*(machine_states.c[f] for f in FIELDS)).where(
+        machine_states.c.machine == bindparam("m"), machine_states.c.instance == bindparam("i"))
+
+    def load_one(self, machine: str, instance: str, *, conn: Connection | None = None) -> dict[str, Any] | None:
+        """One saved row (as `load` gives it), or None: how the engine restores an evicted instance."""
+        with self.db.begin_or_join(conn) as c:
+            found = c.execute(self._ONE, {"m": machine, "i": instance}).first()
+        if found is None:
+            return None
+        row = dict(found._mapping)
+        row["vars"] = load_json(row["vars"]) or {}
+        return row
+
     def load(self, *, conn: Connection | None = None) -> list[dict[str, Any]]:
         """Saved rows ordered by (machine, instance), with the same keys `save` takes."""
         cols = [machine_states.c[f] for f in self.FIELDS]
