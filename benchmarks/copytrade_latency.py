@@ -23,6 +23,7 @@ third figure is the loop thread's CPU for ingest + decide, steadier than wall ti
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import multiprocessing
 import random
@@ -46,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from hlcore.engine.clock import ManualClock  # noqa: E402
 from hlcore.jobs.copytrade.prefetch import background_thread, run_when_taken  # noqa: E402
-from hlcore.jobs.copytrade.service import Wiring, start  # noqa: E402
+from hlcore.jobs.copytrade.service import Wiring, settle_heap, start  # noqa: E402
 from hlcore.workspace import open_workspace  # noqa: E402
 
 WALLET = "0x" + "ef" * 20
@@ -197,6 +198,8 @@ def main() -> None:
                              "leave the disk's fsync out of an A/B on a busy machine")
     parser.add_argument("--venue", choices=("process", "thread"), default="process",
                         help="run the venue stubs in their own process (default) or on a thread of this one")
+    parser.add_argument("--no-freeze", action="store_true",
+                        help="skip `settle_heap` (gc.freeze after boot, as `hlcore live` does), for A/B")
     args = parser.parse_args()
     runner = background_thread if args.prefetch == "thread" else run_when_taken
     venue: LocalVenue | RemoteVenue = RemoteVenue() if args.venue == "process" else LocalVenue()
@@ -216,6 +219,10 @@ def main() -> None:
                         runner)
         ctx, jobs, _sched, _loop, code = start(ws, "live", wiring, allow_create_db=True)
         assert code == 0 and ctx.runtime.engine.state("safety") == "ARMED_LIVE", "benchmark needs ARMED_LIVE"
+        if not args.no_freeze:
+            settle_heap()  # as `hlcore live` does before its loop
+        pauses: list[tuple[int, float]] = []  # (generation, ms) of each collection during the loop
+        gc.callbacks.append(_gc_timer(pauses))
         latencies: list[float] = []
         tick: list[float] = []
         cpu: list[float] = []  # the loop thread's CPU for ingest + decide (order sent): steadier under load
@@ -249,7 +256,23 @@ def main() -> None:
         print(f"  orders 1-{min(100, len(values))}: {_figures(values[:100])}")
         if len(values) > 100:
             print(f"  orders {len(values) - 99}-{len(values)}: {_figures(values[-100:])}")
+    for gen in (0, 1, 2):
+        times = [ms for g, ms in pauses if g == gen]
+        print(f"gc generation {gen}: {len(times)} collections during the loop, longest "
+              f"{max(times, default=0):.2f} ms")
     print("target (issue 12): p99 <= 5 ms for fill observed -> order submitted, after 100 orders and after N")
+
+
+def _gc_timer(pauses: list[tuple[int, float]]) -> Any:
+    started = [0.0]
+
+    def timer(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            pauses.append((int(info["generation"]), (time.perf_counter() - started[0]) * 1000))
+
+    return timer
 
 
 def _figures(values: list[float]) -> str:

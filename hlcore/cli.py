@@ -216,7 +216,7 @@ def live(mode: Annotated[str, typer.Option("--mode", help="live, dry-run or back
 
     from hlcore.config.settings import load_env
     from hlcore.engine.clock import SystemClock
-    from hlcore.jobs.copytrade.service import Wiring, start
+    from hlcore.jobs.copytrade.service import Wiring, settle_heap, start
     from hlcore.ops.baseline import new_session
 
     if app_name not in ("copytrader", "monitor"):
@@ -246,6 +246,7 @@ def live(mode: Annotated[str, typer.Option("--mode", help="live, dry-run or back
                       f"safety_reason_code={engine.reason('safety')} policy_hash={ws.policy.hash}", markup=False)
             if code:
                 raise typer.Exit(code=code)
+            settle_heap()
             scheduler.run_forever(_stoppable(scheduler), max_runs=max_ticks)
         finally:
             ctx.close()

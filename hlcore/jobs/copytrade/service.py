@@ -8,6 +8,7 @@ which one it got.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import random
@@ -285,6 +286,16 @@ def start(ws: Workspace, mode: str, wiring: Wiring, *, db_url: str | None = None
 
 
 HOUR_MS = 3_600_000
+
+
+def settle_heap() -> None:
+    """After boot, before the loop: what boot built (policy, compiled engine, SQLAlchemy metadata,
+    modules) lives as long as the process, so it is collected once and then moved out of the cyclic
+    collector's sight (`gc.freeze`). A full collection then scans only what the loop made since, not
+    ~90k long-lived objects (issue 12: 70-170 ms pauses in the fill -> order path). Long-running
+    processes only: replay boots many apps in one process and must not freeze each one's heap."""
+    gc.collect()
+    gc.freeze()
 
 
 def retention(ctx: AppContext, jobs: CopytradeJobs) -> None:
