@@ -8,6 +8,9 @@ from typing import Any
 
 import pytest
 import requests
+from hypothesis import given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 
 from hlcore.adapters.http import (
     EXCHANGE_ERROR,
@@ -183,3 +186,31 @@ def test_used_weight_header_at_the_limit_pauses_until_the_next_minute() -> None:
     assert len(transport.sent) == 1 and http.cooldown_until_ms == T0 + 60_000
     clock.set(T0 + 60_000)
     assert isinstance(http.request("GET", "/fapi/v2/positionRisk"), HttpResult)
+
+
+_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
+_VALUE = st.one_of(_TEXT, st.integers(-10**12, 10**12), st.decimals(allow_nan=False, allow_infinity=False),
+                   st.floats(allow_nan=False, allow_infinity=False))
+
+
+@hyp_settings(max_examples=200, deadline=None)
+@given(method=st.sampled_from(["GET", "POST", "DELETE", "get"]),
+       base=st.sampled_from(["https://fapi.binance.com", "http://127.0.0.1:8080/", "HTTPS://Api.Hyperliquid.xyz",
+                             "https://h.example/a b", "https://h.example/p?x=1", "https://u:p@h.example"]),
+       path=st.sampled_from(["", "/fapi/v1/order", "/info", "/caf\u00e9"]),
+       params=st.none() | st.dictionaries(_TEXT.filter(bool), _VALUE | st.none() | st.booleans(), max_size=4),
+       body=st.none() | st.dictionaries(_TEXT, st.integers() | _TEXT, max_size=3),
+       headers=st.dictionaries(st.sampled_from(["X-MBX-APIKEY", "Content-Type", "content-length", "Accept"]),
+                               st.text("abcXYZ/ -09", min_size=1, max_size=8).map(str.strip).filter(bool),
+                               max_size=3))
+def test_the_fast_prepare_builds_what_requests_builds(method: str, base: str, path: str, params: Any, body: Any,
+                                                      headers: dict[str, str]) -> None:
+    """`VenueHttp.prepare` skips `requests`' per-call work for plain requests (issue 12); what goes on
+    the wire must not change: method, URL (the signed query string), headers and body."""
+    http = venue([])[0]
+    merged = {**requests.Session().headers, **headers}
+    url = base + path
+    ours = http.prepare(method, url, params, body, merged)
+    theirs = requests.Request(method, url, params=params, json=body, headers=merged).prepare()
+    assert (ours.method, ours.url, ours.body) == (theirs.method, theirs.url, theirs.body)
+    assert list(ours.headers.items()) == list(theirs.headers.items())
