@@ -363,6 +363,7 @@ _STORED_INTENTS = select(order_intents.c.correlation_id, order_intents.c.client_
                          order_intents.c.intent_payload).where(
     order_intents.c.correlation_id.in_(bindparam("ids", expanding=True)))
 _RESULT = select(order_results).where(order_results.c.correlation_id == bindparam("cid"))
+_INSERT_INTENT = order_intents.insert()  # built once: the decision inserts on the fill -> order path
 _ACTIVE_BASELINE = select(baseline_snapshots).where(baseline_snapshots.c.active.is_(True))
 _BASELINE_POSITIONS = (select(baseline_positions.c.symbol, baseline_positions.c.qty)
                        .where(baseline_positions.c.baseline_id == bindparam("baseline_id"))
@@ -651,7 +652,7 @@ class Orders:
             for cid, (client_order_id, payload) in wanted.items():
                 if cid in stored:
                     continue
-                c.execute(order_intents.insert(), {"correlation_id": cid, "client_order_id": client_order_id,
+                c.execute(_INSERT_INTENT, {"correlation_id": cid, "client_order_id": client_order_id,
                                                    "event_key": event_key, "intent_payload": payload,
                                                    "created_at_ms": now_ms})
                 inserted.append(cid)
