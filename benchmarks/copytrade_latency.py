@@ -18,6 +18,8 @@ as before issue 12's latency round: the venue's Python then competes with hlcore
 overlapping the ingest commit; slower under CPU contention, see docs/decisions.md) picks how the mark
 price is fetched; `--db-dir` puts the SQLite file elsewhere (e.g. /dev/shm for an A/B on a busy disk). The
 third figure is the loop thread's CPU for ingest + decide, steadier than wall time under load.
+After boot the benchmark calls `settle_heap` (gc.freeze) as `hlcore live` does (`--no-freeze` skips
+it), and prints how many collections of each generation ran during the loop and the longest.
 """
 
 from __future__ import annotations
