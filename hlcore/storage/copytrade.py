@@ -194,8 +194,47 @@ _CURSOR_KEYS = select(system_state.c["key"], system_state.c.value).where(system_
     [str(CopytradeKey.LAST_PROCESSED_TIMESTAMP_MS), str(CopytradeKey.LAST_PROCESSED_EVENT_KEY)]))
 
 
+_INGEST_KEYS = select(system_state.c["key"], system_state.c.value).where(system_state.c["key"].in_(
+    [str(CopytradeKey.LAST_PROCESSED_TIMESTAMP_MS), str(CopytradeKey.LAST_PROCESSED_EVENT_KEY),
+     str(CopytradeKey.BOOT_MS), str(CopytradeKey.LAST_INGEST_SUCCESS_MS),
+     str(CopytradeKey.MAINTENANCE_SKIP_APPLIED_MS)]))
+
+
+@dataclass(frozen=True)
+class IngestKeys:
+    """The keys an ingest tick starts from, read together (one statement a tick, not four)."""
+
+    boot_ms: int | None
+    cursor: Cursor | None
+    last_ingest_success_ms: int | None
+    maintenance_skip_applied_ms: int | None
+
+
+def _int_key(stored: dict[str, str], key: str) -> int | None:
+    raw = stored.get(key)
+    if raw is None or raw == "":
+        return None
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"system_state[{key!s}] = {raw!r} is not an integer") from exc
+
+
+def _cursor_of(stored: dict[str, str]) -> Cursor | None:
+    ts = _int_key(stored, CopytradeKey.LAST_PROCESSED_TIMESTAMP_MS)
+    return None if ts is None else Cursor(ts, stored.get(CopytradeKey.LAST_PROCESSED_EVENT_KEY) or None)
+
+
 class CopytradeState(TypedState):
     """Typed access to the cursor and ingest keys of `system_state` (§4.1, §4.2, §6)."""
+
+    def ingest_keys(self, *, conn: Connection | None = None) -> IngestKeys:
+        """`boot_ms`, `cursor()`, `last_ingest_success_ms` and the maintenance-skip stamp in one read."""
+        with self.db.begin_or_join(conn) as c:
+            stored = dict(c.execute(_INGEST_KEYS).all())
+        return IngestKeys(_int_key(stored, CopytradeKey.BOOT_MS), _cursor_of(stored),
+                          _int_key(stored, CopytradeKey.LAST_INGEST_SUCCESS_MS),
+                          _int_key(stored, CopytradeKey.MAINTENANCE_SKIP_APPLIED_MS))
 
     def boot_ms(self, *, conn: Connection | None = None) -> int | None:
         return self.get_int(CopytradeKey.BOOT_MS, conn=conn)
@@ -204,15 +243,7 @@ class CopytradeState(TypedState):
         """The stored cursor, or None before the first boot seeded it."""
         with self.db.begin_or_join(conn) as c:
             stored = dict(c.execute(_CURSOR_KEYS).all())  # one read for both keys (issue 12)
-        raw = stored.get(CopytradeKey.LAST_PROCESSED_TIMESTAMP_MS)
-        if raw is None or raw == "":
-            return None
-        try:
-            ts = int(raw)
-        except ValueError as exc:
-            raise ValueError(f"system_state[{CopytradeKey.LAST_PROCESSED_TIMESTAMP_MS!s}] = {raw!r} is not an "
-                             "integer") from exc
-        return Cursor(ts, stored.get(CopytradeKey.LAST_PROCESSED_EVENT_KEY) or None)
+        return _cursor_of(stored)
 
     def advance_cursor(self, timestamp_ms: int, key: str, now_ms: int, *, conn: Connection | None = None) -> bool:
         """Move the cursor to `key` only if it is strictly after the stored one; True if it moved.
@@ -1025,6 +1056,7 @@ __all__ = [
     "EventNotFound",
     "EventRecord",
     "Events",
+    "IngestKeys",
     "OrderIntent",
     "OrderResult",
     "Orders",
