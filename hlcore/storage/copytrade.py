@@ -24,7 +24,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Row, Table, and_, bindparam, delete, func, select, update
+from sqlalchemy import Connection, Row, Select, Table, and_, bindparam, delete, func, select, update
 
 from hlcore.errors import CheckFailed
 from hlcore.redact import scrub
@@ -631,6 +631,26 @@ def _intent_from_mapping(m: Mapping[str, Any]) -> OrderIntent:
 _RESULT_COLUMNS = [c for c in order_results.c if c.name != "correlation_id"]
 
 
+def _unsettled_intents_query(with_terminal: bool) -> Select[Any]:
+    i, r = order_intents, order_results
+    query = (
+        select(i, *[col.label(f"r_{col.name}") for col in [r.c.correlation_id, *_RESULT_COLUMNS]])
+        .select_from(i.outerjoin(r, r.c.correlation_id == i.c.correlation_id))
+        .order_by(i.c.created_at_ms, i.c.correlation_id)
+    )
+    if with_terminal:  # with no terminal status every intent is unsettled
+        query = query.where(r.c.correlation_id.is_(None) | r.c.status.is_(None)
+                            | r.c.status.notin_(bindparam("terminal", expanding=True)))
+    return query
+
+
+_UNSETTLED_INTENTS = {flag: _unsettled_intents_query(flag) for flag in (False, True)}
+"""Read every tick by execute: built once (issue 12: building a statement costs more than running it)."""
+_UNKNOWN_RESULTS = (select(order_results).where(order_results.c.status == bindparam("status"))
+                    .order_by(order_results.c.first_unknown_ms, order_results.c.created_at_ms,
+                              order_results.c.correlation_id))
+
+
 class Orders:
     """`order_intents` (immutable, persisted before submit) and `order_results` (§3.3, §4.5, §4.6)."""
 
@@ -705,17 +725,9 @@ class Orders:
         Parked UNKNOWNs are non-terminal too; the caller tells them apart by `error_code`.
         """
         terminal = sorted(set(terminal_statuses))
-        i, r = order_intents, order_results
-        query = (
-            select(i, *[col.label(f"r_{col.name}") for col in [r.c.correlation_id, *_RESULT_COLUMNS]])
-            .select_from(i.outerjoin(r, r.c.correlation_id == i.c.correlation_id))
-            .order_by(i.c.created_at_ms, i.c.correlation_id)
-        )
-        if terminal:  # with no terminal status every intent is unsettled
-            query = query.where(r.c.correlation_id.is_(None) | r.c.status.is_(None) | r.c.status.notin_(terminal))
         out = []
         with self.db.begin_or_join(conn) as c:
-            for row in c.execute(query):
+            for row in c.execute(_UNSETTLED_INTENTS[bool(terminal)], {"terminal": terminal}):
                 m = row._mapping
                 result = None
                 if m["r_correlation_id"] is not None:
@@ -796,19 +808,18 @@ class Orders:
 
     def unknown_results(self, unknown_status: str, *, conn: Connection | None = None) -> list[OrderResult]:
         """Results in `unknown_status` (parked included), oldest episode first: the sweep order (§4.6)."""
-        r = order_results
-        query = (
-            select(r)
-            .where(r.c.status == unknown_status)
-            .order_by(r.c.first_unknown_ms, r.c.created_at_ms, r.c.correlation_id)
-        )
         with self.db.begin_or_join(conn) as c:
-            return [OrderResult.from_mapping(row._mapping) for row in c.execute(query)]
+            return [OrderResult.from_mapping(row._mapping) for row in c.execute(_UNKNOWN_RESULTS,
+                                                                                 {"status": unknown_status})]
 
 
 # --------------------------------------------------------------------------------------------------
 # reconcile_runs
 # --------------------------------------------------------------------------------------------------
+
+
+_INSERT_RECONCILE_RUN = reconcile_runs.insert()
+"""Built once, values bound at execution: `.values(**row)` rebuilt the statement every reconcile."""
 
 
 class ReconcileRuns:
@@ -827,7 +838,7 @@ class ReconcileRuns:
             if row.get(col) is not None and not isinstance(row[col], str):
                 row[col] = dump_json(row[col])
         with self.db.begin_or_join(conn) as c:
-            return int(c.execute(reconcile_runs.insert().values(**row)).inserted_primary_key[0])
+            return int(c.execute(_INSERT_RECONCILE_RUN, row).inserted_primary_key[0])
 
     def last(self, *, conn: Connection | None = None) -> dict[str, Any] | None:
         """The latest run (by ts_ms, then id), JSON decoded and `max_drift` as Decimal."""
