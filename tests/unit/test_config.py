@@ -86,7 +86,6 @@ SPEC_KEYS = {
     "execution.binance.retry.max_delay_ms", "execution.binance.retry.jitter_ms",
     # safety, orchestrator
     "safety.warn_threshold", "safety.critical_threshold", "safety.reconcile_interval_sec",
-    "safety.local_positions_full_check_sec",
     "safety.snapshot_max_stale_ms", "safety.halt_recovery_noncritical_required",
     "safety.halt_recovery_window_sec", "safety.startup_policy", "safety.unknown_burst_count",
     "safety.unknown_burst_window_sec",

@@ -121,8 +121,9 @@ class CopytradeJobs:
         self._fresh: set[str] = set()
         self.next_query_ms: int | None = None  # when the earliest paced UNKNOWN query is due (§4.6)
         self.failed_fetches = 0  # consecutive failed ingest fetches (reported, then the recovery)
-        self.full_check_every_ms = int(self.settings.get("safety.local_positions_full_check_sec")) * 1000
-        self.next_full_check_ms = 0  # when a clean loop reconcile next re-checks the running sum in full
+        # the next loop reconcile re-checks the running sum in full (set at start and by the hourly
+        # maintenance job, copytrader §6; every other reconcile checks in full anyway)
+        self.full_check_due = True
 
     # ------------------------------------------------------------------ ingest (§4.1, §4.2)
     def ingest(self) -> int:
@@ -357,7 +358,7 @@ class CopytradeJobs:
             log.error("local positions kept incrementally %s differ from the full recomputation %s: rebuilt",
                       kept, full)
             self.book.forget()
-        self.next_full_check_ms = self.ctx.clock.now_ms() + self.full_check_every_ms
+        self.full_check_due = False
         return full
 
     def _reconcile_local_positions(self, context: str, exchange: dict[str, Decimal] | None) -> dict[str, Decimal]:
@@ -365,10 +366,10 @@ class CopytradeJobs:
         baseline (linear in orders, so quadratic over a run when done every minute); it is done on
         every startup / manual / policy-requested reconcile, whenever the running sum does not agree
         with the exchange (before the policy acts on a drift, the figure is confirmed) and otherwise
-        at most every `safety.local_positions_full_check_sec`. Between those, the running sum the
-        decisions use is the figure, and it agrees with the exchange to the last unit."""
+        on the first loop reconcile after each hourly maintenance run (`service.retention`). Between
+        those, the running sum the decisions use is the figure, and it equals the exchange's."""
         kept = self.book.positions(self.ctx.clock.now_ms())
-        if context == "loop" and exchange == kept and self.ctx.clock.now_ms() < self.next_full_check_ms:
+        if context == "loop" and exchange == kept and not self.full_check_due:
             return kept
         return self._checked_local_positions()
 

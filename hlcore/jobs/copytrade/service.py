@@ -303,7 +303,9 @@ HOUR_MS = 3_600_000
 
 def retention(ctx: AppContext, jobs: CopytradeJobs) -> None:
     """Hourly (copytrader §6): prune DONE events and their fills older than
-    max(dedup_ttl_seconds, window + overlap), never the cursor's row."""
+    max(dedup_ttl_seconds, window + overlap), never the cursor's row; and have the next loop
+    reconcile check the running sum of local positions against the full recomputation."""
+    jobs.full_check_due = True
     s = ctx.settings
     keep_ms = max(int(s.get("ingest.dedup_ttl_seconds")) * 1000,
                   int(s.get("ingest.backfill_window_ms")) + int(s.get("ingest.cursor_overlap_ms")))
