@@ -22,6 +22,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Row, Select, Table, and_, bindparam, delete, func, select, update
@@ -1033,20 +1034,27 @@ class Baselines:
         return {sym: qty for sym, qty in sorted(totals.items()) if abs(qty) > dust}
 
 
+@lru_cache(maxsize=16384)
+def _symbol_and_sign(payload_text: str | None) -> tuple[str | None, Decimal | None, Any]:
+    """(normalised symbol, +1 / −1, the raw side) of an intent payload. A pure function of the
+    text (payloads are immutable once written), so its result is kept: the full recomputation
+    parses every filled intent's JSON on each call, and that parse was most of its cost."""
+    payload = load_json(payload_text) or {}
+    raw_side = payload.get("side")
+    side = str(payload.get("side", "")).upper()
+    sign = Decimal(1) if side == BUY else Decimal(-1) if side == SELL else None
+    symbol = payload.get("symbol")
+    return (normalise_symbol(str(symbol)) if symbol else None), sign, raw_side
+
+
 def signed_fill(correlation_id: str, filled: Any, payload_text: Any) -> tuple[str, Decimal]:
     """One result's part of the local position: (normalised symbol, +qty for BUY / −qty for SELL)."""
-    payload = load_json(payload_text) or {}
-    side = str(payload.get("side", "")).upper()
-    if side == BUY:
-        sign = Decimal(1)
-    elif side == SELL:
-        sign = Decimal(-1)
-    else:
-        raise ValueError(f"intent {correlation_id!r} has side {payload.get('side')!r}, not {BUY}/{SELL}")
-    symbol = payload.get("symbol")
-    if not symbol:
+    symbol, sign, raw_side = _symbol_and_sign(payload_text)
+    if sign is None:
+        raise ValueError(f"intent {correlation_id!r} has side {raw_side!r}, not {BUY}/{SELL}")
+    if symbol is None:
         raise ValueError(f"intent {correlation_id!r} has no symbol")
-    return normalise_symbol(str(symbol)), sign * (_dec(filled) or Decimal(0))
+    return symbol, sign * (_dec(filled) or Decimal(0))
 
 
 __all__ = [
