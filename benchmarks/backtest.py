@@ -93,6 +93,7 @@ class CpuSplit:
     def __init__(self) -> None:
         self.tick = 0.0
         self.venue = 0.0
+        self.by_day: dict[int, list[float]] = {}  # simulated UTC day -> [ticks, CPU s]: is a tick flat?
 
     @contextmanager
     def timing(self) -> Iterator[None]:
@@ -106,7 +107,11 @@ class CpuSplit:
             try:
                 return tick(loop, at_ms)
             finally:
-                self.tick += time.process_time() - t
+                spent = time.process_time() - t
+                self.tick += spent
+                day = self.by_day.setdefault(at_ms // 86_400_000, [0, 0.0])
+                day[0] += 1
+                day[1] += spent
 
         def timed_exchange(transport: Any, *args: Any) -> Any:
             t = time.process_time()
@@ -155,6 +160,12 @@ def copytrader(args: argparse.Namespace, tmp: Path) -> None:
           f"per tick; CPU split: copy-trader tick {app_s:.1f} s ({100 * app_s / cpu:.0f} %), venue world + "
           f"transport {split.venue:.1f} s ({100 * split.venue / cpu:.0f} %), harness (boot, reads, report) "
           f"{cpu - split.tick:.1f} s ({100 * (cpu - split.tick) / cpu:.0f} %)", flush=True)
+    days = [split.by_day[d] for d in sorted(split.by_day)]
+    if len(days) >= 2:
+        first, last = days[0], days[-1]
+        print(f"{'':<10} CPU per tick on the first simulated day {1000 * first[1] / first[0]:.1f} ms "
+              f"({first[0]} ticks), on the last {1000 * last[1] / last[0]:.1f} ms ({last[0]} ticks): "
+              "flat unless a tick's work grows with the run", flush=True)
     t = time.perf_counter()
     ratios = [round(0.0005 * (i + 1), 4) for i in range(10)]
     max_qty = [0.005, 0.01, 0.02, 0.05, 0.1]

@@ -22,9 +22,10 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Row, Table, and_, bindparam, delete, func, select, update
+from sqlalchemy import Connection, Row, Select, Table, and_, bindparam, delete, func, select, update
 
 from hlcore.errors import CheckFailed
 from hlcore.redact import scrub
@@ -194,8 +195,47 @@ _CURSOR_KEYS = select(system_state.c["key"], system_state.c.value).where(system_
     [str(CopytradeKey.LAST_PROCESSED_TIMESTAMP_MS), str(CopytradeKey.LAST_PROCESSED_EVENT_KEY)]))
 
 
+_INGEST_KEYS = select(system_state.c["key"], system_state.c.value).where(system_state.c["key"].in_(
+    [str(CopytradeKey.LAST_PROCESSED_TIMESTAMP_MS), str(CopytradeKey.LAST_PROCESSED_EVENT_KEY),
+     str(CopytradeKey.BOOT_MS), str(CopytradeKey.LAST_INGEST_SUCCESS_MS),
+     str(CopytradeKey.MAINTENANCE_SKIP_APPLIED_MS)]))
+
+
+@dataclass(frozen=True)
+class IngestKeys:
+    """The keys an ingest tick starts from, read together (one statement a tick, not four)."""
+
+    boot_ms: int | None
+    cursor: Cursor | None
+    last_ingest_success_ms: int | None
+    maintenance_skip_applied_ms: int | None
+
+
+def _int_key(stored: dict[str, str], key: str) -> int | None:
+    raw = stored.get(key)
+    if raw is None or raw == "":
+        return None
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"system_state[{key!s}] = {raw!r} is not an integer") from exc
+
+
+def _cursor_of(stored: dict[str, str]) -> Cursor | None:
+    ts = _int_key(stored, CopytradeKey.LAST_PROCESSED_TIMESTAMP_MS)
+    return None if ts is None else Cursor(ts, stored.get(CopytradeKey.LAST_PROCESSED_EVENT_KEY) or None)
+
+
 class CopytradeState(TypedState):
     """Typed access to the cursor and ingest keys of `system_state` (§4.1, §4.2, §6)."""
+
+    def ingest_keys(self, *, conn: Connection | None = None) -> IngestKeys:
+        """`boot_ms`, `cursor()`, `last_ingest_success_ms` and the maintenance-skip stamp in one read."""
+        with self.db.begin_or_join(conn) as c:
+            stored = dict(c.execute(_INGEST_KEYS).all())
+        return IngestKeys(_int_key(stored, CopytradeKey.BOOT_MS), _cursor_of(stored),
+                          _int_key(stored, CopytradeKey.LAST_INGEST_SUCCESS_MS),
+                          _int_key(stored, CopytradeKey.MAINTENANCE_SKIP_APPLIED_MS))
 
     def boot_ms(self, *, conn: Connection | None = None) -> int | None:
         return self.get_int(CopytradeKey.BOOT_MS, conn=conn)
@@ -204,15 +244,7 @@ class CopytradeState(TypedState):
         """The stored cursor, or None before the first boot seeded it."""
         with self.db.begin_or_join(conn) as c:
             stored = dict(c.execute(_CURSOR_KEYS).all())  # one read for both keys (issue 12)
-        raw = stored.get(CopytradeKey.LAST_PROCESSED_TIMESTAMP_MS)
-        if raw is None or raw == "":
-            return None
-        try:
-            ts = int(raw)
-        except ValueError as exc:
-            raise ValueError(f"system_state[{CopytradeKey.LAST_PROCESSED_TIMESTAMP_MS!s}] = {raw!r} is not an "
-                             "integer") from exc
-        return Cursor(ts, stored.get(CopytradeKey.LAST_PROCESSED_EVENT_KEY) or None)
+        return _cursor_of(stored)
 
     def advance_cursor(self, timestamp_ms: int, key: str, now_ms: int, *, conn: Connection | None = None) -> bool:
         """Move the cursor to `key` only if it is strictly after the stored one; True if it moved.
@@ -601,6 +633,26 @@ def _intent_from_mapping(m: Mapping[str, Any]) -> OrderIntent:
 _RESULT_COLUMNS = [c for c in order_results.c if c.name != "correlation_id"]
 
 
+def _unsettled_intents_query(with_terminal: bool) -> Select[Any]:
+    i, r = order_intents, order_results
+    query = (
+        select(i, *[col.label(f"r_{col.name}") for col in [r.c.correlation_id, *_RESULT_COLUMNS]])
+        .select_from(i.outerjoin(r, r.c.correlation_id == i.c.correlation_id))
+        .order_by(i.c.created_at_ms, i.c.correlation_id)
+    )
+    if with_terminal:  # with no terminal status every intent is unsettled
+        query = query.where(r.c.correlation_id.is_(None) | r.c.status.is_(None)
+                            | r.c.status.notin_(bindparam("terminal", expanding=True)))
+    return query
+
+
+_UNSETTLED_INTENTS = {flag: _unsettled_intents_query(flag) for flag in (False, True)}
+"""Read every tick by execute: built once (issue 12: building a statement costs more than running it)."""
+_UNKNOWN_RESULTS = (select(order_results).where(order_results.c.status == bindparam("status"))
+                    .order_by(order_results.c.first_unknown_ms, order_results.c.created_at_ms,
+                              order_results.c.correlation_id))
+
+
 class Orders:
     """`order_intents` (immutable, persisted before submit) and `order_results` (§3.3, §4.5, §4.6)."""
 
@@ -675,17 +727,9 @@ class Orders:
         Parked UNKNOWNs are non-terminal too; the caller tells them apart by `error_code`.
         """
         terminal = sorted(set(terminal_statuses))
-        i, r = order_intents, order_results
-        query = (
-            select(i, *[col.label(f"r_{col.name}") for col in [r.c.correlation_id, *_RESULT_COLUMNS]])
-            .select_from(i.outerjoin(r, r.c.correlation_id == i.c.correlation_id))
-            .order_by(i.c.created_at_ms, i.c.correlation_id)
-        )
-        if terminal:  # with no terminal status every intent is unsettled
-            query = query.where(r.c.correlation_id.is_(None) | r.c.status.is_(None) | r.c.status.notin_(terminal))
         out = []
         with self.db.begin_or_join(conn) as c:
-            for row in c.execute(query):
+            for row in c.execute(_UNSETTLED_INTENTS[bool(terminal)], {"terminal": terminal}):
                 m = row._mapping
                 result = None
                 if m["r_correlation_id"] is not None:
@@ -766,19 +810,18 @@ class Orders:
 
     def unknown_results(self, unknown_status: str, *, conn: Connection | None = None) -> list[OrderResult]:
         """Results in `unknown_status` (parked included), oldest episode first: the sweep order (§4.6)."""
-        r = order_results
-        query = (
-            select(r)
-            .where(r.c.status == unknown_status)
-            .order_by(r.c.first_unknown_ms, r.c.created_at_ms, r.c.correlation_id)
-        )
         with self.db.begin_or_join(conn) as c:
-            return [OrderResult.from_mapping(row._mapping) for row in c.execute(query)]
+            return [OrderResult.from_mapping(row._mapping) for row in c.execute(_UNKNOWN_RESULTS,
+                                                                                 {"status": unknown_status})]
 
 
 # --------------------------------------------------------------------------------------------------
 # reconcile_runs
 # --------------------------------------------------------------------------------------------------
+
+
+_INSERT_RECONCILE_RUN = reconcile_runs.insert()
+"""Built once, values bound at execution: `.values(**row)` rebuilt the statement every reconcile."""
 
 
 class ReconcileRuns:
@@ -797,7 +840,7 @@ class ReconcileRuns:
             if row.get(col) is not None and not isinstance(row[col], str):
                 row[col] = dump_json(row[col])
         with self.db.begin_or_join(conn) as c:
-            return int(c.execute(reconcile_runs.insert().values(**row)).inserted_primary_key[0])
+            return int(c.execute(_INSERT_RECONCILE_RUN, row).inserted_primary_key[0])
 
     def last(self, *, conn: Connection | None = None) -> dict[str, Any] | None:
         """The latest run (by ts_ms, then id), JSON decoded and `max_drift` as Decimal."""
@@ -992,20 +1035,27 @@ class Baselines:
         return {sym: qty for sym, qty in sorted(totals.items()) if abs(qty) > dust}
 
 
+@lru_cache(maxsize=16384)
+def _symbol_and_sign(payload_text: str | None) -> tuple[str | None, Decimal | None, Any]:
+    """(normalised symbol, +1 / −1, the raw side) of an intent payload. A pure function of the
+    text (payloads are immutable once written), so its result is kept: the full recomputation
+    parses every filled intent's JSON on each call, and that parse was most of its cost."""
+    payload = load_json(payload_text) or {}
+    raw_side = payload.get("side")
+    side = str(payload.get("side", "")).upper()
+    sign = Decimal(1) if side == BUY else Decimal(-1) if side == SELL else None
+    symbol = payload.get("symbol")
+    return (normalise_symbol(str(symbol)) if symbol else None), sign, raw_side
+
+
 def signed_fill(correlation_id: str, filled: Any, payload_text: Any) -> tuple[str, Decimal]:
     """One result's part of the local position: (normalised symbol, +qty for BUY / −qty for SELL)."""
-    payload = load_json(payload_text) or {}
-    side = str(payload.get("side", "")).upper()
-    if side == BUY:
-        sign = Decimal(1)
-    elif side == SELL:
-        sign = Decimal(-1)
-    else:
-        raise ValueError(f"intent {correlation_id!r} has side {payload.get('side')!r}, not {BUY}/{SELL}")
-    symbol = payload.get("symbol")
-    if not symbol:
+    symbol, sign, raw_side = _symbol_and_sign(payload_text)
+    if sign is None:
+        raise ValueError(f"intent {correlation_id!r} has side {raw_side!r}, not {BUY}/{SELL}")
+    if symbol is None:
         raise ValueError(f"intent {correlation_id!r} has no symbol")
-    return normalise_symbol(str(symbol)), sign * (_dec(filled) or Decimal(0))
+    return symbol, sign * (_dec(filled) or Decimal(0))
 
 
 __all__ = [
@@ -1026,6 +1076,7 @@ __all__ = [
     "EventNotFound",
     "EventRecord",
     "Events",
+    "IngestKeys",
     "OrderIntent",
     "OrderResult",
     "Orders",

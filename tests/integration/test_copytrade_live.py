@@ -17,7 +17,7 @@ from sqlalchemy import select
 from hlcore.app import open_app
 from hlcore.engine.clock import ManualClock
 from hlcore.jobs.copytrade.jobs import CopytradeJobs
-from hlcore.jobs.copytrade.service import Wiring, start
+from hlcore.jobs.copytrade.service import Wiring, retention, start
 from hlcore.storage.copytrade import Baselines, Orders
 from hlcore.storage.schema import order_results, processed_txs
 from hlcore.workspace import open_workspace
@@ -192,6 +192,71 @@ def test_reconcile_stale_when_position_risk_keeps_failing(tmp_path: Path) -> Non
     rig.clock.advance(60_000)
     rig.jobs.reconcile("loop")
     assert rig.mode == ("ARMED_SAFE", "SNAPSHOT_STALE")
+
+
+def _count_full_recomputations(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls: list[int] = []
+    full = Baselines.local_positions
+
+    def counted(self: Baselines, *args: Any, **kwargs: Any) -> dict[str, Decimal]:
+        calls.append(1)
+        return full(self, *args, **kwargs)
+
+    monkeypatch.setattr(Baselines, "local_positions", counted)
+    return calls
+
+
+def test_clean_loop_reconciles_recompute_local_positions_in_full_only_when_due(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 12 item 6 / round 5: a loop reconcile whose running sum equals the exchange uses it;
+    the full recomputation (linear in orders) runs on the first loop reconcile after the hourly
+    maintenance job and on every non-loop reconcile."""
+    rig = Rig(tmp_path, baseline={"BTCUSDT": "1.0"})
+    rig.boot()  # the startup reconcile checked in full
+    calls = _count_full_recomputations(monkeypatch)
+    for _ in range(9):
+        rig.clock.advance(60_000)
+        rig.jobs.reconcile("loop")
+    assert (len(calls), rig.mode) == (0, ("ARMED_LIVE", "OK"))
+    retention(rig.ctx, rig.jobs)  # the hourly job
+    rig.jobs.reconcile("loop")
+    rig.jobs.reconcile("loop")
+    assert len(calls) == 1
+    rig.jobs.reconcile("manual")
+    assert (len(calls), rig.mode) == (2, ("ARMED_LIVE", "OK"))
+
+
+def test_a_running_sum_that_disagrees_with_the_exchange_is_checked_in_full_at_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """Any drift seen from the running sum is confirmed from the full recomputation before the
+    policy classifies it: a wrong running sum is logged, rebuilt, and never reaches the verdict."""
+    rig = Rig(tmp_path, baseline={"BTCUSDT": "1.0"})
+    rig.boot()
+    calls = _count_full_recomputations(monkeypatch)
+    book = rig.jobs.book
+    book._totals["BTCUSDT"] = Decimal("0.7")  # a bug in the running sum, simulated
+    rig.clock.advance(60_000)
+    rig.jobs.reconcile("loop")
+    assert (len(calls), rig.mode) == (1, ("ARMED_LIVE", "OK"))  # the full figure (1.0) was the one used
+    assert "differ from the full recomputation" in caplog.text
+    assert book.positions(rig.clock.now_ms()) == {"BTCUSDT": Decimal("1.0")}  # rebuilt
+
+
+def test_a_running_sum_wrong_in_the_exchange_s_favour_is_caught_by_the_due_full_check(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The window the cadence leaves: a running sum that is wrong *and* equal to the exchange is
+    only caught by the first loop reconcile after the hourly job, which then sees the real drift."""
+    rig = Rig(tmp_path, baseline={"BTCUSDT": "1.0"})
+    rig.boot()
+    rig.jobs.book._totals["BTCUSDT"] = Decimal("0.5")
+    rig.world.account.positions = {"BTCUSDT": Decimal("0.5")}
+    rig.clock.advance(60_000)
+    rig.jobs.reconcile("loop")
+    assert rig.mode == ("ARMED_LIVE", "OK")
+    retention(rig.ctx, rig.jobs)  # the hourly job
+    rig.jobs.reconcile("loop")
+    assert rig.mode == ("HALT", "RECONCILE_CRITICAL")
+    assert "differ from the full recomputation" in caplog.text
 
 
 def test_flip_in_armed_safe_sends_only_the_reduce_only_close(tmp_path: Path) -> None:

@@ -121,21 +121,25 @@ class CopytradeJobs:
         self._fresh: set[str] = set()
         self.next_query_ms: int | None = None  # when the earliest paced UNKNOWN query is due (§4.6)
         self.failed_fetches = 0  # consecutive failed ingest fetches (reported, then the recovery)
+        # the next loop reconcile re-checks the running sum in full (set at start and by the hourly
+        # maintenance job, copytrader §6; every other reconcile checks in full anyway)
+        self.full_check_due = True
 
     # ------------------------------------------------------------------ ingest (§4.1, §4.2)
     def ingest(self) -> int:
         """Gap rule, then (if the `ingest` gate is open) one fetch from the cursor; returns new events."""
         self.prefetch.drop()  # a fetch left by a tick that ended early is never used
         now = self.ctx.clock.now_ms()
-        boot = self.state.boot_ms() or now
-        cursor = self.state.cursor()
+        keys = self.state.ingest_keys()
+        boot = keys.boot_ms or now
+        cursor = keys.cursor
         # no complete fetch yet (fresh DB): the gap is measured from the cursor the first boot set
-        last_success = self.state.last_ingest_success_ms() or (cursor.timestamp_ms if cursor else boot)
+        last_success = keys.last_ingest_success_ms or (cursor.timestamp_ms if cursor else boot)
         self.tick_cursor = cursor
         decision = self.ctx.runtime.observe("ingest_tick", {
             "last_ingest_success_ms": last_success,
             "cursor_ts_ms": cursor.timestamp_ms if cursor else boot,
-            "maintenance_skip_applied_ms": self.state.get_int(CopytradeKey.MAINTENANCE_SKIP_APPLIED_MS),
+            "maintenance_skip_applied_ms": keys.maintenance_skip_applied_ms,
         })
         for effect in decision.find("maintenance_skip"):
             self.state.maintenance_skip(now, from_ms=effect.data.get("from_ms"))
@@ -346,15 +350,28 @@ class CopytradeJobs:
         return self.book.positions(self.ctx.clock.now_ms())
 
     def _checked_local_positions(self) -> dict[str, Decimal]:
-        """The full recomputation (reconcile's own figure), and the running sum checked against it:
-        a disagreement is a bug, logged and repaired by rebuilding the sum."""
+        """The full recomputation, and the running sum checked against it: a disagreement is a bug,
+        logged and repaired by rebuilding the sum; the full figure is the one returned."""
         full = Baselines(self.ctx.db).local_positions()
         kept = self.book.positions(self.ctx.clock.now_ms())
         if kept != full:
             log.error("local positions kept incrementally %s differ from the full recomputation %s: rebuilt",
                       kept, full)
             self.book.forget()
+        self.full_check_due = False
         return full
+
+    def _reconcile_local_positions(self, context: str, exchange: dict[str, Decimal] | None) -> dict[str, Decimal]:
+        """Reconcile's local figure. The full recomputation reads every filled result since the
+        baseline (linear in orders, so quadratic over a run when done every minute); it is done on
+        every startup / manual / policy-requested reconcile, whenever the running sum does not agree
+        with the exchange (before the policy acts on a drift, the figure is confirmed) and otherwise
+        on the first loop reconcile after each hourly maintenance run (`service.retention`). Between
+        those, the running sum the decisions use is the figure, and it equals the exchange's."""
+        kept = self.book.positions(self.ctx.clock.now_ms())
+        if context == "loop" and exchange == kept and not self.full_check_due:
+            return kept
+        return self._checked_local_positions()
 
     # ------------------------------------------------------------------ execute (§3.3, §4.5, §4.6)
     def execute(self, stop: Callable[[], bool] = lambda: False) -> int:
@@ -515,7 +532,6 @@ class CopytradeJobs:
         self._venue_fault("positionRisk", snapshot)
         http = client.http
         fetch_ok = not isinstance(snapshot, VenueError)
-        local = self._checked_local_positions()
         exchange: dict[str, Decimal] = {}
         position_mode_ok = True
         age = None
@@ -523,6 +539,7 @@ class CopytradeJobs:
             position_mode_ok = snapshot.position_mode_ok
             age = max(0, now - snapshot.snapshot_ts_ms)
             exchange = {norm(p.symbol): p.position_amt for p in snapshot.positions if abs(p.position_amt) > DUST}
+        local = self._reconcile_local_positions(context, exchange if fetch_ok else None)
         symbols = sorted(set(local) | set(exchange))
         drifts = {s: abs(local.get(s, Decimal(0)) - exchange.get(s, Decimal(0))) for s in symbols}
         missing_local = sorted(set(exchange) - set(local))

@@ -204,8 +204,23 @@ class Loop:
             work += self.jobs.decide(self.max_events, self.should_stop)  # each event decided, then sent
         if not self.should_stop():
             work += self.jobs.execute(self.should_stop)
-        engine = self.ctx.runtime.engine
         done = self.ctx.clock.now_ms()
+        if self.metrics is not no_metrics:  # no metrics file: nothing to read them for (the cursor)
+            self._report(now, done)
+        if done - now >= self.tick_warn_ms:
+            log.warning("slow tick: %d ms", done - now)
+        self._end_tick(now, done)
+        if work:
+            self.wait_ms = self.idle_ms
+            return max(self.active_ms, 1)
+        wait, self.wait_ms = self.wait_ms, min(self.wait_ms * 2, self.max_idle_ms)
+        if self.jobs.next_query_ms is not None:  # wake up when a paced UNKNOWN query is due (§4.6)
+            wait = max(1, min(wait, self.jobs.next_query_ms - at_ms))
+        return wait
+
+    def _report(self, now: int, done: int) -> None:
+        """The tick's `[METRICS]` lines (copytrader §5 step 6)."""
+        engine = self.ctx.runtime.engine
         counters = self.jobs.counters
         cursor = self.jobs.state.cursor()
         self.metrics("heartbeat", 1, {"safety_mode": engine.state("safety"), "tick": self.ticks})
@@ -220,7 +235,8 @@ class Loop:
             self.metrics("order_success_rate", round(counters.orders_ok / counters.orders_sent, 4), {})
         if done - now >= self.tick_warn_ms:
             self.metrics("loop_tick_slow", done - now, {})
-            log.warning("slow tick: %d ms", done - now)
+
+    def _end_tick(self, now: int, done: int) -> None:
         keys = {CopytradeKey.LOOP_LAST_TICK_STARTED_MS: str(now), CopytradeKey.LOOP_LAST_TICK_MS: str(done)}
         client = self.jobs.venues.binance
         if client is not None:
@@ -230,21 +246,19 @@ class Loop:
                 if value is not None:
                     keys[key] = str(value)
         CopytradeState(self.ctx.db).set_many(keys, done)
-        if work:
-            self.wait_ms = self.idle_ms
-            return max(self.active_ms, 1)
-        wait, self.wait_ms = self.wait_ms, min(self.wait_ms * 2, self.max_idle_ms)
-        if self.jobs.next_query_ms is not None:  # wake up when a paced UNKNOWN query is due (§4.6)
-            wait = max(1, min(wait, self.jobs.next_query_ms - at_ms))
-        return wait
+
+
+def no_metrics(name: str, value: Any, tags: dict[str, Any]) -> None:
+    """The writer when no metrics file is configured: the loop then skips gathering the figures."""
 
 
 def metrics_writer(path: Path | None, clock: Clock) -> Callable[[str, Any, dict[str, Any]], None]:
     """`[METRICS] {ts,time,name,value,tags}` lines (copytrader §5; `time` is ISO-8601 UTC for a
     reader, `ts` epoch ms for tools); never carries a secret."""
+    if path is None:
+        return no_metrics
+
     def write(name: str, value: Any, tags: dict[str, Any]) -> None:
-        if path is None:
-            return
         path.parent.mkdir(parents=True, exist_ok=True)
         now = clock.now_ms()
         line = json.dumps({"ts": now, "time": iso_utc(now), "name": name, "value": value, "tags": tags},
@@ -300,7 +314,9 @@ def settle_heap() -> None:
 
 def retention(ctx: AppContext, jobs: CopytradeJobs) -> None:
     """Hourly (copytrader §6): prune DONE events and their fills older than
-    max(dedup_ttl_seconds, window + overlap), never the cursor's row."""
+    max(dedup_ttl_seconds, window + overlap), never the cursor's row; and have the next loop
+    reconcile check the running sum of local positions against the full recomputation."""
+    jobs.full_check_due = True
     s = ctx.settings
     keep_ms = max(int(s.get("ingest.dedup_ttl_seconds")) * 1000,
                   int(s.get("ingest.backfill_window_ms")) + int(s.get("ingest.cursor_overlap_ms")))
