@@ -130,16 +130,26 @@ class Rig:
         leaves a drift that the next startup reconcile reports (RECONCILE_WARN => ARMED_SAFE, which
         only an operator lifts: a boot auto-promotes only from BOOTSTRAP). Without this, one WARN
         would end every later order of the campaign. Runs `hlcore ops promote` (its own checks
-        decide); returns its exit code, None when nothing was to be done."""
+        decide); returns its exit code, None when nothing was to be done.
+
+        In this process (the CLI's own entry, `CliRunner`), not a new interpreter: the operator is
+        not what the campaign kills, and a spawn cost an import and a policy load per promotion,
+        long enough on a loaded machine that the check "last reconcile within 2 intervals" refused
+        it and the campaign's later lives sent nothing."""
         state = self.state()
         if state.get("safety_mode") != "ARMED_SAFE" or state.get("safety_reason_code") == "BOOTSTRAP":
             return None
-        done = subprocess.run([sys.executable, "-m", "hlcore", "ops", "promote", "--operator", "campaign",
-                               "--reason-message", "crash campaign: drift resolved by the restart",
-                               "--config", str(self.config), "--policy", str(ROOT)],
-                              cwd=self.elsewhere, env=self.env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, timeout=120, check=False)
-        return done.returncode
+        from typer.testing import CliRunner
+
+        from hlcore_cli import app
+
+        done = CliRunner().invoke(app, ["ops", "promote", "--operator", "campaign",
+                                        "--reason-message", "crash campaign: drift resolved by the restart",
+                                        "--config", str(self.config), "--policy", str(ROOT)],
+                                  env=self.venues.env())
+        if done.exception is not None and not isinstance(done.exception, SystemExit):
+            raise RuntimeError(f"ops promote raised {done.exception!r}: {done.output}")
+        return done.exit_code
 
     def holds_lock(self, proc: subprocess.Popen[str]) -> bool:
         """The process wrote itself into the writer lock: imports and settings are behind it, and
