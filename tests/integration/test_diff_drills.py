@@ -11,9 +11,12 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from hlcore_cli import app
+
+pytestmark = pytest.mark.slow  # tens of seconds each: started first (tests/conftest.py)
 
 ROOT = Path(__file__).resolve().parents[2]
 DRILL = "gap_exceeded"
