@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import typer.main
+import typer.testing
 import yaml
 
 from hlcore.config.settings import Settings, load_settings
@@ -22,6 +25,30 @@ from tests.support import pg
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = 1_769_248_800_000  # 2026-01-24T10:00:00Z, a round minute
+
+
+_CLICK_TREES: weakref.WeakKeyDictionary[typer.Typer, Any] = weakref.WeakKeyDictionary()
+
+
+def _click_tree(app: typer.Typer) -> Any:
+    """`typer.main.get_command`, once per app: typer rebuilds the whole click tree (every command's
+    signature and type hints, ~0.1 s for `hlcore`'s 39 commands) on each `CliRunner.invoke`, most
+    of a CLI test's time. No test changes an app's commands after building it; the drills' operator
+    steps keep the tree the same way (replay/operator.py)."""
+    tree = _CLICK_TREES.get(app)
+    if tree is None:
+        tree = _CLICK_TREES[app] = typer.main.get_command(app)
+    return tree
+
+
+typer.testing._get_command = _click_tree  # type: ignore[assignment]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `slow` first (stable: the rest keep their order). pytest-xdist hands tests to
+    its workers in collection order; a long test collected near the end kept one worker busy
+    alone after the other had run out of work (CI wall, issue 12)."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(scope="session")

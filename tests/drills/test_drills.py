@@ -14,9 +14,14 @@ from typer.testing import CliRunner
 from hlcore_cli import app
 from replay.golden import first_difference, golden_path
 from replay.runner import replay
+from replay.suite import _cost_hint
 
 ROOT = Path(__file__).resolve().parents[2]
 DRILLS = sorted(p.parent for p in (ROOT / "fixtures").glob("*/drill.yaml"))
+# The replay test's order: the longest drills first (the hint `hlcore drill -j N` uses), the long
+# ones marked slow so xdist starts them before everything else (tests/conftest.py).
+BY_COST = sorted(DRILLS, key=lambda d: -_cost_hint(d))
+SLOW_COST = 40
 
 
 # The "Runbook scenarios as drills" of both specs (copytrader §9: 21, monitor §9: 20), named as there.
@@ -49,7 +54,8 @@ def test_every_spec_scenario_has_a_drill_with_cassettes() -> None:
 SQLITE_ONLY = {"schema_version_mismatch": "ops rebuild-db: SQLite only"}
 
 
-@pytest.mark.parametrize("directory", DRILLS, ids=[d.name for d in DRILLS])
+@pytest.mark.parametrize("directory", [
+    pytest.param(d, id=d.name, marks=[pytest.mark.slow] if _cost_hint(d) >= SLOW_COST else []) for d in BY_COST])
 def test_drill_passes_matches_its_golden_journal_and_replays_identically_on_postgresql(
         directory: Path, pg_database: str) -> None:
     """Each drill passes on SQLite with the committed golden journal, and again on PostgreSQL (the

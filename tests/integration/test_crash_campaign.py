@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.support.crash_campaign import deleted_database, first_boot_kills, random_kills, two_writers
 
 SEED = 10
 
 
+@pytest.mark.slow
 def test_thirty_random_kills_lose_nothing_and_send_nothing_twice(tmp_path: Path) -> None:
     counts = random_kills(tmp_path, kills=30, seed=SEED, max_alive_s=0.8)
     assert counts.kills == 30, counts.notes

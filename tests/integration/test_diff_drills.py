@@ -11,9 +11,12 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from hlcore_cli import app
+
+pytestmark = pytest.mark.slow  # tens of seconds each: started first (tests/conftest.py)
 
 ROOT = Path(__file__).resolve().parents[2]
 DRILL = "gap_exceeded"
@@ -50,7 +53,8 @@ def run_full(*args: str) -> tuple[int, str, str]:
 
 def test_a_narrower_backfill_window_changes_gap_exceeded(tmp_path: Path) -> None:
     base, head, fixtures = setup(tmp_path, "backfill_window_ms: 600000 ", "backfill_window_ms: 599999 ")
-    code, out = run(str(base), str(head), "--fixtures", str(fixtures), "--format", "json", "--fail-on", "any")
+    cache = ("--cache-dir", str(tmp_path / "cache"))  # the text report below replays the head only
+    code, out = run(str(base), str(head), "--fixtures", str(fixtures), "--format", "json", "--fail-on", "any", *cache)
     assert code == 1
     report = json.loads(out)
     assert [(c["subject"], c["label"]) for c in report["changes"]] == [("ingest.backfill_window_ms", "stricter")]
@@ -69,7 +73,7 @@ def test_a_narrower_backfill_window_changes_gap_exceeded(tmp_path: Path) -> None
     assert ("base", "safety") not in states  # the base run halts under both policies
     assert changed["failures"]["base"] == [] and changed["failures"]["head"]
 
-    code, text = run(str(base), str(head), "--fixtures", str(fixtures))
+    code, text = run(str(base), str(head), "--fixtures", str(fixtures), *cache)
     assert code == 0
     assert f"{DRILL} ({fixtures / DRILL}): verdict pass -> fail" in text
     assert "final boundary_600000/safety: (no transition) -> HALT/BACKFILL_WINDOW_EXCEEDED" in text

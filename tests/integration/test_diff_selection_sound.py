@@ -24,6 +24,8 @@ from replay.runner import replay
 from replay.selection import record_coverage
 from tests.support.policy_copies import copy_repo_policy, edit
 
+pytestmark = pytest.mark.slow  # tens of seconds each: started first (tests/conftest.py)
+
 ROOT = Path(__file__).resolve().parents[2]
 COPYTRADER = ("reconcile_critical_auto_recovery", "reconcile_warn_safe", "rate_limit_cooldown")
 MONITOR = ("universe_refresh_success", "ingestion_partial_degraded")

@@ -28,11 +28,13 @@ from typing import Any
 
 import yaml
 
+from tests.support.forkserver import ForkServer, Life
 from tests.support.loopback import LoopbackVenues
 
 ROOT = Path(__file__).resolve().parents[2]
 ORDER_QTY = 0.002  # the loopback target's 2 BTC fills, mirrored at the default ratio
 FINAL_ORDER_STATES = ("FILLED", "CANCELED", "EXPIRED", "REJECTED", "SIMULATED")
+Proc = subprocess.Popen[str] | Life  # a new interpreter, or a life forked by the fork server
 
 
 @dataclass
@@ -80,25 +82,31 @@ class Rig:
         self.spawned = 0
         self.stderr_files: dict[int, Path] = {}
 
-    def spawn(self, *extra: str, allow_create: bool = False, max_ticks: int | None = None) -> subprocess.Popen[str]:
-        argv = [sys.executable, "-m", "hlcore", "live", "--mode", "live", "--config", str(self.config),
-                "--policy", str(ROOT), *extra]
+    def spawn(self, *extra: str, allow_create: bool = False, max_ticks: int | None = None,
+              server: ForkServer | None = None) -> Proc:
+        """`hlcore live` as a new interpreter, or forked by `server` (a `Life`; see forkserver.py)."""
+        argv = ["live", "--mode", "live", "--config", str(self.config), "--policy", str(ROOT), *extra]
         if allow_create:
             argv.append("--allow-create-db")
         if max_ticks is not None:
             argv += ["--max-ticks", str(max_ticks)]
         self.spawned += 1
         err = self.home / f"stderr-{self.spawned}.txt"  # a file, not a pipe: a full pipe would block the process
+        if server is not None:
+            life = server.spawn(argv, self.elsewhere, self.env, err)
+            self.stderr_files[life.pid] = err
+            return life
+        argv = [sys.executable, "-m", "hlcore", *argv]
         with err.open("w", encoding="utf-8") as fh:
             proc = subprocess.Popen(argv, cwd=self.elsewhere, env=self.env, stdout=subprocess.DEVNULL, stderr=fh,
                                     text=True)
         self.stderr_files[proc.pid] = err
         return proc
 
-    def stderr(self, proc: subprocess.Popen[str]) -> str:
+    def stderr(self, proc: Proc) -> str:
         return self.stderr_files[proc.pid].read_text(encoding="utf-8")
 
-    def ticking(self, proc: subprocess.Popen[str], since_s: float) -> bool:
+    def ticking(self, proc: Proc, since_s: float) -> bool:
         """`proc` holds the lock and its loop has ticked since `since_s` (wall time)."""
         return self.holds_lock(proc) and int(self.state().get("loop_last_tick_ms", 0)) > since_s * 1000
 
@@ -115,7 +123,7 @@ class Rig:
         except sqlite3.Error:
             return {}
 
-    def wait_for(self, proc: subprocess.Popen[str], what: str, ready: Any, timeout_s: float) -> bool:
+    def wait_for(self, proc: Proc, what: str, ready: Any, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -130,18 +138,28 @@ class Rig:
         leaves a drift that the next startup reconcile reports (RECONCILE_WARN => ARMED_SAFE, which
         only an operator lifts: a boot auto-promotes only from BOOTSTRAP). Without this, one WARN
         would end every later order of the campaign. Runs `hlcore ops promote` (its own checks
-        decide); returns its exit code, None when nothing was to be done."""
+        decide); returns its exit code, None when nothing was to be done.
+
+        In this process (the CLI's own entry, `CliRunner`), not a new interpreter: the operator is
+        not what the campaign kills, and a spawn cost an import and a policy load per promotion,
+        long enough on a loaded machine that the check "last reconcile within 2 intervals" refused
+        it and the campaign's later lives sent nothing."""
         state = self.state()
         if state.get("safety_mode") != "ARMED_SAFE" or state.get("safety_reason_code") == "BOOTSTRAP":
             return None
-        done = subprocess.run([sys.executable, "-m", "hlcore", "ops", "promote", "--operator", "campaign",
-                               "--reason-message", "crash campaign: drift resolved by the restart",
-                               "--config", str(self.config), "--policy", str(ROOT)],
-                              cwd=self.elsewhere, env=self.env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, timeout=120, check=False)
-        return done.returncode
+        from typer.testing import CliRunner
 
-    def holds_lock(self, proc: subprocess.Popen[str]) -> bool:
+        from hlcore_cli import app
+
+        done = CliRunner().invoke(app, ["ops", "promote", "--operator", "campaign",
+                                        "--reason-message", "crash campaign: drift resolved by the restart",
+                                        "--config", str(self.config), "--policy", str(ROOT)],
+                                  env=self.venues.env())
+        if done.exception is not None and not isinstance(done.exception, SystemExit):
+            raise RuntimeError(f"ops promote raised {done.exception!r}: {done.output}")
+        return done.exit_code
+
+    def holds_lock(self, proc: Proc) -> bool:
         """The process wrote itself into the writer lock: imports and settings are behind it, and
         from here on every step writes (boot, reconcile, sweep, the loop)."""
         try:
@@ -209,7 +227,7 @@ class Rig:
         return round(abs(float(venue) - float(local)) / ORDER_QTY)
 
 
-def stop(proc: subprocess.Popen[str], timeout_s: float = 20) -> int:
+def stop(proc: Proc, timeout_s: float = 20) -> int:
     """SIGTERM, then SIGKILL if it does not stop in time; the exit code."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -221,7 +239,7 @@ def stop(proc: subprocess.Popen[str], timeout_s: float = 20) -> int:
     return int(proc.returncode)
 
 
-def kill(proc: subprocess.Popen[str]) -> int | None:
+def kill(proc: Proc) -> int | None:
     """SIGKILL (what a crash looks like); None if it was still running, else its own exit code."""
     code = proc.poll()
     if code is None:
@@ -273,17 +291,21 @@ def random_kills(home: Path, kills: int, seed: int, *, max_alive_s: float = 1.5)
     """`kills` starts of `hlcore live`, each SIGKILLed at a random time (seeded): every other life
     after it took the writer lock (boot, startup reconcile, parked sweep), the others after its
     loop has ticked (ingest, decide, orders on the wire); the target trades twice in each life
-    (once as the window opens, once halfway to the kill); then a clean drain."""
+    (once as the window opens, once halfway to the kill); then a clean drain. The first boot and
+    the drain are new interpreters; the lives in between are forked by a warm fork server
+    (forkserver.py: the imports and policy load before the writer lock, done once)."""
     rng = random.Random(seed)
     venues = LoopbackVenues()
     counts = Counts("random_kills")
+    server: ForkServer | None = None
     try:
         rig = Rig(home, venues)
         rig.first_boot()
+        server = ForkServer(ROOT, rig.config, rig.env)
         for i in range(kills):
             if rig.promote_if_safe() is not None:
                 counts.promotions += 1
-            proc = rig.spawn()
+            proc = rig.spawn(server=server)
             spawned = time.time()
             delay = rng.uniform(0.0, max_alive_s)
             # even lives die during boot (reconcile, sweep, re-queries), odd ones once the loop runs
@@ -300,8 +322,12 @@ def random_kills(home: Path, kills: int, seed: int, *, max_alive_s: float = 1.5)
                 counts.kills += 1
             else:
                 counts.notes.append(f"exited by itself with {code}")
+        server.close()
+        server = None
         return finish(counts, rig)
     finally:
+        if server is not None:
+            server.close()
         venues.close()
 
 

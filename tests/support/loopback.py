@@ -85,6 +85,15 @@ class LoopbackVenues:
         with self.lock:
             return sum(n - 1 for n in self.posts.values() if n > 1)
 
+    def clearinghouse_state(self, user: str) -> dict[str, Any]:
+        """The target's BTC position (what `ops promote` prints for the runbook's manual check). The
+        drills' world answers only fills; without this the promote's lookup failed and was retried
+        with backoff, seconds of sleep per promotion."""
+        with self.lock:
+            held = self.position if user.lower() == WALLET else Decimal(0)
+        rows = [{"type": "oneWay", "position": {"coin": "BTC", "szi": str(held)}}] if held else []
+        return {"assetPositions": rows, "time": int(time.time() * 1000)}
+
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
@@ -99,6 +108,8 @@ class LoopbackVenues:
             except ValueError:
                 params.update(dict(parse_qsl(body.decode())))
         venue = "hyperliquid" if url.path == "/info" else "binance"
+        if venue == "hyperliquid" and isinstance(payload, dict) and payload.get("type") == "clearinghouseState":
+            return 200, json.dumps(self.clearinghouse_state(str(payload.get("user", "")))).encode()
         with self.lock:
             if venue == "binance" and method == "POST" and url.path == "/fapi/v1/order":
                 cid = params.get("newClientOrderId", "")

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -29,6 +30,8 @@ from hlcore.policy.loader import build_policy
 from hlcore.yamlsource import Source, load_yaml, parse_yaml
 from hlcore_cli import app
 from replay.drill import load_drill
+
+pytestmark = pytest.mark.slow  # tens of seconds each: started first (tests/conftest.py)
 
 ROOT = Path(__file__).resolve().parents[2]
 CASE_SECONDS = 10  # a hang, not a slow case: a normal case takes milliseconds
