@@ -552,9 +552,10 @@ def _history(slots: list[tuple[int, dict[str, float]]], after_ms: int, up_to_ms:
     out: dict[str, list[float]] = {w: [] for w in wallets}
     for ts, rows in slots:
         if after_ms < ts <= up_to_ms:
-            for w, values in out.items():
-                if w in rows:
-                    values.append(rows[w])
+            for w, v in rows.items():  # a slot's rows in any order: each wallet's list stays in slot order
+                values = out.get(w)
+                if values is not None:
+                    values.append(v)
     return out
 
 
