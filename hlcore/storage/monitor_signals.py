@@ -70,6 +70,8 @@ class _SealedSlots:
     lo: int
     hi: int
     slots: dict[int, dict[str, float]] = field(default_factory=dict)
+    marked: dict[int, tuple[frozenset[str], dict[str, float]]] = field(default_factory=dict)  # clean rows of
+    # a sealed slot with dirty marks, by the marks: the same object while the marks stay (LookbackBook)
 
 
 class SignalStore:
@@ -128,8 +130,9 @@ class SignalStore:
         days older than the lookback. So a sealed slot's sizes are kept here, and the only later
         change, a dirty flag, is read afresh every call from the dirty rows (a partial index).
 
-        The dicts returned are read-only: a sealed slot without a dirty mark is returned as kept
-        (copying ~200 sizes per slot of a 24 h lookback was most of a signal cycle)."""
+        The dicts returned are read-only, and a sealed slot's is the same object from call to call
+        while its dirty marks stay the same (copying ~200 sizes per slot of a 24 h lookback was most
+        of a signal cycle; `LookbackBook` tells a changed slot by a changed object)."""
         s = wallet_snapshots
         cache = self._sealed.get(asset)
         if cache is None or not cache.lo <= after_ms <= cache.hi:
@@ -137,6 +140,7 @@ class SignalStore:
         elif after_ms > cache.lo:
             for ts in [ts for ts in cache.slots if ts <= after_ms]:
                 del cache.slots[ts]
+                cache.marked.pop(ts, None)
             cache.lo = after_ms
         fresh: dict[int, SlotRows] = {}
         with self.db.begin_or_join(conn) as c:
@@ -164,7 +168,15 @@ class SignalStore:
         for ts in sorted({*(t for t in cache.slots if t <= up_to_ms), *fresh}):
             rows = cache.slots[ts] if ts in cache.slots else sizes[ts]
             marked = dirty.get(ts)
-            out.append((ts, rows if marked is None else {w: v for w, v in rows.items() if w not in marked}))
+            if marked is None:
+                out.append((ts, rows))
+            elif ts in cache.slots:
+                kept = cache.marked.get(ts)
+                if kept is None or kept[0] != marked:
+                    kept = cache.marked[ts] = (frozenset(marked), {w: v for w, v in rows.items() if w not in marked})
+                out.append((ts, kept[1]))
+            else:
+                out.append((ts, {w: v for w, v in rows.items() if w not in marked}))
         return out
 
     def clean_history(self, asset: str, after_ms: int, up_to_ms: int, *,
