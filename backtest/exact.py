@@ -34,7 +34,7 @@ from hlcore.storage.db import sqlite_url
 from hlcore.storage.schema import alerts, audit_log, ingest_runs
 from hlcore.workspace import Workspace
 from replay.drill import deep_merge
-from replay.runner import DrillClock, ScriptedChance
+from replay.runner import DrillClock, ScriptedChance, SideBySide
 
 _SCRATCH = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 
@@ -167,7 +167,7 @@ def boot(ws: Workspace, history: Any, clock: DrillClock, db_path: Path) -> tuple
 
     wiring = Wiring(clock, clock.sleep, ScriptedChance(), no_session, {})
     ctx, jobs, scheduler = start(ws, wiring, db_url=sqlite_url(db_path), allow_create_db=True,
-                                 client=feed)  # type: ignore[arg-type]
+                                 client=feed, fan_out=SideBySide(clock))  # type: ignore[arg-type]
     return ctx, jobs, scheduler, feed
 
 

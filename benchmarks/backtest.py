@@ -245,11 +245,12 @@ def monitor(args: argparse.Namespace, root: Path, cache: Path) -> None:
     line("sweep", wall, f"{len(rows)} variants x {sweep_h:g} h, --jobs {args.jobs}: {len(rows) / wall:.2f} "
          "variants/s (fast path, features cached)")
     hours = span_h if args.full_exact else min(args.exact_hours, span_h)
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     exact = run_exact(Task(str(root), policy, None, size, until_ms=h.since_ms + int(hours * HOUR_MS)))
-    wall = time.perf_counter() - t
+    wall, cpu = time.perf_counter() - t, time.process_time() - cpu
     line("exact", wall, f"{hours:g} h: {sum(exact.run_status.values())} runs, {len(exact.alerts)} alerts, "
-         f"{len(exact.transitions)} transitions; whole {span_h / 24:g} d ~ {wall * span_h / hours / 60:.1f} min")
+         f"{len(exact.transitions)} transitions; whole {span_h / 24:g} d ~ {wall * span_h / hours / 60:.1f} min; "
+         f"cpu {cpu:.1f} s = {cpu * 1000 / (hours * 60):.1f} ms per simulated minute (what load does not distort)")
     wall, fired = anchor_features(features)
     line("anchor", wall, f"numpy over {len(features.slots):,} slot-asset features: {fired} exit-cluster "
          "fires at 27 (fire/reset/cooldown in numpy)")

@@ -15,7 +15,7 @@ import shutil
 import tempfile
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -99,6 +99,7 @@ class DrillClock(ManualClock):
         self.lock = threading.RLock()  # advance() holds it while calling set()
         self.frozen: Any = None
         self.owner = threading.current_thread()  # the player's thread: its sleeps move the clock
+        self.workers = 0  # > 0 while `SideBySide` runs the snapshot workers on the player's thread
 
     def set(self, now_ms: int) -> None:
         with self.lock:
@@ -114,9 +115,34 @@ class DrillClock(ManualClock):
     def sleep(self, seconds: float) -> None:
         """The player's thread (a job's own retry wait) moves the clock. A snapshot worker's retry
         wait does not: the workers wait side by side, and adding each one's wait to the shared clock
-        would make time (and the journal) depend on how the threads interleave."""
-        if threading.current_thread() is self.owner:
+        would make time (and the journal) depend on how the threads interleave. The same workers
+        run by `SideBySide` on the player's thread are workers all the same."""
+        if threading.current_thread() is self.owner and not self.workers:
             self.advance(max(0, round(seconds * 1000)))
+
+    @contextlib.contextmanager
+    def side_by_side(self) -> Iterator[None]:
+        """Sleeps in this block are a snapshot worker's (they do not move the clock)."""
+        self.workers += 1
+        try:
+            yield
+        finally:
+            self.workers -= 1
+
+
+class SideBySide:
+    """The snapshot job's fan-out in a drill or backtest (`hlcore.jobs.monitor.snapshots.FanOut`):
+    the workers' fetches one after another on the player's thread, as workers (their retry waits
+    do not move the clock, as on worker threads). The client answers in-process, so threads only
+    added lock hand-offs (issue 12, 16); universe order
+    is one of the orders the threads could take, and nothing a drill judges depends on which."""
+
+    def __init__(self, clock: DrillClock):
+        self.clock = clock
+
+    def __call__(self, fetch: Callable[[str], Any], wallets: Sequence[str], workers: int) -> list[Any]:
+        with self.clock.side_by_side():
+            return [fetch(w) for w in wallets]
 
 
 @dataclass

@@ -64,11 +64,14 @@ SlotRows = dict[str, float | None]
 
 @dataclass
 class _SealedSlots:
-    """The stored slots of one asset in `(lo, hi]`, every one of them sealed (see `clean_slots`)."""
+    """The stored slots of one asset in `(lo, hi]`, every one of them sealed (see `clean_slots`),
+    each as its non-NULL sizes (a NULL size is never clean, so it is dropped once, when sealed)."""
 
     lo: int
     hi: int
-    slots: dict[int, SlotRows] = field(default_factory=dict)
+    slots: dict[int, dict[str, float]] = field(default_factory=dict)
+    marked: dict[int, tuple[frozenset[str], dict[str, float]]] = field(default_factory=dict)  # clean rows of
+    # a sealed slot with dirty marks, by the marks: the same object while the marks stay (LookbackBook)
 
 
 class SignalStore:
@@ -125,7 +128,11 @@ class SignalStore:
         rows in one transaction, never rewrites them (a slot runs once, nothing is backfilled), and
         flags S6 collapses at T − 60 s in the transaction that writes T; retention deletes only
         days older than the lookback. So a sealed slot's sizes are kept here, and the only later
-        change, a dirty flag, is read afresh every call from the dirty rows (a partial index)."""
+        change, a dirty flag, is read afresh every call from the dirty rows (a partial index).
+
+        The dicts returned are read-only, and a sealed slot's is the same object from call to call
+        while its dirty marks stay the same (copying ~200 sizes per slot of a 24 h lookback was most
+        of a signal cycle; `LookbackBook` tells a changed slot by a changed object)."""
         s = wallet_snapshots
         cache = self._sealed.get(asset)
         if cache is None or not cache.lo <= after_ms <= cache.hi:
@@ -133,6 +140,7 @@ class SignalStore:
         elif after_ms > cache.lo:
             for ts in [ts for ts in cache.slots if ts <= after_ms]:
                 del cache.slots[ts]
+                cache.marked.pop(ts, None)
             cache.lo = after_ms
         fresh: dict[int, SlotRows] = {}
         with self.db.begin_or_join(conn) as c:
@@ -142,21 +150,33 @@ class SignalStore:
                     .where(s.c.asset == asset, s.c.snapshot_ts > cache.hi, s.c.snapshot_ts <= up_to_ms)
                 ):
                     fresh.setdefault(int(ts), {})[wallet] = _num(szi)
-            dirty = {(int(ts), wallet) for ts, wallet in c.execute(
+            dirty: dict[int, set[str]] = {}
+            for ts, wallet in c.execute(
                 select(s.c.snapshot_ts, s.c.wallet_id)
                 .where(s.c.asset == asset, s.c.is_dirty == true(), s.c.snapshot_ts > after_ms,
                        s.c.snapshot_ts <= up_to_ms)
-            )}
+            ):
+                dirty.setdefault(int(ts), set()).add(wallet)
+        sizes = {ts: {w: v for w, v in rows.items() if v is not None} for ts, rows in fresh.items()}
         if len(fresh) > 1:  # all but the newest slot read have a later slot stored: sealed
             newest = max(fresh)
             for ts in sorted(fresh):
                 if ts != newest:
-                    cache.slots[ts] = fresh[ts]
+                    cache.slots[ts] = sizes[ts]
             cache.hi = max(cache.hi, max(ts for ts in fresh if ts != newest))
         out: list[tuple[int, dict[str, float]]] = []
         for ts in sorted({*(t for t in cache.slots if t <= up_to_ms), *fresh}):
-            rows = cache.slots[ts] if ts in cache.slots else fresh[ts]
-            out.append((ts, {w: v for w, v in rows.items() if v is not None and (ts, w) not in dirty}))
+            rows = cache.slots[ts] if ts in cache.slots else sizes[ts]
+            marked = dirty.get(ts)
+            if marked is None:
+                out.append((ts, rows))
+            elif ts in cache.slots:
+                kept = cache.marked.get(ts)
+                if kept is None or kept[0] != marked:
+                    kept = cache.marked[ts] = (frozenset(marked), {w: v for w, v in rows.items() if w not in marked})
+                out.append((ts, kept[1]))
+            else:
+                out.append((ts, {w: v for w, v in rows.items() if w not in marked}))
         return out
 
     def clean_history(self, asset: str, after_ms: int, up_to_ms: int, *,

@@ -150,7 +150,9 @@ class MonitorDriver:
 
     @staticmethod
     def start(player: Any) -> tuple[Any, Any, int]:
-        ctx, _jobs, scheduler = start_monitor(player.ws, player.wiring)
+        from replay.runner import SideBySide  # the runner imports this module
+
+        ctx, _jobs, scheduler = start_monitor(player.ws, player.wiring, fan_out=SideBySide(player.clock))
         if getattr(player, "signal_pins", None):  # `set_signal_inputs` pins outlive a restart
             from replay.vocab.monitor_signals import pin_signal_inputs
 

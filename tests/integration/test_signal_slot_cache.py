@@ -1,7 +1,8 @@
 """`SignalStore.clean_slots` (issue 12 item 3) keeps the slots it has seen sealed and reads only
 the newer ones plus the window's dirty marks; whatever the order of slot writes, dirty marks (on
 any slot, sealed or not, in either direction) and sliding windows, what it returns must equal a
-full read of the window (`latest_clean` / `clean_history`, the reference queries)."""
+full read of the window (`latest_clean` / `clean_history`, the reference queries), and so must the
+ε lookback `LookbackBook` keeps sorted across reads."""
 
 from __future__ import annotations
 
@@ -11,13 +12,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import insert, update
 
+from hlcore.jobs.monitor import formulas as f
+from hlcore.jobs.monitor.signals import LookbackBook, _history
 from hlcore.storage.db import open_database
 from hlcore.storage.monitor_signals import SignalStore
 from hlcore.storage.schema import wallet_snapshots
 
 M = 60_000
 WALLETS = ("0xa", "0xb", "0xc")
-SIZES = st.one_of(st.none(), st.sampled_from([0.0, 1.0, -2.5, 3.25, 0.1]))
+SIZES = st.one_of(st.none(), st.sampled_from([0.0, 1.0, -2.5, 3.25, 0.1, 2.5, -1.0]))
 
 # One step: write the next slot (after a gap of 1–3 minutes, some wallets missing), flip a dirty
 # flag on a row already written, or ask for the window (lookback minutes) ending at the newest slot.
@@ -51,6 +54,7 @@ def test_cached_slots_equal_a_full_read_of_the_window(steps: list[tuple[Any, ...
     db = open_database("sqlite://")
     db.create_schema(0)
     cached, fresh = SignalStore(db), SignalStore(db)
+    book = LookbackBook()
     written: list[tuple[int, str]] = []
     ts = 0
     for step in steps:
@@ -73,6 +77,41 @@ def test_cached_slots_equal_a_full_read_of_the_window(steps: list[tuple[Any, ...
         elif step[0] == "read":
             up_to = ts - step[2] * M
             after = up_to - step[1] * M
-            assert _from_slots(cached.clean_slots("BTC", after, up_to)) == _reference(fresh, after, up_to)
+            slots = cached.clean_slots("BTC", after, up_to)
+            assert _from_slots(slots) == _reference(fresh, after, up_to)
+            # the ε lookback kept across reads (issue 16) equals the one collected afresh
+            eps_after = up_to - step[1] * M // 2  # a lookback inside the window read, as measure cuts it
+            kept = book.update(slots, eps_after, up_to)
+            full = fresh.clean_history("BTC", eps_after, up_to)
+            assert {w: list(v) for w, v in kept.items()} == {w: sorted(abs(x) for x in v) for w, v in full.items()}
+            for w in WALLETS:
+                assert f.epsilon_of_sorted(kept.get(w, ()), 0.5, 0.1) == f.epsilon(full.get(w, ()), 0.5, 0.1)
             assert [t for t, _ in cached.clean_slots("BTC", after, up_to)] == sorted(
                 {t for t, _ in written if after < t <= up_to})
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(st.lists(st.tuples(st.integers(1, 3), st.integers(0, 8), st.booleans(), st.integers(0, 40)), min_size=1,
+                max_size=60))
+def test_the_kept_lookback_slides_like_a_fresh_one(steps: list[tuple[int, int, bool, int]]) -> None:
+    """`LookbackBook` against `_history` + `epsilon` on every read of a sliding window: slots enter and
+    leave, a slot's rows object is replaced (a dirty mark set or cleared), the window jumps back."""
+    sizes = [0.0, 1.0, -1.0, 2.5, -2.5, 0.1, 3.25]
+    book = LookbackBook()
+    slots: list[tuple[int, dict[str, float]]] = []
+    up_to = 0
+    for gap, span, remark, seed in steps:
+        up_to += gap * M
+        slots.append((up_to, {w: sizes[(seed + i * up_to // M) % len(sizes)] for i, w in enumerate(WALLETS)
+                              if (seed + i) % 4}))
+        if remark and len(slots) > 1:  # an older slot comes back with other clean rows (a new object)
+            k = seed % len(slots)
+            ts, rows = slots[k]
+            slots[k] = (ts, {w: v for w, v in rows.items() if w != WALLETS[seed % len(WALLETS)]})
+        end = up_to - (seed % 3) * M if seed % 5 else up_to - 10 * M  # now and then a window further back
+        after = end - span * M
+        kept = book.update(slots, after, end)
+        full = _history(slots, after, end, WALLETS)
+        for w in WALLETS:
+            assert list(kept.get(w, ())) == sorted(abs(v) for v in full[w])
+            assert f.epsilon_of_sorted(kept.get(w, ()), 0.5, 0.1) == f.epsilon(full[w], 0.5, 0.1)

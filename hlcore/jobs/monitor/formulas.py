@@ -41,10 +41,16 @@ class Trend(StrEnum):
 def epsilon(abs_szi: Iterable[float], eps_abs: float, eps_rel: float) -> float:
     """`max(ε_abs, eps_rel × median|szi|)` over a wallet's non-dirty, non-NULL rows of the
     lookback; no rows or a median of 0 give `ε_abs` (a flat wallet must not get ε = 0)."""
-    values = [abs(v) for v in abs_szi]
-    if not values:
+    return epsilon_of_sorted(sorted(abs(v) for v in abs_szi), eps_abs, eps_rel)
+
+
+def epsilon_of_sorted(abs_sorted: Sequence[float], eps_abs: float, eps_rel: float) -> float:
+    """`epsilon` of rows given as their absolute sizes, ascending (the signal job keeps them sorted
+    across cycles, issue 16); the median as `statistics.median` takes it."""
+    n = len(abs_sorted)
+    if not n:
         return eps_abs
-    median = statistics.median(values)
+    median = abs_sorted[n // 2] if n % 2 else (abs_sorted[n // 2 - 1] + abs_sorted[n // 2]) / 2
     if median == 0:
         return eps_abs
     return max(eps_abs, eps_rel * median)

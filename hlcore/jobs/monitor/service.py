@@ -22,7 +22,7 @@ from hlcore.jobs.monitor import build_client, observe
 from hlcore.jobs.monitor.alerts import AlertWriter
 from hlcore.jobs.monitor.health import HealthJob
 from hlcore.jobs.monitor.signals import SignalJob
-from hlcore.jobs.monitor.snapshots import SnapshotJob
+from hlcore.jobs.monitor.snapshots import FanOut, SnapshotJob
 from hlcore.jobs.monitor.universe import UniverseJob
 from hlcore.storage.db import StorageUnavailable
 from hlcore.storage.monitor import MonitorState, heartbeat_key
@@ -109,16 +109,19 @@ class MonitorJobs:
         self._count("dashboard")
 
 
-def build(ctx: AppContext, wiring: Wiring, client: HyperliquidClient | None = None) -> MonitorJobs:
+def build(ctx: AppContext, wiring: Wiring, client: HyperliquidClient | None = None,
+          fan_out: FanOut | None = None) -> MonitorJobs:
     """The monitor's jobs on one Hyperliquid client: built from settings over the wiring's session,
-    or `client` when given (a backtest feeds recorded observations through the client's methods)."""
+    or `client` when given (a backtest feeds recorded observations through the client's methods).
+    `fan_out`: how the snapshot job's workers run (default threads; a drill or backtest runs them on
+    its own thread, see `replay.runner.SideBySide`)."""
     s = ctx.settings
     client = client or build_client(s.get("monitor.snapshots.info_url"),
                           timeout_sec=float(s.get("monitor.snapshots.request_timeout_sec")), clock=wiring.clock,
                           sleep=wiring.sleep, rng=wiring.rng, session=wiring.session_factory("hyperliquid"),
                           weight_budget_per_min=int(s.get("monitor.snapshots.weight_budget_per_min"))
                           * int(s.get("monitor.snapshots.weight_headroom_pct")) // 100)  # stay inside the headroom
-    return MonitorJobs(ctx, UniverseJob(ctx, client, wiring.clock), SnapshotJob(ctx, client, wiring.clock),
+    return MonitorJobs(ctx, UniverseJob(ctx, client, wiring.clock), SnapshotJob(ctx, client, wiring.clock, fan_out),
                        HealthJob(ctx, wiring.clock), SignalJob(ctx, wiring.clock), AlertWriter(ctx))
 
 
@@ -142,17 +145,18 @@ def _add_signals(scheduler: Scheduler, jobs: MonitorJobs, every_ms: int, grace_m
 
 def start(ws: Workspace, wiring: Wiring, *, only: str | None = None, db_url: str | None = None,
           allow_create_db: bool = False,
-          client: HyperliquidClient | None = None) -> tuple[AppContext, MonitorJobs, Scheduler]:
+          client: HyperliquidClient | None = None,
+          fan_out: FanOut | None = None) -> tuple[AppContext, MonitorJobs, Scheduler]:
     """Open the monitor database under its jobs' single-instance locks (one writer per job, monitor §5:
     every job's when all run here, so a lone `--job` of any of them is refused) and put
     the jobs (or one, `only`) on a scheduler; a database is created only with `allow_create_db`
-    (`client`: see `build`)."""
+    (`client`, `fan_out`: see `build`)."""
     if only is not None and only not in JOBS:
         raise BadInput(f"--job: expected one of {', '.join(JOBS)}, got '{only}'")
     ctx = open_locked(ws, wiring.clock, "monitor", command=f"live --app monitor --job {only or 'all'}",
                       allow_create=allow_create_db, url=db_url,
                       scopes=(only,) if only is not None else JOBS)  # each job single-instance (§5)
-    jobs = build(ctx, wiring, client)
+    jobs = build(ctx, wiring, client, fan_out)
     s = ws.settings
     scheduler = Scheduler(wiring.clock)
     interval = int(s.get("monitor.snapshots.interval_sec")) * 1000

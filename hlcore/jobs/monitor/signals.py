@@ -23,6 +23,7 @@ if it has no rows), so a rerun writes each asset once and each alert once.
 from __future__ import annotations
 
 import logging
+from bisect import bisect_left, insort
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -284,6 +285,7 @@ class SignalJob:
         self.cfg = SignalSettings.load(ctx.settings, ctx.workspace.policy)
         self.statuses = RunStatuses.from_policy(ctx.workspace.policy)
         self.meter = HealthMeter(ctx.db, ctx.workspace.policy, ctx.settings)
+        self._lookback: dict[str, LookbackBook] = {}  # per asset: the ε lookback, kept sorted
 
     # ------------------------------------------------------------------ entry point
     def run(self, slot_ts: int) -> SignalRun:
@@ -366,11 +368,14 @@ class SignalJob:
         cur = _latest(slots, slot_ts - win, slot_ts)
         prev = _latest(slots, slot_ts - 2 * win, slot_ts - win)
         comparable = sorted(w for w in expected if w in cur and w in prev)
-        history = _history(slots, slot_ts - cfg.eps_lookback_ms, slot_ts, comparable)
+        book = self._lookback.get(asset)
+        if book is None:
+            book = self._lookback[asset] = LookbackBook()
+        lookback = book.update(slots, slot_ts - cfg.eps_lookback_ms, slot_ts)
         eps_abs = cfg.eps_abs[asset]
         behaviours, ratios = [], []
         for w in comparable:
-            eps = f.epsilon(history.get(w, ()), eps_abs, cfg.eps_rel)
+            eps = f.epsilon_of_sorted(lookback.get(w, ()), eps_abs, cfg.eps_rel)
             behaviours.append(f.classify(prev[w], cur[w], eps))
             ratios.append(f.ratio(prev[w], cur[w], eps, cfg.ratio_clamp))
         counts = f.Counts.of(behaviours)
@@ -546,15 +551,57 @@ def _latest(slots: list[tuple[int, dict[str, float]]], after_ms: int, up_to_ms: 
     return out
 
 
+class LookbackBook:
+    """Per wallet, the absolute clean sizes of the ε lookback, ascending, kept across cycles (issue 16:
+    re-collecting and sorting 24 h × 200 wallets per asset was most of a cycle once the lookback
+    filled). `update` drops the slots that left the window or whose rows object changed and adds
+    the new ones; `SignalStore.clean_slots` returns the same read-only object for a slot while its
+    clean rows stay the same (sealed, same dirty marks), so a changed object is a changed slot.
+    The result equals `_history` + `f.epsilon` (a hypothesis test compares them)."""
+
+    def __init__(self) -> None:
+        self.slots: dict[int, Mapping[str, float]] = {}  # the rows objects counted in `values`
+        self.values: dict[str, list[float]] = {}
+
+    def update(self, slots: list[tuple[int, Mapping[str, float]]], after_ms: int,
+               up_to_ms: int) -> dict[str, list[float]]:
+        """The lookback `(after_ms, up_to_ms]` of `slots`, per wallet, ascending (read-only lists)."""
+        wanted = {ts: rows for ts, rows in slots if after_ms < ts <= up_to_ms}
+        for ts in [ts for ts, rows in self.slots.items() if wanted.get(ts) is not rows]:
+            for w, v in self.slots.pop(ts).items():
+                values = self.values[w]
+                del values[bisect_left(values, abs(v))]
+                if not values:
+                    del self.values[w]
+        for ts, rows in wanted.items():
+            if ts not in self.slots:
+                for w, v in rows.items():
+                    if v != v:  # NaN: no order to keep; start again from the slots, as `_history` would
+                        return self._rebuilt(wanted)
+                    insort(self.values.setdefault(w, []), abs(v))
+                self.slots[ts] = rows
+        return self.values
+
+    def _rebuilt(self, wanted: dict[int, Mapping[str, float]]) -> dict[str, list[float]]:
+        self.slots = {}
+        self.values = {}
+        out: dict[str, list[float]] = {}
+        for ts in sorted(wanted):
+            for w, v in wanted[ts].items():
+                out.setdefault(w, []).append(abs(v))
+        return {w: sorted(v) for w, v in out.items()}  # not kept: the next update starts afresh
+
+
 def _history(slots: list[tuple[int, dict[str, float]]], after_ms: int, up_to_ms: int,
              wallets: Iterable[str]) -> dict[str, list[float]]:
     """The ε lookback of `wallets`: every clean szi in `(after_ms, up_to_ms]`."""
     out: dict[str, list[float]] = {w: [] for w in wallets}
     for ts, rows in slots:
         if after_ms < ts <= up_to_ms:
-            for w, values in out.items():
-                if w in rows:
-                    values.append(rows[w])
+            for w, v in rows.items():  # a slot's rows in any order: each wallet's list stays in slot order
+                values = out.get(w)
+                if values is not None:
+                    values.append(v)
     return out
 
 
@@ -585,4 +632,4 @@ def _positioning_row(slot_ts: int, m: Measured) -> dict[str, Any]:
     }
 
 
-__all__ = ["Forcing", "Measured", "SignalJob", "SignalRun", "SignalSettings"]
+__all__ = ["Forcing", "LookbackBook", "Measured", "SignalJob", "SignalRun", "SignalSettings"]

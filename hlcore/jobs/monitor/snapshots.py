@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.exc import IntegrityError
 
@@ -141,6 +141,42 @@ def wallet_rows(result: WalletResult, assets: Sequence[str]) -> list[SnapshotRow
 
 
 # --------------------------------------------------------------------------------------------------
+# fetching side by side (wiring, like the clock and the transport)
+# --------------------------------------------------------------------------------------------------
+
+
+class FanOut(Protocol):
+    """How one cycle's wallets are fetched side by side by up to `workers` workers; results in the
+    order of `wallets`. Wiring, like the clock: live fetches on threads; a drill or backtest, whose
+    client answers in-process, runs the same fetches on its own thread (`replay.runner.SideBySide`)."""
+
+    def __call__(self, fetch: Callable[[str], WalletResult], wallets: Sequence[str],
+                 workers: int) -> list[WalletResult]: ...
+
+
+class ThreadFanOut:
+    """Worker threads, kept across cycles (a pool per worker count: starting threads every cycle cost
+    more than the cycle). On an error it still waits for the cycle's running fetches, as a pool's
+    shutdown did: nothing of this cycle runs on after it ends."""
+
+    def __init__(self) -> None:
+        self._pools: dict[int, ThreadPoolExecutor] = {}  # their threads end with the process
+
+    def __call__(self, fetch: Callable[[str], WalletResult], wallets: Sequence[str],
+                 workers: int) -> list[WalletResult]:
+        pool = self._pools.get(workers)
+        if pool is None:
+            pool = self._pools[workers] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hlcore-snapshot")
+        futures = [pool.submit(fetch, w) for w in wallets]
+        try:
+            return [f.result() for f in futures]
+        finally:
+            for f in futures:
+                f.cancel()
+            wait(futures)
+
+
+# --------------------------------------------------------------------------------------------------
 # the job
 # --------------------------------------------------------------------------------------------------
 
@@ -151,11 +187,12 @@ class SnapshotJob:
     Wallets are fetched by up to `snapshot_concurrency` worker threads (stored in `system_state`;
     starts at `max_concurrency`, halves on a 429, +1 per clean run). With concurrency 1 the
     wallets are fetched in order on the calling thread, which replay and tests use for
-    deterministic fault scripts. An attempt never starts at or after the deadline and a retry is
+    deterministic fault scripts; with more, `fan_out` (wiring: threads unless told otherwise) runs
+    them side by side. An attempt never starts at or after the deadline and a retry is
     only made if its wait ends before it; a response arriving after the deadline counts as failed.
     """
 
-    def __init__(self, ctx: AppContext, client: HyperliquidClient, clock: Clock):
+    def __init__(self, ctx: AppContext, client: HyperliquidClient, clock: Clock, fan_out: FanOut | None = None):
         self.ctx = ctx
         self.client = client
         self.clock = clock
@@ -177,7 +214,7 @@ class SnapshotJob:
         self.snapshots = Snapshots(ctx.db)
         self.runs = IngestRuns(ctx.db)
         self.state = MonitorState(ctx.db)
-        self._pools: dict[int, ThreadPoolExecutor] = {}  # by concurrency; their threads end with the job
+        self.fan_out: FanOut = fan_out or ThreadFanOut()
 
     # ------------------------------------------------------------------ fetch
     def fetch_one(self, wallet_id: str, deadline_ms: int) -> WalletResult:
@@ -200,17 +237,7 @@ class SnapshotJob:
         """Every wallet once, results in universe order whatever the completion order."""
         if concurrency <= 1 or len(wallets) <= 1:
             return [self.fetch_one(w, deadline_ms) for w in wallets]
-        pool = self._pools.get(concurrency)
-        if pool is None:  # kept for the next minutes: starting threads every cycle cost more than the cycle
-            pool = self._pools[concurrency] = ThreadPoolExecutor(max_workers=concurrency,
-                                                                 thread_name_prefix="hlcore-snapshot")
-        futures = [pool.submit(self.fetch_one, w, deadline_ms) for w in wallets]
-        try:
-            return [f.result() for f in futures]
-        finally:  # as a pool's shutdown did: nothing of this cycle runs on after it ends
-            for f in futures:
-                f.cancel()
-            wait(futures)
+        return self.fan_out(lambda w: self.fetch_one(w, deadline_ms), wallets, concurrency)
 
     # ------------------------------------------------------------------ cycle
     def current_concurrency(self) -> int:
@@ -406,5 +433,6 @@ class SnapshotJob:
         return decisions
 
 
-__all__ = ["TRANSIENT_COLLAPSE", "DirtyMark", "SnapshotJob", "SnapshotOutcome", "WalletResult",
+__all__ = ["TRANSIENT_COLLAPSE", "DirtyMark", "FanOut", "SnapshotJob", "SnapshotOutcome", "ThreadFanOut",
+           "WalletResult",
            "is_transient_collapse", "wallet_rows"]
