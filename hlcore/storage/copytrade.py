@@ -30,7 +30,7 @@ from sqlalchemy import Connection, Row, Select, Table, and_, bindparam, delete, 
 from hlcore.errors import CheckFailed
 from hlcore.redact import scrub
 from hlcore.storage.db import Database, insert_ignore, upsert
-from hlcore.storage.repos import TypedState, dump_json, load_json
+from hlcore.storage.repos import TypedState, dump_json, int_value, load_json
 from hlcore.storage.schema import (
     baseline_positions,
     baseline_snapshots,
@@ -212,13 +212,7 @@ class IngestKeys:
 
 
 def _int_key(stored: dict[str, str], key: str) -> int | None:
-    raw = stored.get(key)
-    if raw is None or raw == "":
-        return None
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise ValueError(f"system_state[{key!s}] = {raw!r} is not an integer") from exc
+    return int_value(key, stored.get(key))
 
 
 def _cursor_of(stored: dict[str, str]) -> Cursor | None:

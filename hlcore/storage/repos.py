@@ -74,6 +74,16 @@ class SystemState:
             return {k: v for k, v in result}
 
 
+def int_value(key: str, raw: str | None) -> int | None:
+    """A `system_state` value read as an integer: absent or empty is None, a non-integer value is a bug."""
+    if raw is None or raw == "":
+        return None
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"system_state[{key!s}] = {raw!r} is not an integer") from exc
+
+
 class TypedState:
     """Typed access to one app's `system_state` keys (a key enum's members or plain strings)."""
 
@@ -86,13 +96,7 @@ class TypedState:
 
     def get_int(self, key: str, *, conn: Connection | None = None) -> int | None:
         """An integer key (ms stamps, counters); absent or empty is None, a non-integer value is a bug."""
-        raw = self.get(key, conn=conn)
-        if raw is None or raw == "":
-            return None
-        try:
-            return int(raw)
-        except ValueError as exc:
-            raise ValueError(f"system_state[{key!s}] = {raw!r} is not an integer") from exc
+        return int_value(key, self.get(key, conn=conn))
 
     def set_many(self, values: Mapping[str, str | int], now_ms: int, *, conn: Connection | None = None) -> None:
         """Upsert several keys in one transaction; integers are stored as their decimal text."""
