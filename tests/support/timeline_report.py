@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bucket", type=float, default=10.0)
     args = parser.parse_args(argv)
     rows = _load(args.folder)
+    if not any(r["kind"] == "test" for rs in rows.values() for r in rs):
+        raise SystemExit(f"{args.folder}: no test rows (was the run given -p tests.support.timeline?)")
     main_rows = rows.pop("main", [])
     session = next((r for r in main_rows if r["kind"] == "session"), None)
     t_start = session["t0"] if session else min(r["t0"] for rs in rows.values() for r in rs)
