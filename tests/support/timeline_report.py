@@ -31,11 +31,41 @@ def _blocked(row: dict[str, Any]) -> float:
     return max(0.0, wall - row["wait"] - row["cpu"] - row["child"])
 
 
+def simulate(durations: list[float], workers: int, first_batch: bool) -> list[float]:
+    """Each worker's busy time under pytest-xdist 3.8's `load` scheduler, tests in `durations`
+    order: with `first_batch` its default (a first batch of a quarter of a worker's share of
+    consecutive tests, refilled to half the remaining share when below a quarter), else
+    `--maxschedchunk 1` (one test running and one queued per worker)."""
+    pending = list(range(len(durations)))
+    chunk = max(2, len(durations) // workers // 4) if first_batch else 2
+    queues = []
+    for _ in range(workers):
+        queues.append(pending[:chunk])
+        del pending[:chunk]
+    busy = [0.0] * workers
+    while any(queues):
+        w = min((k for k in range(workers) if queues[k]), key=lambda k: busy[k])
+        done = queues[w].pop(0)
+        busy[w] += durations[done]
+        if not pending:
+            continue
+        if not first_batch:
+            queues[w].append(pending.pop(0))
+        elif len(queues[w]) < max(2, len(pending) // workers // 4) and not (
+                durations[done] >= 0.1 and len(queues[w]) >= 2):
+            take = max(2, len(pending) // workers // 2) - len(queues[w])
+            queues[w] += pending[:take]
+            del pending[:take]
+    return busy
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("folder", type=Path)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--bucket", type=float, default=10.0)
+    parser.add_argument("--order", type=Path, help="`pytest --collect-only -q` output: simulate both "
+                        "schedules on the recorded times less the run-queue wait (an idle-machine estimate)")
     args = parser.parse_args(argv)
     rows = _load(args.folder)
     if not any(r["kind"] == "test" for rs in rows.values() for r in rs):
@@ -102,6 +132,15 @@ def main(argv: list[str] | None = None) -> None:
             else:
                 line += "#=."[max(range(3), key=lambda k: (cpu, wait, blocked)[k])]
         print(f"  {worker} |{line}|")
+
+    if args.order:
+        idle = {r["id"]: max(0.0, r["t1"] - r["t0"] - r["wait"]) for _, r in tests}
+        order = [line.strip() for line in args.order.read_text().splitlines() if "::" in line]
+        durations = [idle.get(name, 0.0) for name in order]
+        print(f"\nsimulated, {len(order)} tests, {sum(durations):.1f} s without run-queue wait:")
+        for label, first_batch in (("load (default)", True), ("--maxschedchunk 1", False)):
+            busy = simulate(durations, len(rows), first_batch)
+            print(f"  {label:18s} per worker {' '.join(f'{b:.1f}' for b in busy)} s, makespan {max(busy):.1f} s")
 
 
 if __name__ == "__main__":

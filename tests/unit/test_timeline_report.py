@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.timeline_report import _blocked, main
+from tests.support.timeline_report import _blocked, main, simulate
 
 
 def _write(path: Path, rows: list[dict[str, object]]) -> None:
@@ -38,3 +38,14 @@ def test_a_worker_idle_after_its_last_test_is_reported(tmp_path: Path, capsys: p
     strips = {line.split("|")[0].strip(): line.split("|")[1] for line in out.splitlines()
               if line.startswith("  gw") and "|" in line}
     assert strips["gw0"].strip() and strips["gw1"][4:].strip() == ""  # gw1 has nothing to do after 25 s
+
+
+def test_xdists_first_batch_puts_every_long_test_first_in_line_on_one_worker() -> None:
+    """16 long tests sorted first, then 200 short ones: the default first batch (a quarter of 108
+    = 27 consecutive tests per worker) gives worker 0 all 16; one at a time splits them."""
+    durations = [10.0] * 16 + [0.05] * 200
+    default = simulate(durations, 2, first_batch=True)
+    one_at_a_time = simulate(durations, 2, first_batch=False)
+    assert default[0] >= 160.0 and default[1] < 10.0
+    assert max(one_at_a_time) == pytest.approx(sum(durations) / 2, abs=0.1)
+    assert sum(default) == pytest.approx(sum(durations)) == pytest.approx(sum(one_at_a_time))
