@@ -47,7 +47,10 @@ typer.testing._get_command = _click_tree  # type: ignore[assignment]
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked `slow` first (stable: the rest keep their order). pytest-xdist hands tests to
     its workers in collection order; a long test collected near the end kept one worker busy
-    alone after the other had run out of work (CI wall, issue 12)."""
+    alone after the other had run out of work (CI wall, issue 12). This only spreads them when
+    tests are handed out one at a time (`.ci/run`'s `--maxschedchunk 1`): xdist's default first
+    batch is a quarter of a worker's share of consecutive tests, which put every slow test on
+    one worker."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
