@@ -673,6 +673,7 @@ def _open_results_query(terminal_count: int) -> Select[Any]:
 
 _OPEN_RESULTS: dict[int, Select[Any]] = {}
 """`_open_results_query` per number of terminal statuses, built once."""
+
 _UNKNOWN_RESULTS = (select(order_results).where(order_results.c.status == bindparam("status"))
                     .order_by(order_results.c.first_unknown_ms, order_results.c.created_at_ms,
                               order_results.c.correlation_id))

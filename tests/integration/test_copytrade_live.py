@@ -137,6 +137,25 @@ def test_prime_writes_nothing_sends_nothing_and_the_next_fill_is_copied_as_witho
     assert posts[True] == posts[False] and len(posts[True]) == 2
 
 
+def test_prime_leaves_a_storage_failure_to_the_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """A warm-up never stops `hlcore live` on its own: a storage failure is logged, and the loop's
+    first tick meets it and reports it as the policy's fact."""
+    from hlcore.storage.copytrade import CopytradeState
+    from hlcore.storage.db import StorageUnavailable
+
+    rig = Rig(tmp_path)
+    jobs = rig.boot()
+
+    def down(*_a: Any, **_k: Any) -> None:
+        raise StorageUnavailable("storage unavailable while reading: disk I/O error")
+
+    monkeypatch.setattr(CopytradeState, "ingest_keys", down)
+    jobs.prime()
+    assert "warm-up skipped: storage unavailable" in caplog.text
+    assert rig.mode == ("ARMED_LIVE", "OK")
+
+
 CRASH_POINTS = ["after_ingest_commit", "after_intents_commit", "after_venue_accepted", "after_result_commit"]
 
 
