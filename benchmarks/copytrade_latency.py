@@ -18,8 +18,9 @@ as before issue 12's latency round: the venue's Python then competes with hlcore
 overlapping the ingest commit; slower under CPU contention, see docs/decisions.md) picks how the mark
 price is fetched; `--db-dir` puts the SQLite file elsewhere (e.g. /dev/shm for an A/B on a busy disk). The
 third figure is the loop thread's CPU for ingest + decide, steadier than wall time under load.
-After boot the benchmark calls `settle_heap` (gc.freeze) as `hlcore live` does (`--no-freeze` skips
-it), and prints how many collections of each generation ran during the loop and the longest.
+After boot the benchmark calls `CopytradeJobs.prime` (the warm-up: `--no-prime` skips it) and
+`settle_heap` (gc.freeze: `--no-freeze` skips it) as `hlcore live` does, and prints how many
+collections of each generation ran during the loop and the longest.
 """
 
 from __future__ import annotations
@@ -202,6 +203,8 @@ def main() -> None:
                         help="run the venue stubs in their own process (default) or on a thread of this one")
     parser.add_argument("--no-freeze", action="store_true",
                         help="skip `settle_heap` (gc.freeze after boot, as `hlcore live` does), for A/B")
+    parser.add_argument("--no-prime", action="store_true",
+                        help="skip `CopytradeJobs.prime` (the warm-up `hlcore live` runs after boot), for A/B")
     args = parser.parse_args()
     runner = background_thread if args.prefetch == "thread" else run_when_taken
     venue: LocalVenue | RemoteVenue = RemoteVenue() if args.venue == "process" else LocalVenue()
@@ -221,6 +224,8 @@ def main() -> None:
                         runner)
         ctx, jobs, _sched, _loop, code = start(ws, "live", wiring, allow_create_db=True)
         assert code == 0 and ctx.runtime.engine.state("safety") == "ARMED_LIVE", "benchmark needs ARMED_LIVE"
+        if not args.no_prime:
+            jobs.prime()  # as `hlcore live` does before its loop: nothing sent, nothing kept
         if not args.no_freeze:
             settle_heap()  # as `hlcore live` does before its loop
         pauses: list[tuple[int, float]] = []  # (generation, ms) of each collection during the loop

@@ -246,6 +246,7 @@ def live(mode: Annotated[str, typer.Option("--mode", help="live, dry-run or back
                       f"safety_reason_code={engine.reason('safety')} policy_hash={ws.policy.hash}", markup=False)
             if code:
                 raise typer.Exit(code=code)
+            _jobs.prime()  # the fill -> order path walked once: nothing sent, nothing kept (issue 12)
             settle_heap()
             scheduler.run_forever(_stoppable(scheduler), max_runs=max_ticks)
         finally:

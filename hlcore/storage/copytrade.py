@@ -18,6 +18,7 @@ turns into one) through the schema's Numeric columns and come back as Decimal.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -25,7 +26,7 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Row, Select, Table, and_, bindparam, delete, func, select, update
+from sqlalchemy import Connection, Row, Select, Table, and_, bindparam, delete, func, or_, select, union_all, update
 
 from hlcore.errors import CheckFailed
 from hlcore.redact import scrub
@@ -642,6 +643,37 @@ def _unsettled_intents_query(with_terminal: bool) -> Select[Any]:
 
 _UNSETTLED_INTENTS = {flag: _unsettled_intents_query(flag) for flag in (False, True)}
 """Read every tick by execute: built once (issue 12: building a statement costs more than running it)."""
+
+
+def _open_results_query(terminal_count: int) -> Select[Any]:
+    """The rows of `_unsettled_intents_query(True)`, in its order, without joining every intent to
+    its result (issue 17: that join grew with every order, on every tick):
+    (1) results whose status is NULL or outside the sorted terminal statuses t0 < t1 < …, written
+    as ranges (`status < t0 OR t0 < status < t1 OR … OR status > tk`) so each is a seek on
+    `ix_order_results_status` (a NOT IN scans);
+    (2) intents with no result at all, LIMITed to how many there are: `order_results.correlation_id`
+    is a foreign key to `order_intents` (enforced on both backends; SQLite's `foreign_keys` pragma
+    is set at every connect), so the two row counts differ by exactly that number. The counts walk
+    the smallest index of each table in the database engine; a limit of 0 (the usual case: every
+    intent sent so far was answered) stops the anti-join before it reads a row."""
+    i, r = order_intents, order_results
+    bounds = [bindparam(f"t{n}") for n in range(terminal_count)]
+    ranges = [r.c.status < bounds[0], r.c.status > bounds[-1]]
+    ranges += [and_(r.c.status > lo, r.c.status < hi) for lo, hi in itertools.pairwise(bounds)]
+    cols = [i, *[col.label(f"r_{col.name}") for col in [r.c.correlation_id, *_RESULT_COLUMNS]]]
+    open_ = select(*cols).select_from(i.join(r, r.c.correlation_id == i.c.correlation_id)).where(
+        or_(r.c.status.is_(None), *ranges))
+    unanswered = (select(func.count()).select_from(order_intents).scalar_subquery()
+                  - select(func.count()).select_from(order_results).scalar_subquery())
+    none = (select(*cols).select_from(i.outerjoin(r, r.c.correlation_id == i.c.correlation_id))
+            .where(r.c.correlation_id.is_(None)).limit(unanswered).subquery())
+    both = union_all(open_, select(none)).subquery()
+    return select(both).order_by(both.c.created_at_ms, both.c.correlation_id)
+
+
+_OPEN_RESULTS: dict[int, Select[Any]] = {}
+"""`_open_results_query` per number of terminal statuses, built once."""
+
 _UNKNOWN_RESULTS = (select(order_results).where(order_results.c.status == bindparam("status"))
                     .order_by(order_results.c.first_unknown_ms, order_results.c.created_at_ms,
                               order_results.c.correlation_id))
@@ -723,7 +755,14 @@ class Orders:
         terminal = sorted(set(terminal_statuses))
         out = []
         with self.db.begin_or_join(conn) as c:
-            for row in c.execute(_UNSETTLED_INTENTS[bool(terminal)], {"terminal": terminal}):
+            if terminal:  # seeks, not a join of every intent (issue 17: this read grew with every order)
+                query = _OPEN_RESULTS.get(len(terminal))
+                if query is None:
+                    query = _OPEN_RESULTS[len(terminal)] = _open_results_query(len(terminal))
+                rows = c.execute(query, {f"t{n}": t for n, t in enumerate(terminal)})
+            else:  # with no terminal status every intent is unsettled
+                rows = c.execute(_UNSETTLED_INTENTS[False])
+            for row in rows:
                 m = row._mapping
                 result = None
                 if m["r_correlation_id"] is not None:

@@ -93,6 +93,69 @@ def test_fresh_fill_is_copied_once_and_filled(tmp_path: Path) -> None:
     assert (event["is_replay"], event["state"], result["status"]) == (False, "DONE", "FILLED")
 
 
+def _all_rows(db: Any) -> dict[str, list[tuple[Any, ...]]]:
+    from hlcore.storage.schema import metadata
+
+    with db.transaction() as conn:
+        return {t.name: sorted(map(tuple, conn.execute(select(t)).all()), key=repr) for t in metadata.sorted_tables}
+
+
+def test_prime_writes_nothing_sends_nothing_and_the_next_fill_is_copied_as_without_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The warm-up `hlcore live` runs before its loop (issue 12): every table as it was, no request
+    sent (nor built through the transport), and the next fill copied exactly as by an unprimed copy."""
+    from sqlalchemy import event
+
+    from replay.transport import DrillTransport
+
+    posts: dict[bool, list[dict[str, Any]]] = {}
+    calls: list[str] = []
+    statements: list[str] = []
+    for primed in (False, True):
+        (tmp_path / str(primed)).mkdir()
+        rig = Rig(tmp_path / str(primed))
+        jobs = rig.boot()
+        rig.clock.set(T0 + 2_000)
+        rig.world.fills = [fill(1, "2.0", "0.0", "B", T0 + 1_000, TX1)]
+        rig.cycle()  # some history: an event, its intent and result
+        if primed:
+            monkeypatch.setattr(DrillTransport, "exchange", lambda *a, **k: calls.append(str(a[1:3])))
+            event.listen(rig.ctx.db.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+            before = _all_rows(rig.ctx.db)
+            jobs.prime()
+            assert _all_rows(rig.ctx.db) == before
+            assert calls == []
+            assert any(s.startswith("INSERT INTO order_intents") for s in statements)  # it did walk the writes
+            monkeypatch.undo()
+        rig.clock.set(T0 + 4_000)
+        rig.world.fills += [fill(2, "2.0", "2.0", "B", T0 + 3_000, "0x" + "b2" * 32)]
+        rig.cycle()
+        posts[primed] = [{k: v for k, v in p.items() if k not in ("signature", "timestamp")}
+                         for p in rig.world.account.posts]
+        assert [r["status"] for r in rig.rows(order_results)] == ["FILLED", "FILLED"]
+        rig.die()
+    assert posts[True] == posts[False] and len(posts[True]) == 2
+
+
+def test_prime_leaves_a_storage_failure_to_the_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """A warm-up never stops `hlcore live` on its own: a storage failure is logged, and the loop's
+    first tick meets it and reports it as the policy's fact."""
+    from hlcore.storage.copytrade import CopytradeState
+    from hlcore.storage.db import StorageUnavailable
+
+    rig = Rig(tmp_path)
+    jobs = rig.boot()
+
+    def down(*_a: Any, **_k: Any) -> None:
+        raise StorageUnavailable("storage unavailable while reading: disk I/O error")
+
+    monkeypatch.setattr(CopytradeState, "ingest_keys", down)
+    jobs.prime()
+    assert "warm-up skipped: storage unavailable" in caplog.text
+    assert rig.mode == ("ARMED_LIVE", "OK")
+
+
 CRASH_POINTS = ["after_ingest_commit", "after_intents_commit", "after_venue_accepted", "after_result_commit"]
 
 

@@ -839,3 +839,66 @@ def test_local_book_reads_only_new_results(db: Database) -> None:
     book.forget()
     assert book.positions(T0 + 20) == {"BTCUSDT": Decimal("0.9")} == Baselines(db).local_positions()
     assert book.positions(T0 - 1) == {"BTCUSDT": Decimal("0.9")}  # a clock behind what was seen: rebuilt
+
+
+# --------------------------------------------------------------------------------------------------
+# Unsettled intents by seeks (issue 17): always the rows and order of the full join
+# --------------------------------------------------------------------------------------------------
+
+# statuses around the terminal ones in sort order (before, between, after, equal, prefixes), and NULL
+_STATUSES = ["A", "CANCELED", "CANCELEDX", "CANCEL", "EXPIRED", "FILLED", "FILLE", "NEW", "PARTIALLY_FILLED",
+             "REJECTED", "SIMULATED", "UNKNOWN", "Z", "", None]
+
+
+def test_unsettled_intents_by_seeks_equal_the_full_join() -> None:
+    """`Orders.unsettled_intents` reads open results by status ranges and unanswered intents only
+    when their count says there are some; against random intents, results (none, NULL status,
+    statuses sorting before, between and after the terminal ones) and terminal sets it returns
+    exactly the rows, in the order, of the join of every intent to its result it replaces."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from hlcore.storage.copytrade import _unsettled_intents_query
+
+    row = st.tuples(st.integers(0, 5), st.sampled_from([*_STATUSES, "no result"]))
+    terminal_sets = st.sets(st.sampled_from(["CANCELED", "EXPIRED", "FILLED", "REJECTED", "SIMULATED", ""]),
+                            min_size=1)
+
+    @settings(max_examples=120, deadline=None, derandomize=True, database=None,
+              suppress_health_check=[HealthCheck.too_slow])
+    @given(st.lists(row, max_size=25), st.lists(terminal_sets, min_size=1, max_size=3))
+    def check(rows: list[tuple[int, str | None]], terminals: list[set[str]]) -> None:
+        db = open_database("sqlite://")
+        db.create_schema(now_ms=T0)
+        orders = Orders(db)
+        for n, (created, status) in enumerate(rows):
+            e = ev(T0 + n, n)
+            ingest(db, e)
+            orders.record_decision(key_of(e), [intent(f"c{n}")], DECIDED, T0 + created)
+            if status != "no result":
+                orders.upsert_result(f"c{n}", status, T0 + n, contract_version=CONTRACT)  # type: ignore[arg-type]
+        for terminal in terminals:
+            got = [(u.intent.correlation_id, u.result.status if u.result else "-", u.result is None)
+                   for u in orders.unsettled_intents(terminal)]
+            with db.transaction() as c:
+                full = [(m["correlation_id"], m["r_status"] if m["r_correlation_id"] else "-",
+                         m["r_correlation_id"] is None)
+                        for m in c.execute(_unsettled_intents_query(True), {"terminal": sorted(terminal)}).mappings()]
+            assert got == full
+        db.dispose()
+
+    check()
+
+
+def test_unsettled_intents_find_an_unanswered_intent_among_many_answered(db: Database) -> None:
+    """The unanswered part is limited by the count difference: one intent without a result among
+    answered ones, older and newer, is found on either backend."""
+    orders = Orders(db)
+    for n in range(12):
+        e = ev(T0 + n, n)
+        ingest(db, e)
+        orders.record_decision(key_of(e), [intent(f"c{n:02}")], DECIDED, T0 + n)
+        if n != 4:
+            orders.upsert_result(f"c{n:02}", "FILLED" if n % 5 else "UNKNOWN", T0 + n, contract_version=CONTRACT)
+    got = [(u.intent.correlation_id, u.result and u.result.status) for u in orders.unsettled_intents(TERMINAL)]
+    assert got == [("c00", "UNKNOWN"), ("c04", None), ("c05", "UNKNOWN"), ("c10", "UNKNOWN")]

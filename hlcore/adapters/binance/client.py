@@ -275,6 +275,17 @@ class BinanceClient:
             return _untrue("premiumIndex", f"mark price for {mark.symbol}, asked {symbol}", result)
         return mark
 
+    def prime(self, symbol: str) -> None:
+        """Build, never send, the two requests of the fill -> order path (the mark GET and a signed
+        order POST), so the first real order does not pay for normalising their URLs (`hlcore live`
+        warm-up, `CopytradeJobs.prime`). Nothing leaves the process; no state but that cache changes."""
+        self.http.prepare("GET", f"{self.http.base_url}{PREMIUM_INDEX_PATH}", {"symbol": symbol}, None, {})
+        signed = self._credentials.sign({"symbol": symbol, "side": "BUY", "type": "MARKET", "quantity": "1",
+                                         "reduceOnly": "false", "newClientOrderId": "prime",
+                                         "newOrderRespType": "RESULT"}, now_ms=self.clock.now_ms(),
+                                        offset_ms=self.time_sync.offset_ms, recv_window_ms=self.recv_window_ms)
+        self.http.prepare("POST", f"{self.http.base_url}{ORDER_PATH}", signed, None, self._credentials.headers())
+
     # ------------------------------------------------------------------ transport
     def _public(self, path: str, params: dict[str, Any] | None = None) -> HttpResult | VenueError:
         return self.http.request("GET", path, params=params, weight=WEIGHT[path], idempotent=True)

@@ -43,6 +43,7 @@ from hlcore.storage.copytrade import (
     parse_event_key,
 )
 from hlcore.storage.copytrade import normalise_symbol as norm
+from hlcore.storage.db import StorageUnavailable, storage_errors
 from hlcore.storage.ingest_skips import IngestSkips
 from hlcore.storage.local_book import LocalBook
 from hlcore.storage.repos import dump_json, load_json
@@ -55,6 +56,7 @@ SAFETY, EVENT, ORDER, RECONCILE = "safety", "event", "order", "reconcile"  # mac
 GATE_CLOSED = "GATE_CLOSED"  # order_answered.answer when the pre-hook's gate is shut (no request sent)
 NO_ADAPTER = "NO_ADAPTER"  # order_answered.answer in dry-run / backfill-only (no request sent)
 POLL_GATE = "order.poll"  # order states allowing it are open on the venue: polled, paced (§3.3)
+PRIME_TX, PRIME_SYMBOL = "0xprime", "PRIMEUSDT"  # the warm-up's rows (always rolled back) and prepared requests
 
 
 def _f(value: Decimal | None) -> float | None:
@@ -124,6 +126,56 @@ class CopytradeJobs:
         # the next loop reconcile re-checks the running sum in full (set at start and by the hourly
         # maintenance job, copytrader §6; every other reconcile checks in full anyway)
         self.full_check_due = True
+
+    # ------------------------------------------------------------------ warm-up (issue 12 item 6)
+    def prime(self) -> None:
+        """Before the loop of a long-running process (`hlcore live`, after boot): walk the fill ->
+        order path's storage and request-building code once, so the first real fill does not pay
+        for compiling its SQL statements, normalising the venue URLs and first-call code paths
+        (the first orders were 2-4x slower than the steady ones).
+
+        Nothing leaves the process and nothing is kept: the reads are the path's own reads; the
+        writes (event, fill, cursor, intent, event state, result) run in one transaction that is
+        always rolled back, so no reader ever sees them, and the tables they touch have no
+        sequence a rollback would consume; the requests are prepared, never sent. The policy
+        engine is not called (it would record transitions). Replay and the drills never call it.
+        A storage failure here is logged and left to the loop, which reports it as the policy's fact."""
+        try:
+            with storage_errors("warming up the copy-trader"):
+                self._prime_storage(self.ctx.clock.now_ms())
+        except StorageUnavailable as exc:
+            log.warning("warm-up skipped: %s", exc)
+        if self.venues.binance is not None:
+            self.venues.binance.prime(PRIME_SYMBOL)
+
+    def _prime_storage(self, now: int) -> None:
+        self.state.ingest_keys()
+        self.events.unsettled([self.pending_state])
+        self.book.positions(now)
+        final = self.statuses.final
+        self.orders.unsettled_intents(final)
+        if not final:
+            return
+        key = f"{now}|0|{PRIME_TX}|{PRIME_SYMBOL}"
+        ev = {"tx_hash": PRIME_TX, "event_index": 0, "symbol": PRIME_SYMBOL, "timestamp_ms": now, "is_replay": True,
+              "action_type": None, "prev_target": Decimal(0), "next_target": Decimal(1), "expected_price": Decimal(1)}
+        fill = {"tid": -1, "tx_hash": PRIME_TX, "coin": PRIME_SYMBOL, "side": "B", "sz": Decimal(1), "px": Decimal(1),
+                "start_position": Decimal(0), "time_ms": now, "event_key": key}
+        cid = f"prime-{now}"
+        with self.ctx.db.engine.connect() as conn:
+            tx = conn.begin()
+            try:
+                self.events.seen_tids([-1], conn=conn)
+                self.events.seen_content([PRIME_TX], conn=conn)
+                self.events.insert_ingested([ev], [fill], Cursor(now, key), now, pending_state=self.pending_state,
+                                            conn=conn)
+                self.state.stamp_ingest_success(now, conn=conn)
+                self.orders.record_decision(key, [OrderIntent(cid, cid, {"symbol": PRIME_SYMBOL, "side": "BUY"}, key,
+                                                              now)], self.pending_state, now, conn=conn)
+                self.orders.upsert_result(cid, final[0], now, filled_qty=Decimal(1), contract_version=CONTRACT_VERSION,
+                                          conn=conn)
+            finally:
+                tx.rollback()  # always: nothing of this is ever kept
 
     # ------------------------------------------------------------------ ingest (§4.1, §4.2)
     def ingest(self) -> int:
