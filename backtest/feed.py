@@ -45,9 +45,30 @@ def _dec(value: Any) -> Decimal | None:
     return Decimal(repr(float(value)))
 
 
+# float -> `Decimal(repr(float))`, kept across minutes: a wallet's size, entry and margin mostly
+# repeat minute after minute, and building the Decimal (repr, then parse) was most of a minute's
+# slice. Zero is never kept (0.0 and -0.0 are equal keys with different reprs); bounded.
+_DECIMALS: dict[float, Decimal] = {}
+_DECIMALS_MAX = 65_536
+
+
 def _decs(values: np.ndarray) -> list[Decimal | None]:
     """`_dec` over a column slice (NaN and None -> None), reading each cell as a Python value once."""
-    return [None if v is None or v != v else Decimal(repr(float(v))) for v in values.tolist()]
+    out: list[Decimal | None] = []
+    known = _DECIMALS
+    for v in values.tolist():
+        if v is None or v != v:
+            out.append(None)
+            continue
+        d = known.get(v) if v else None
+        if d is None:
+            d = Decimal(repr(float(v)))
+            if v:
+                if len(known) >= _DECIMALS_MAX:
+                    known.clear()
+                known[v] = d
+        out.append(d)
+    return out
 
 
 def _error(text: str | None, status: int | None) -> VenueError:

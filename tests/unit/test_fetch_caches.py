@@ -121,3 +121,20 @@ def test_state_bytes_is_json_of_state(steps: list[tuple[str, dict[str, Any], int
         for w in ("0x" + "1" * 40, "0x" + "2" * 40, "0x" + "3" * 40):
             assert world.state_bytes(w) == json.dumps(world.state(w)).encode()
             assert world.state_bytes(w) == json.dumps(world.state(w)).encode()  # the kept text
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.floats(width=32), st.sampled_from([0.0, -0.0, 8.5, 1e-7, float("nan")]),
+                          st.integers(-3, 3)), max_size=40))
+def test_feed_decimal_cache_reads_as_dec(cells: list[Any]) -> None:
+    """The backtest feed's kept Decimals: twice over, each cell exactly `_dec(cell)` (sign of zero included)."""
+    import numpy as np
+
+    from backtest import feed
+
+    column = np.array(cells, dtype=object)
+    for _ in range(2):
+        got = feed._decs(column)
+        want = [feed._dec(v) for v in cells]
+        assert [None if d is None else d.as_tuple() for d in got] == \
+            [None if d is None else d.as_tuple() for d in want]
