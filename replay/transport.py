@@ -30,6 +30,9 @@ FAULT_KINDS = ("timeout", "reset", "429", "418", "5xx", "malformed", "schema", "
                "empty")
 
 
+# `json.dumps(body, allow_nan=False)`, as `requests` encodes a JSON body, without building an
+# encoder per call (any non-default argument makes `json.dumps` build one).
+_BODY_ENCODER = json.JSONEncoder(allow_nan=False)
 _KEYS_MAX = 4096  # cached request keys per transport (a monitor universe is ~200 wallets)
 
 
@@ -164,7 +167,7 @@ class DrillTransport(BaseAdapter):
         query = _encode_params(params) if params else ""
         if split.query:
             query = f"{split.query}&{query}" if query else split.query
-        raw_body = None if json_body is None else json.dumps(json_body, allow_nan=False).encode()
+        raw_body = None if json_body is None else _BODY_ENCODER.encode(json_body).encode()
         payload: Any = None if raw_body is None else json.loads(raw_body)
         world_params = dict(parse_qsl(query)) if query else {}
         full = urlunsplit((split.scheme, split.netloc, split.path, query, ""))

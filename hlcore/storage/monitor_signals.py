@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, func, select, true
+from sqlalchemy import Connection, and_, bindparam, case, func, select, true
 
 from hlcore.storage.db import Database, insert_ignore, upsert
 from hlcore.storage.repos import dump_json, load_json
@@ -266,10 +266,7 @@ class SignalStore:
         """`latest_signal_ts` of each of `assets` in one query."""
         wanted = sorted(set(assets))
         with self.db.begin_or_join(conn) as c:
-            found = dict(c.execute(
-                select(signals.c.asset, func.max(signals.c.signal_ts))
-                .where(signals.c.asset.in_(wanted)).group_by(signals.c.asset)
-            ).all())
+            found = dict(c.execute(_LATEST_SIGNAL_TS, {"assets": wanted}).all())
         return {a: None if found.get(a) is None else int(found[a]) for a in wanted}
 
     def signal_row(self, signal_ts: int, asset: str, *, conn: Connection | None = None) -> dict[str, Any] | None:
@@ -345,22 +342,16 @@ class AlertStore:
         """`surfaced_count` of each of `assets` in one query."""
         wanted = sorted(set(assets))
         with self.db.begin_or_join(conn) as c:
-            found = dict(c.execute(
-                select(alerts.c.asset, func.count())
-                .where(alerts.c.asset.in_(wanted), alerts.c.suppressed.is_(False), alerts.c.alert_ts > after_ms)
-                .group_by(alerts.c.asset)
-            ).all())
+            found = dict(c.execute(_SURFACED_COUNTS, {"assets": wanted, "after": after_ms}).all())
         return {a: int(found.get(a, 0)) for a in wanted}
 
     def latest_ts(self, alert_type: str, asset: str | None, *, surfaced_only: bool = True,
                   conn: Connection | None = None) -> int | None:
         """`alert_ts` of the newest `alert_type` row of `asset` (None = the system row)."""
-        where = [alerts.c.alert_type == alert_type,
-                 alerts.c.asset.is_(None) if asset is None else alerts.c.asset == asset]
-        if surfaced_only:
-            where.append(alerts.c.suppressed.is_(False))
+        stmt = _LATEST_ALERT_TS[(asset is None, surfaced_only)]
         with self.db.begin_or_join(conn) as c:
-            value = c.execute(select(func.max(alerts.c.alert_ts)).where(and_(*where))).scalar_one_or_none()
+            params = {"alert_type": alert_type} if asset is None else {"alert_type": alert_type, "asset": asset}
+            value = c.execute(stmt, params).scalar_one_or_none()
         return None if value is None else int(value)
 
     def all(self, *, conn: Connection | None = None) -> list[dict[str, Any]]:
@@ -386,3 +377,28 @@ class AlertStore:
 
 
 __all__ = ["FIRST_START_KEY", "SYSTEM_ASSET", "AlertStore", "SignalStore"]
+
+
+# Statements run several times a simulated minute (the dashboard's `alert_state` refresh), built
+# once with bound parameters: building a `select` and its cache key cost more than SQLite running
+# it. Same SQL as the inline form (an IN list is an expanding parameter either way).
+_LATEST_SIGNAL_TS = (select(signals.c.asset, func.max(signals.c.signal_ts))
+                     .where(signals.c.asset.in_(bindparam("assets", expanding=True))).group_by(signals.c.asset))
+_SURFACED_COUNTS = (select(alerts.c.asset, func.count())
+                    .where(alerts.c.asset.in_(bindparam("assets", expanding=True)), alerts.c.suppressed.is_(False),
+                           alerts.c.alert_ts > bindparam("after", type_=alerts.c.alert_ts.type))
+                    .group_by(alerts.c.asset))
+
+
+def _latest_alert_ts(system_row: bool, surfaced_only: bool) -> Any:
+    where = [alerts.c.alert_type == bindparam("alert_type", type_=alerts.c.alert_type.type),
+             alerts.c.asset.is_(None) if system_row
+             else alerts.c.asset == bindparam("asset", type_=alerts.c.asset.type)]
+    if surfaced_only:
+        where.append(alerts.c.suppressed.is_(False))
+    return select(func.max(alerts.c.alert_ts)).where(and_(*where))
+
+
+# (asset is None, surfaced_only) -> `latest_ts`'s statement
+_LATEST_ALERT_TS = {(system, surfaced): _latest_alert_ts(system, surfaced) for system in (True, False)
+                    for surfaced in (True, False)}

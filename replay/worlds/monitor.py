@@ -79,6 +79,8 @@ class MonitorWorld:
         minute, mostly unchanged. A book of plain sizes is keyed by `(coin, str(size))`, all that
         `position()` reads of it; a book holding a full entry (a dict, mutable) is encoded afresh."""
         items = sorted(self.positions.get(wallet, {}).items())
+        now = self.clock.now_ms()
+        time_text = str(now) if type(now) is int else json.dumps(now)  # what `json.dumps` writes for it
         if any(isinstance(v, dict) for _, v in items):
             entries = json.dumps([v if isinstance(v, dict) else position(coin, v) for coin, v in items])
         else:
@@ -89,7 +91,7 @@ class MonitorWorld:
             else:
                 entries = json.dumps([position(coin, v) for coin, v in seen])
                 self._entries[wallet] = (seen, entries)
-        return f"{_STATE_HEAD}, \"assetPositions\": {entries}, \"time\": {json.dumps(self.clock.now_ms())}}}".encode()
+        return f"{_STATE_HEAD}, \"assetPositions\": {entries}, \"time\": {time_text}}}".encode()
 
 
 def _state_head() -> dict[str, Any]:

@@ -138,3 +138,48 @@ def test_feed_decimal_cache_reads_as_dec(cells: list[Any]) -> None:
         want = [feed._dec(v) for v in cells]
         assert [None if d is None else d.as_tuple() for d in got] == \
             [None if d is None else d.as_tuple() for d in want]
+
+
+_szi = st.one_of(st.none(), st.decimals(min_value=-10**6, max_value=10**6, places=6, allow_nan=False))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 5), st.sampled_from(["BTC", "ETH", "HYPE"]),
+                          _szi, _szi, _szi, _szi, _szi, st.integers(0, 10**6)), min_size=1, max_size=25))
+def test_snapshot_upsert_fast_path_stores_what_the_generic_upsert_stores(
+        writes: list[tuple[Any, ...]]) -> None:
+    """Random slot writes (re-writes of a slot, a dirty mark set in between) through the SQLite
+    fast path and through `db.upsert`: the same table, column for column."""
+    import tempfile
+    from pathlib import Path
+
+    from sqlalchemy import select, update
+
+    import hlcore.storage.monitor as monitor_storage
+    from hlcore.jobs.monitor.snapshots import SnapshotRow
+    from hlcore.storage.db import create_sqlite_file, open_database, sqlite_url
+    from hlcore.storage.schema import wallet_snapshots
+
+    tables = []
+    for fast in (True, False):
+        path = Path(tempfile.mkdtemp()) / "m.db"
+        create_sqlite_file(path, 0)
+        db = open_database(sqlite_url(path))
+        if not fast:
+            monitor_storage._SNAPSHOT_UPSERT["sqlite:qmark"] = None  # the generic path
+        try:
+            store = monitor_storage.Snapshots(db)
+            for slot, wallet, asset, szi, entry, liq, lev, margin, now in writes:
+                store.upsert(slot * 60_000, [SnapshotRow(f"0x{wallet:040x}", asset, szi, entry, liq, lev, margin)],
+                             None, now)
+                with db.transaction() as c:  # a dirty mark survives a re-write
+                    c.execute(update(wallet_snapshots).where(wallet_snapshots.c.snapshot_ts == 0)
+                              .values(is_dirty=True, dirty_reason="S6"))
+        finally:
+            monitor_storage._SNAPSHOT_UPSERT.clear()
+        with db.transaction() as c:
+            tables.append([tuple(r) for r in c.execute(select(wallet_snapshots).order_by(
+                wallet_snapshots.c.snapshot_ts, wallet_snapshots.c.wallet_id, wallet_snapshots.c.asset))])
+        db.engine.dispose()
+    assert tables[0] == tables[1]
+    assert tables[0]
