@@ -124,12 +124,12 @@ class HistoryFeed:
         self._calls = {k: v for k, v in self._calls.items() if day_of(k[0]) == day}
 
     def _minute(self, slot: int) -> dict[str, Observation]:
+        found = self._minutes.get(slot)  # asked once per wallet: a slot kept is of the loaded day
+        if found is not None:
+            return found
         day = day_of(slot)
         if day != self._day:
             self._load_day(day)
-        found = self._minutes.get(slot)
-        if found is not None:
-            return found
         assert self._index is not None
         ts, cols = self._index
         lo, hi = int(np.searchsorted(ts, slot, "left")), int(np.searchsorted(ts, slot, "right"))

@@ -454,15 +454,9 @@ class Snapshots:
         """`szi_at((t0, t1))` narrowed to the pairs that can have collapsed at t1: a non-zero size
         at t0 and, at t1, a NULL or a smaller absolute size (the caller judges them exactly; a
         collapse ratio above 1 or a negative ε needs `szi_at` instead)."""
-        a, b = wallet_snapshots.alias("t0"), wallet_snapshots.alias("t1")
         out: dict[tuple[str, str], dict[int, float | None]] = {}
         with self.db.begin_or_join(conn) as c:
-            rows = c.execute(
-                select(b.c.wallet_id, b.c.asset, a.c.position_szi, b.c.position_szi)
-                .join(a, and_(a.c.wallet_id == b.c.wallet_id, a.c.asset == b.c.asset, a.c.snapshot_ts == t0))
-                .where(b.c.snapshot_ts == t1, a.c.position_szi.is_not(None), a.c.position_szi != 0,
-                       or_(b.c.position_szi.is_(None), func.abs(b.c.position_szi) < func.abs(a.c.position_szi)))
-            ).all()
+            rows = c.execute(_COLLAPSE_CANDIDATES, {"t0": t0, "t1": t1}).all()
         for wallet_id, asset, s0, s1 in rows:
             out[(wallet_id, asset)] = {t0: _num(s0), t1: _num(s1)}
         return out
@@ -815,3 +809,19 @@ def _sqlite_snapshot_upsert(conn: Connection) -> tuple[str, list[tuple[int, Any]
         built = (str(compiled), [(i, p) for i, p in procs if p is not None])
     _SNAPSHOT_UPSERT[key] = built
     return built
+
+
+
+def _collapse_candidates() -> Any:
+    """`Snapshots.collapse_candidates`'s join (`:t0`, `:t1`), built once: it runs every simulated minute."""
+    a, b = wallet_snapshots.alias("t0"), wallet_snapshots.alias("t1")
+    ts = wallet_snapshots.c.snapshot_ts.type
+    return (select(b.c.wallet_id, b.c.asset, a.c.position_szi, b.c.position_szi)
+            .join(a, and_(a.c.wallet_id == b.c.wallet_id, a.c.asset == b.c.asset,
+                          a.c.snapshot_ts == bindparam("t0", type_=ts)))
+            .where(b.c.snapshot_ts == bindparam("t1", type_=ts), a.c.position_szi.is_not(None),
+                   a.c.position_szi != 0,
+                   or_(b.c.position_szi.is_(None), func.abs(b.c.position_szi) < func.abs(a.c.position_szi))))
+
+
+_COLLAPSE_CANDIDATES = _collapse_candidates()
