@@ -24,9 +24,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 from enum import StrEnum
+from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, bindparam, case, delete, func, or_, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, case, delete, func, insert, or_, select, update
 
 from hlcore.storage.db import Database, _conflict_statement, insert_ignore, upsert
 from hlcore.storage.repos import TypedState, dump_json, load_json
@@ -420,6 +421,30 @@ class Snapshots:
         with self.db.begin_or_join(conn) as c:
             upsert(c, wallet_snapshots, prepared, keys=_SNAPSHOT_KEYS, keep=["created_at"])
         return len(prepared)
+
+    def insert_rows(self, rows: Sequence[Mapping[str, Any]], *, conn: Connection | None = None) -> None:
+        """Plain INSERT of whole rows (every row the same columns): seeding a history, e.g. a drill's
+        hours of clean minutes before its start (tens of thousands of rows). On SQLite the compiled
+        `insert(wallet_snapshots)` runs with each value through its column's bind processor, as
+        `Connection.execute` would send it, without SQLAlchemy's per-row parameter construction."""
+        if not rows:
+            return
+        columns = tuple(rows[0])
+        with self.db.begin_or_join(conn) as c:
+            fast = _sqlite_insert_many(c, wallet_snapshots, columns)
+            if fast is None:
+                c.execute(insert(wallet_snapshots), [dict(r) for r in rows])
+                return
+            sql, procs = fast
+            get = itemgetter(*columns)
+            values: list[Any] = [get(r) for r in rows] if len(columns) > 1 else [(r[columns[0]],) for r in rows]
+            if procs:
+                for n, t in enumerate(values):
+                    v = list(t)
+                    for i, proc in procs:
+                        v[i] = proc(v[i])
+                    values[n] = tuple(v)
+            c.exec_driver_sql(sql, values)
 
     def at(self, snapshot_ts: int, asset: str | None = None, *, conn: Connection | None = None) -> list[StoredSnapshot]:
         """Rows of one slot, by (wallet, asset)."""
@@ -825,3 +850,26 @@ def _collapse_candidates() -> Any:
 
 
 _COLLAPSE_CANDIDATES = _collapse_candidates()
+
+
+_INSERT_MANY: dict[tuple[str, tuple[str, ...]], tuple[str, list[tuple[int, Any]]] | None] = {}
+
+
+def _sqlite_insert_many(conn: Connection, table: Any,
+                        columns: tuple[str, ...]) -> tuple[str, list[tuple[int, Any]]] | None:
+    """On SQLite (qmark): the SQL of `insert(table)` compiled for an executemany of `columns`, and
+    the bind processors by position; None elsewhere, or if its parameters are not `columns` in order."""
+    dialect = conn.dialect
+    if dialect.name != "sqlite" or dialect.paramstyle != "qmark":
+        return None
+    key = (table.name, columns)
+    if key in _INSERT_MANY:
+        return _INSERT_MANY[key]
+    compiled = insert(table).compile(dialect=dialect, column_keys=list(columns), for_executemany=True)
+    built: tuple[str, list[tuple[int, Any]]] | None = None
+    if tuple(compiled.positiontup or ()) == columns:
+        procs = [(i, table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
+                 for i, name in enumerate(columns)]
+        built = (str(compiled), [(i, p) for i, p in procs if p is not None])
+    _INSERT_MANY[key] = built
+    return built

@@ -212,3 +212,44 @@ def test_feed_kept_observations_answer_as_a_fresh_read(tmp_path: Any) -> None:
         changed += sum(1 for w, o in a.items() if w in before and before[w] is not o)
         before = dict(a)
     assert reused > 0 and changed > 0
+
+
+_maybe_float = st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False, width=32))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 50), st.integers(0, 9), st.sampled_from(["BTC", "ETH", "HYPE"]),
+                          _maybe_float, _maybe_float, _maybe_float, st.booleans(), st.integers(0, 10**9)),
+                min_size=1, max_size=40, unique_by=lambda t: (t[0], t[1], t[2])))
+def test_snapshot_insert_rows_stores_what_an_insert_executemany_stores(rows: list[tuple[Any, ...]]) -> None:
+    """`Snapshots.insert_rows` (the SQLite fast path) against `conn.execute(insert(...), rows)`:
+    the same table, column for column (booleans and NULLs included)."""
+    import tempfile
+    from pathlib import Path
+
+    from sqlalchemy import insert, select
+
+    import hlcore.storage.monitor as monitor_storage
+    from hlcore.storage.db import create_sqlite_file, open_database, sqlite_url
+    from hlcore.storage.schema import wallet_snapshots
+
+    dicts = [{"snapshot_ts": ts * 60_000, "wallet_id": f"0x{w:040x}", "asset": asset, "position_szi": szi,
+              "entry_px": entry, "liq_px": None, "leverage": lev, "margin_used": entry, "is_dirty": dirty,
+              "dirty_reason": "S6" if dirty else None, "ingest_run_id": None, "created_at": created}
+             for ts, w, asset, szi, entry, lev, dirty, created in rows]
+    tables = []
+    for fast in (True, False):
+        path = Path(tempfile.mkdtemp()) / "m.db"
+        create_sqlite_file(path, 0)
+        db = open_database(sqlite_url(path))
+        with db.transaction() as c:
+            if fast:
+                assert monitor_storage._sqlite_insert_many(c, wallet_snapshots, tuple(dicts[0])) is not None
+                monitor_storage.Snapshots(db).insert_rows(dicts, conn=c)
+            else:
+                c.execute(insert(wallet_snapshots), dicts)
+        with db.transaction() as c:
+            tables.append([tuple(r) for r in c.execute(select(wallet_snapshots).order_by(
+                wallet_snapshots.c.snapshot_ts, wallet_snapshots.c.wallet_id, wallet_snapshots.c.asset))])
+        db.engine.dispose()
+    assert tables[0] == tables[1] and len(tables[0]) == len(rows)
