@@ -37,7 +37,6 @@ from hlcore.adapters.hyperliquid.parse import LeaderboardParse, LeaderboardRow, 
 from hlcore.engine.clock import Clock
 
 NOT_RECORDED = "wallet not in the history for this minute"
-_NUMBERS = ("position_szi", "entry_px", "liq_px", "margin_used", "leverage")  # PositionRow's fields, in order
 
 
 def _dec(value: Any) -> Decimal | None:
@@ -107,7 +106,6 @@ class HistoryFeed:
         self._minutes: dict[int, dict[str, Observation]] = {}
         self._index: tuple[np.ndarray, Any] | None = None
         self._calls: dict[tuple[int, str], int] = {}
-        self._kept: dict[Any, tuple[Any, Observation]] = {}  # wallet -> (its rows' key, Observation)
         runs = history.read_all(UNIVERSE_RUNS).sort_by([("as_of_ts", "ascending"), ("run_id", "ascending")])
         self._runs = runs.to_pylist()
         self._run_ts = [int(r["as_of_ts"]) for r in self._runs]
@@ -138,12 +136,8 @@ class HistoryFeed:
         # the minute's slice as Python values once (not an element read per cell): ~600 rows a minute
         wallets, assets, errors = (cols[c][lo:hi].tolist() for c in ("wallet_id", "asset", "error"))
         statuses, attempts = cols["http_status"][lo:hi].tolist(), cols["attempts"][lo:hi].tolist()
-        numbers = [cols[c][lo:hi] for c in _NUMBERS]
-        # a wallet whose rows read the same as at its last minute (bit for bit) gets the same
-        # Observation back: its Decimals and PositionRows are immutable, and most wallets'
-        # positions do not change from one minute to the next
-        exact = all(col.dtype == np.float64 for col in numbers)
-        block = np.stack(numbers, axis=1) if exact else None
+        szi, entry, liq, margin, lev = (_decs(cols[c][lo:hi]) for c in ("position_szi", "entry_px", "liq_px",
+                                                                         "margin_used", "leverage"))
         by_wallet: dict[str, Observation] = {}
         i, n = 0, hi - lo
         while i < n:
@@ -152,21 +146,12 @@ class HistoryFeed:
                 j += 1
             status = statuses[i]
             status = None if status is None or (isinstance(status, float) and status != status) else int(status)
-            key = None if block is None else (status, errors[i], attempts[i], tuple(assets[i:j]), block[i:j].tobytes())
-            kept = self._kept.get(wallet) if key is not None else None
-            if kept is not None and kept[0] == key:
-                by_wallet[str(wallet)] = kept[1]
-                i = j
-                continue
-            szi, entry, liq, margin, lev = (_decs(col[i:j]) for col in numbers)
             failed = status != 200
             positions = None if failed else {
-                str(assets[k]): PositionRow(szi=szi[k - i], entry_px=entry[k - i], liquidation_px=liq[k - i],
-                                            margin_used=margin[k - i], leverage=lev[k - i])
+                str(assets[k]): PositionRow(szi=szi[k], entry_px=entry[k], liquidation_px=liq[k],
+                                            margin_used=margin[k], leverage=lev[k])
                 for k in range(i, j)}
-            obs = by_wallet[str(wallet)] = Observation(positions, errors[i], status, int(attempts[i]))
-            if key is not None:
-                self._kept[wallet] = (key, obs)
+            by_wallet[str(wallet)] = Observation(positions, errors[i], status, int(attempts[i]))
             i = j
         self._minutes = {slot: by_wallet}  # one minute at a time: the job asks minute by minute
         return by_wallet
@@ -186,8 +171,9 @@ class HistoryFeed:
             return VenueError(API_ERROR, NOT_RECORDED, sent=False)
         if obs.positions is None or call < obs.attempts:
             return _error(obs.error, obs.http_status)
-        wanted = list(assets)
-        return {a: obs.positions.get(a, PositionRow(szi=None, error="asset not in history")) for a in wanted}
+        positions = obs.positions  # a missing asset's row is built only when missing
+        return {a: positions[a] if a in positions else PositionRow(szi=None, error="asset not in history")
+                for a in assets}
 
     # ------------------------------------------------------------------ universe
     def leaderboard(self, url: str, window: str = "month") -> LeaderboardParse | VenueError:

@@ -185,35 +185,6 @@ def test_snapshot_upsert_fast_path_stores_what_the_generic_upsert_stores(
     assert tables[0]
 
 
-def test_feed_kept_observations_answer_as_a_fresh_read(tmp_path: Any) -> None:
-    """A synthetic day (adjustments, clusters, dirty collapses, fetch faults, outages) read minute
-    by minute by one feed that keeps unchanged wallets' Observations and by one that never keeps
-    any: the same answers, field for field, every minute (with the reuse actually happening)."""
-    from backtest.feed import HistoryFeed
-    from backtest.history.dataset import open_history
-    from backtest.history.synth import SynthSpec, synth
-    from hlcore.engine.clock import ManualClock
-
-    spec = SynthSpec(days=1, wallets=12, seed=3, adjust_per_min=0.05, dirty_per_day=300.0,
-                     fault_episodes_per_day=20.0, outages_per_day=5.0)
-    synth(spec, tmp_path / "h")
-    history = open_history(tmp_path / "h")
-    clock = ManualClock(spec.start_ms)
-    kept, fresh = (HistoryFeed(history, clock, lambda _s: None, None) for _ in range(2))
-    reused = changed = 0
-    before: dict[str, Any] = {}
-    for minute in range(0, 1440, 3):
-        slot = spec.start_ms + minute * 60_000
-        clock.set(slot + 1_000)
-        fresh._kept.clear()
-        a, b = kept._minute(slot), fresh._minute(slot)
-        assert repr(a) == repr(b)  # Decimal reprs: digits and sign
-        reused += sum(1 for w, o in a.items() if before.get(w) is o)
-        changed += sum(1 for w, o in a.items() if w in before and before[w] is not o)
-        before = dict(a)
-    assert reused > 0 and changed > 0
-
-
 _maybe_float = st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False, width=32))
 
 
