@@ -30,6 +30,12 @@ FAULT_KINDS = ("timeout", "reset", "429", "418", "5xx", "malformed", "schema", "
                "empty")
 
 
+# `json.dumps(body, allow_nan=False)`, as `requests` encodes a JSON body, without building an
+# encoder per call (any non-default argument makes `json.dumps` build one).
+_BODY_ENCODER = json.JSONEncoder(allow_nan=False)
+_KEYS_MAX = 4096  # cached request keys per transport (a monitor universe is ~200 wallets)
+
+
 class ProcessKilled(BaseException):
     """The scripted death of the process: nothing in hlcore catches a BaseException."""
 
@@ -115,6 +121,9 @@ class DrillTransport(BaseAdapter):
         self.on_call = on_call  # the runner flushes audit rows before each call (single-threaded apps)
         self.lock = threading.RLock()
         self._splits: dict[str, SplitResult] = {}  # each venue URL split once
+        # (method, URL, body) -> cassette key: a monitor cycle sends the same 200 bodies every
+        # minute, and the key (scrubbed URI, canonical scrubbed body) is a pure function of them.
+        self._keys: dict[tuple[str, str, bytes | None], RequestKey] = {}
 
     def session(self) -> requests.Session:
         s = requests.Session()
@@ -158,15 +167,26 @@ class DrillTransport(BaseAdapter):
         query = _encode_params(params) if params else ""
         if split.query:
             query = f"{split.query}&{query}" if query else split.query
-        raw_body = None if json_body is None else json.dumps(json_body, allow_nan=False).encode()
+        raw_body = None if json_body is None else _BODY_ENCODER.encode(json_body).encode()
         payload: Any = None if raw_body is None else json.loads(raw_body)
         world_params = dict(parse_qsl(query)) if query else {}
         full = urlunsplit((split.scheme, split.netloc, split.path, query, ""))
         reply = self._serve(method, split.netloc, split.path, world_params, payload,
-                            lambda: request_key(method, full, raw_body))
+                            lambda: self._key(method, full, raw_body))
         answer_headers: CaseInsensitiveDict[str] = CaseInsensitiveDict()
         answer_headers.update({"Content-Type": "application/json", **reply.headers})
         return Answer(reply.status, answer_headers, _content(reply))
+
+    def _key(self, method: str, url: str, raw_body: bytes | None) -> RequestKey:
+        """`request_key`, computed once per distinct request (bounded: cleared when full, since
+        bodies carrying a nonce or a time never repeat)."""
+        parts = (method, url, raw_body)
+        key = self._keys.get(parts)
+        if key is None:
+            if len(self._keys) >= _KEYS_MAX:
+                self._keys.clear()
+            key = self._keys[parts] = request_key(method, url, raw_body)
+        return key
 
     def _serve(self, method: str, netloc: str, path: str, params: dict[str, str], payload: Any,
                key: Callable[[], RequestKey]) -> Reply:

@@ -24,11 +24,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 from enum import StrEnum
+from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, case, delete, func, or_, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, case, delete, func, insert, or_, select, update
 
-from hlcore.storage.db import Database, insert_ignore, upsert
+from hlcore.storage.db import Database, _conflict_statement, insert_ignore, upsert
 from hlcore.storage.repos import TypedState, dump_json, load_json
 from hlcore.storage.schema import (
     ingest_health,
@@ -202,14 +203,12 @@ class Universe:
         budget cannot cover everyone, each cycle starts where the previous one had to stop."""
         t, s = wallet_universe_current, wallet_snapshots
         with self.db.begin_or_join(conn) as c:
-            ranked = list(c.execute(select(t.c.wallet_id).order_by(t.c.rank)).scalars())
+            ranked = list(c.execute(_RANKED).scalars())
             # The usual minute: every current wallet has a good row at the newest good slot, so all
             # tie there and rank decides; that reads one slot, not the whole table grouped.
-            newest = c.execute(select(s.c.snapshot_ts).where(s.c.position_szi.is_not(None))
-                               .order_by(s.c.snapshot_ts.desc()).limit(1)).scalar()  # walks the key backwards
+            newest = c.execute(_NEWEST_GOOD_SLOT).scalar()  # walks the key backwards
             if newest is not None:
-                good = set(c.execute(select(s.c.wallet_id).where(s.c.snapshot_ts == newest,
-                                                                 s.c.position_szi.is_not(None))).scalars())
+                good = set(c.execute(_GOOD_AT_SLOT, {"slot": newest}).scalars())
                 if good.issuperset(ranked):
                     return ranked
         last = (select(s.c.wallet_id, func.max(s.c.snapshot_ts).label("last_ts"))
@@ -388,6 +387,22 @@ class Snapshots:
 
         Raw fields and the run id are replaced; `is_dirty`, `dirty_reason` and `created_at` are kept
         on update, so re-writing a slot never clears a dirty mark."""
+        ordered = sorted(rows, key=lambda r: (r.wallet_id, r.asset))
+        with self.db.begin_or_join(conn) as c:
+            fast = _sqlite_snapshot_upsert(c) if ordered else None
+            if fast is not None:
+                # The statement `upsert` runs, compiled once, with the values its bind processors
+                # would send: no per-row parameter construction (~1/3 of the 600-row write).
+                sql, procs = fast
+                values = []
+                for r in ordered:
+                    v = [snapshot_ts, r.wallet_id, r.asset, r.position_szi, r.entry_px, r.liq_px, _num(r.leverage),
+                         r.margin_used, ingest_run_id, now_ms]
+                    for i, proc in procs:
+                        v[i] = proc(v[i])
+                    values.append(tuple(v))
+                c.exec_driver_sql(sql, values)
+                return len(values)
         prepared = [
             {
                 "snapshot_ts": snapshot_ts,
@@ -401,11 +416,35 @@ class Snapshots:
                 "ingest_run_id": ingest_run_id,
                 "created_at": now_ms,
             }
-            for r in sorted(rows, key=lambda r: (r.wallet_id, r.asset))
+            for r in ordered
         ]
         with self.db.begin_or_join(conn) as c:
-            upsert(c, wallet_snapshots, prepared, keys=["snapshot_ts", "wallet_id", "asset"], keep=["created_at"])
+            upsert(c, wallet_snapshots, prepared, keys=_SNAPSHOT_KEYS, keep=["created_at"])
         return len(prepared)
+
+    def insert_rows(self, rows: Sequence[Mapping[str, Any]], *, conn: Connection | None = None) -> None:
+        """Plain INSERT of whole rows (every row the same columns): seeding a history, e.g. a drill's
+        hours of clean minutes before its start (tens of thousands of rows). On SQLite the compiled
+        `insert(wallet_snapshots)` runs with each value through its column's bind processor, as
+        `Connection.execute` would send it, without SQLAlchemy's per-row parameter construction."""
+        if not rows:
+            return
+        columns = tuple(rows[0])
+        with self.db.begin_or_join(conn) as c:
+            fast = _sqlite_insert_many(c, wallet_snapshots, columns)
+            if fast is None:
+                c.execute(insert(wallet_snapshots), [dict(r) for r in rows])
+                return
+            sql, procs = fast
+            get = itemgetter(*columns)
+            values: list[Any] = [get(r) for r in rows] if len(columns) > 1 else [(r[columns[0]],) for r in rows]
+            if procs:
+                for n, t in enumerate(values):
+                    v = list(t)
+                    for i, proc in procs:
+                        v[i] = proc(v[i])
+                    values[n] = tuple(v)
+            c.exec_driver_sql(sql, values)
 
     def at(self, snapshot_ts: int, asset: str | None = None, *, conn: Connection | None = None) -> list[StoredSnapshot]:
         """Rows of one slot, by (wallet, asset)."""
@@ -440,15 +479,9 @@ class Snapshots:
         """`szi_at((t0, t1))` narrowed to the pairs that can have collapsed at t1: a non-zero size
         at t0 and, at t1, a NULL or a smaller absolute size (the caller judges them exactly; a
         collapse ratio above 1 or a negative ε needs `szi_at` instead)."""
-        a, b = wallet_snapshots.alias("t0"), wallet_snapshots.alias("t1")
         out: dict[tuple[str, str], dict[int, float | None]] = {}
         with self.db.begin_or_join(conn) as c:
-            rows = c.execute(
-                select(b.c.wallet_id, b.c.asset, a.c.position_szi, b.c.position_szi)
-                .join(a, and_(a.c.wallet_id == b.c.wallet_id, a.c.asset == b.c.asset, a.c.snapshot_ts == t0))
-                .where(b.c.snapshot_ts == t1, a.c.position_szi.is_not(None), a.c.position_szi != 0,
-                       or_(b.c.position_szi.is_(None), func.abs(b.c.position_szi) < func.abs(a.c.position_szi)))
-            ).all()
+            rows = c.execute(_COLLAPSE_CANDIDATES, {"t0": t0, "t1": t1}).all()
         for wallet_id, asset, s0, s1 in rows:
             out[(wallet_id, asset)] = {t0: _num(s0), t1: _num(s1)}
         return out
@@ -641,14 +674,14 @@ class IngestRuns:
     def latest(self, *, at_or_before: int | None = None, statuses: Iterable[str] | None = None,
                conn: Connection | None = None) -> IngestRun | None:
         """The newest run by `snapshot_ts` (optionally at or before a time, optionally among `statuses`)."""
-        t = ingest_runs
-        query = select(t).order_by(t.c.snapshot_ts.desc()).limit(1)
+        query = _LATEST_RUN[(at_or_before is not None, statuses is not None)]
+        params: dict[str, Any] = {}
         if at_or_before is not None:
-            query = query.where(t.c.snapshot_ts <= at_or_before)
+            params["at"] = at_or_before
         if statuses is not None:
-            query = query.where(t.c.status.in_(sorted(set(statuses))))
+            params["statuses"] = sorted(set(statuses))
         with self.db.begin_or_join(conn) as c:
-            row = c.execute(query).first()
+            row = c.execute(query, params).first()
         return None if row is None else IngestRun.from_row(row)
 
     def newest_first(self, *, at_or_before: int | None = None, limit: int | None = None,
@@ -716,9 +749,8 @@ class IngestHealth:
             return insert_ignore(c, ingest_health, row, ("health_ts",))
 
     def latest(self, *, conn: Connection | None = None) -> HealthRecord | None:
-        t = ingest_health
         with self.db.begin_or_join(conn) as c:
-            row = c.execute(select(t).order_by(t.c.health_ts.desc()).limit(1)).first()
+            row = c.execute(_LATEST_HEALTH).first()
         return None if row is None else HealthRecord.from_row(row)
 
     def rows(self, *, conn: Connection | None = None) -> list[HealthRecord]:
@@ -746,3 +778,98 @@ __all__ = [
     "dirty_streak_key",
     "heartbeat_key",
 ]
+
+
+# `Universe.stalest_first`'s usual-minute reads, built once (run every simulated minute).
+_RANKED = select(wallet_universe_current.c.wallet_id).order_by(wallet_universe_current.c.rank)
+_NEWEST_GOOD_SLOT = (select(wallet_snapshots.c.snapshot_ts).where(wallet_snapshots.c.position_szi.is_not(None))
+                     .order_by(wallet_snapshots.c.snapshot_ts.desc()).limit(1))
+_GOOD_AT_SLOT = select(wallet_snapshots.c.wallet_id).where(
+    wallet_snapshots.c.snapshot_ts == bindparam("slot", type_=wallet_snapshots.c.snapshot_ts.type),
+    wallet_snapshots.c.position_szi.is_not(None))
+
+
+
+def _latest_run(bounded: bool, among: bool) -> Any:
+    """`IngestRuns.latest`'s statement: with `at_or_before` (`:at`), with `statuses` (`:statuses`)."""
+    t = ingest_runs
+    query = select(t).order_by(t.c.snapshot_ts.desc()).limit(1)
+    if bounded:
+        query = query.where(t.c.snapshot_ts <= bindparam("at", type_=t.c.snapshot_ts.type))
+    if among:
+        query = query.where(t.c.status.in_(bindparam("statuses", expanding=True)))
+    return query
+
+
+# (at_or_before given, statuses given) -> statement; the health meter asks several times a minute
+_LATEST_RUN = {(b, a): _latest_run(b, a) for b in (False, True) for a in (False, True)}
+_LATEST_HEALTH = select(ingest_health).order_by(ingest_health.c.health_ts.desc()).limit(1)
+
+
+# `Snapshots.upsert`'s columns, in the order its fast path binds them.
+_SNAPSHOT_COLUMNS = ("snapshot_ts", "wallet_id", "asset", "position_szi", "entry_px", "liq_px", "leverage",
+                     "margin_used", "ingest_run_id", "created_at")
+_SNAPSHOT_KEYS = ["snapshot_ts", "wallet_id", "asset"]
+_SNAPSHOT_UPSERT: dict[str, tuple[str, list[tuple[int, Any]]] | None] = {}
+
+
+def _sqlite_snapshot_upsert(conn: Connection) -> tuple[str, list[tuple[int, Any]]] | None:
+    """On SQLite (qmark parameters): the SQL text `db.upsert` would run for a snapshot write, and the
+    bind processors of its parameters by position; None elsewhere (PostgreSQL keeps `db.upsert`).
+    Built from the same cached statement, compiled as SQLAlchemy compiles it for an executemany
+    with these columns; None too if its parameters are not exactly these columns in this order."""
+    dialect = conn.dialect
+    if dialect.name != "sqlite" or dialect.paramstyle != "qmark":
+        return None
+    key = f"{dialect.name}:{dialect.paramstyle}"
+    if key in _SNAPSHOT_UPSERT:
+        return _SNAPSHOT_UPSERT[key]
+    update = tuple(c for c in _SNAPSHOT_COLUMNS if c not in _SNAPSHOT_KEYS and c != "created_at")
+    stmt = _conflict_statement(dialect.name, wallet_snapshots, tuple(_SNAPSHOT_KEYS), update, returning=False)
+    compiled = stmt.compile(dialect=dialect, column_keys=list(_SNAPSHOT_COLUMNS), for_executemany=True)
+    built: tuple[str, list[tuple[int, Any]]] | None = None
+    if tuple(compiled.positiontup or ()) == _SNAPSHOT_COLUMNS:
+        procs = [(i, wallet_snapshots.c[name].type.dialect_impl(dialect).bind_processor(dialect))
+                 for i, name in enumerate(_SNAPSHOT_COLUMNS)]
+        built = (str(compiled), [(i, p) for i, p in procs if p is not None])
+    _SNAPSHOT_UPSERT[key] = built
+    return built
+
+
+
+def _collapse_candidates() -> Any:
+    """`Snapshots.collapse_candidates`'s join (`:t0`, `:t1`), built once: it runs every simulated minute."""
+    a, b = wallet_snapshots.alias("t0"), wallet_snapshots.alias("t1")
+    ts = wallet_snapshots.c.snapshot_ts.type
+    return (select(b.c.wallet_id, b.c.asset, a.c.position_szi, b.c.position_szi)
+            .join(a, and_(a.c.wallet_id == b.c.wallet_id, a.c.asset == b.c.asset,
+                          a.c.snapshot_ts == bindparam("t0", type_=ts)))
+            .where(b.c.snapshot_ts == bindparam("t1", type_=ts), a.c.position_szi.is_not(None),
+                   a.c.position_szi != 0,
+                   or_(b.c.position_szi.is_(None), func.abs(b.c.position_szi) < func.abs(a.c.position_szi))))
+
+
+_COLLAPSE_CANDIDATES = _collapse_candidates()
+
+
+_INSERT_MANY: dict[tuple[str, tuple[str, ...]], tuple[str, list[tuple[int, Any]]] | None] = {}
+
+
+def _sqlite_insert_many(conn: Connection, table: Any,
+                        columns: tuple[str, ...]) -> tuple[str, list[tuple[int, Any]]] | None:
+    """On SQLite (qmark): the SQL of `insert(table)` compiled for an executemany of `columns`, and
+    the bind processors by position; None elsewhere, or if its parameters are not `columns` in order."""
+    dialect = conn.dialect
+    if dialect.name != "sqlite" or dialect.paramstyle != "qmark":
+        return None
+    key = (table.name, columns)
+    if key in _INSERT_MANY:
+        return _INSERT_MANY[key]
+    compiled = insert(table).compile(dialect=dialect, column_keys=list(columns), for_executemany=True)
+    built: tuple[str, list[tuple[int, Any]]] | None = None
+    if tuple(compiled.positiontup or ()) == columns:
+        procs = [(i, table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
+                 for i, name in enumerate(columns)]
+        built = (str(compiled), [(i, p) for i, p in procs if p is not None])
+    _INSERT_MANY[key] = built
+    return built

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, func, select, true
+from sqlalchemy import Connection, and_, bindparam, case, func, select, true
 
 from hlcore.storage.db import Database, insert_ignore, upsert
 from hlcore.storage.repos import dump_json, load_json
@@ -86,22 +86,13 @@ class SignalStore:
         """The wallets of the universe in force at `ts_ms`: the members of the latest successful
         refresh (error NULL, §4.1) with `as_of_ts <= ts_ms`. When that run's members are gone
         (retention) the current universe stands in, if it was already in force then."""
-        r = wallet_universe_runs
         with self.db.begin_or_join(conn) as c:
-            run_id = c.execute(
-                select(r.c.run_id)
-                .where(r.c.error.is_(None), r.c.as_of_ts <= ts_ms)
-                .order_by(r.c.as_of_ts.desc(), r.c.run_id.desc())
-                .limit(1)
-            ).scalar_one_or_none()
+            run_id = c.execute(_UNIVERSE_RUN_AT, {"ts": ts_ms}).scalar_one_or_none()
             if run_id is not None:
-                members = c.execute(
-                    select(wallet_universe_members.c.wallet_id).where(wallet_universe_members.c.run_id == run_id)
-                ).scalars().all()
+                members = c.execute(_RUN_MEMBERS, {"run_id": run_id}).scalars().all()
                 if members:
                     return frozenset(members)
-            cur = wallet_universe_current
-            return frozenset(c.execute(select(cur.c.wallet_id).where(cur.c.as_of_ts <= ts_ms)).scalars().all())
+            return frozenset(c.execute(_CURRENT_AT, {"ts": ts_ms}).scalars().all())
 
     # ------------------------------------------------------------------ snapshots
     def latest_clean(self, asset: str, after_ms: int, up_to_ms: int, *,
@@ -196,24 +187,17 @@ class SignalStore:
     def dirty_counts(self, asset: str, after_ms: int, up_to_ms: int, *,
                      conn: Connection | None = None) -> tuple[int, int]:
         """(dirty rows, all rows) of `asset` in `(after_ms, up_to_ms]` (§4.4 Dirty rate)."""
-        s = wallet_snapshots
         with self.db.begin_or_join(conn) as c:
-            dirty, total = c.execute(
-                select(func.coalesce(func.sum(case((s.c.is_dirty.is_(True), 1), else_=0)), 0), func.count())
-                .where(s.c.asset == asset, s.c.snapshot_ts > after_ms, s.c.snapshot_ts <= up_to_ms)
-            ).one()
+            dirty, total = c.execute(_DIRTY_COUNTS, {"asset": asset, "after": after_ms, "up_to": up_to_ms}).one()
         return int(dirty), int(total)
 
     # ------------------------------------------------------------------ ingest runs
     def count_runs(self, after_ms: int, up_to_ms: int, statuses: Iterable[str], *,
                    conn: Connection | None = None) -> int:
         """Runs in `(after_ms, up_to_ms]` whose status is one of `statuses` (G2 usable runs)."""
-        r = ingest_runs
         with self.db.begin_or_join(conn) as c:
-            return int(c.execute(
-                select(func.count()).where(r.c.snapshot_ts > after_ms, r.c.snapshot_ts <= up_to_ms,
-                                           r.c.status.in_(sorted(statuses)))
-            ).scalar_one())
+            return int(c.execute(_COUNT_RUNS, {"after": after_ms, "up_to": up_to_ms,
+                                               "statuses": sorted(statuses)}).scalar_one())
 
     def last_run_ts(self, statuses: Iterable[str], *, at_or_before: int | None = None,
                     conn: Connection | None = None) -> int | None:
@@ -266,10 +250,7 @@ class SignalStore:
         """`latest_signal_ts` of each of `assets` in one query."""
         wanted = sorted(set(assets))
         with self.db.begin_or_join(conn) as c:
-            found = dict(c.execute(
-                select(signals.c.asset, func.max(signals.c.signal_ts))
-                .where(signals.c.asset.in_(wanted)).group_by(signals.c.asset)
-            ).all())
+            found = dict(c.execute(_LATEST_SIGNAL_TS, {"assets": wanted}).all())
         return {a: None if found.get(a) is None else int(found[a]) for a in wanted}
 
     def signal_row(self, signal_ts: int, asset: str, *, conn: Connection | None = None) -> dict[str, Any] | None:
@@ -345,22 +326,16 @@ class AlertStore:
         """`surfaced_count` of each of `assets` in one query."""
         wanted = sorted(set(assets))
         with self.db.begin_or_join(conn) as c:
-            found = dict(c.execute(
-                select(alerts.c.asset, func.count())
-                .where(alerts.c.asset.in_(wanted), alerts.c.suppressed.is_(False), alerts.c.alert_ts > after_ms)
-                .group_by(alerts.c.asset)
-            ).all())
+            found = dict(c.execute(_SURFACED_COUNTS, {"assets": wanted, "after": after_ms}).all())
         return {a: int(found.get(a, 0)) for a in wanted}
 
     def latest_ts(self, alert_type: str, asset: str | None, *, surfaced_only: bool = True,
                   conn: Connection | None = None) -> int | None:
         """`alert_ts` of the newest `alert_type` row of `asset` (None = the system row)."""
-        where = [alerts.c.alert_type == alert_type,
-                 alerts.c.asset.is_(None) if asset is None else alerts.c.asset == asset]
-        if surfaced_only:
-            where.append(alerts.c.suppressed.is_(False))
+        stmt = _LATEST_ALERT_TS[(asset is None, surfaced_only)]
         with self.db.begin_or_join(conn) as c:
-            value = c.execute(select(func.max(alerts.c.alert_ts)).where(and_(*where))).scalar_one_or_none()
+            params = {"alert_type": alert_type} if asset is None else {"alert_type": alert_type, "asset": asset}
+            value = c.execute(stmt, params).scalar_one_or_none()
         return None if value is None else int(value)
 
     def all(self, *, conn: Connection | None = None) -> list[dict[str, Any]]:
@@ -386,3 +361,49 @@ class AlertStore:
 
 
 __all__ = ["FIRST_START_KEY", "SYSTEM_ASSET", "AlertStore", "SignalStore"]
+
+
+# Statements run several times a simulated minute (the dashboard's `alert_state` refresh), built
+# once with bound parameters: building a `select` and its cache key cost more than SQLite running
+# it. Same SQL as the inline form (an IN list is an expanding parameter either way).
+_LATEST_SIGNAL_TS = (select(signals.c.asset, func.max(signals.c.signal_ts))
+                     .where(signals.c.asset.in_(bindparam("assets", expanding=True))).group_by(signals.c.asset))
+_SURFACED_COUNTS = (select(alerts.c.asset, func.count())
+                    .where(alerts.c.asset.in_(bindparam("assets", expanding=True)), alerts.c.suppressed.is_(False),
+                           alerts.c.alert_ts > bindparam("after", type_=alerts.c.alert_ts.type))
+                    .group_by(alerts.c.asset))
+
+
+def _latest_alert_ts(system_row: bool, surfaced_only: bool) -> Any:
+    where = [alerts.c.alert_type == bindparam("alert_type", type_=alerts.c.alert_type.type),
+             alerts.c.asset.is_(None) if system_row
+             else alerts.c.asset == bindparam("asset", type_=alerts.c.asset.type)]
+    if surfaced_only:
+        where.append(alerts.c.suppressed.is_(False))
+    return select(func.max(alerts.c.alert_ts)).where(and_(*where))
+
+
+# (asset is None, surfaced_only) -> `latest_ts`'s statement
+_LATEST_ALERT_TS = {(system, surfaced): _latest_alert_ts(system, surfaced) for system in (True, False)
+                    for surfaced in (True, False)}
+
+# The signal cycle's reads (`universe_at`, `dirty_counts`, `count_runs`), built once likewise.
+_TS = wallet_snapshots.c.snapshot_ts.type
+_UNIVERSE_RUN_AT = (select(wallet_universe_runs.c.run_id)
+                    .where(wallet_universe_runs.c.error.is_(None),
+                           wallet_universe_runs.c.as_of_ts <= bindparam("ts", type_=_TS))
+                    .order_by(wallet_universe_runs.c.as_of_ts.desc(), wallet_universe_runs.c.run_id.desc())
+                    .limit(1))
+_RUN_MEMBERS = select(wallet_universe_members.c.wallet_id).where(
+    wallet_universe_members.c.run_id == bindparam("run_id", type_=wallet_universe_members.c.run_id.type))
+_CURRENT_AT = select(wallet_universe_current.c.wallet_id).where(
+    wallet_universe_current.c.as_of_ts <= bindparam("ts", type_=wallet_universe_current.c.as_of_ts.type))
+_DIRTY_COUNTS = (select(func.coalesce(func.sum(case((wallet_snapshots.c.is_dirty.is_(True), 1), else_=0)), 0),
+                        func.count())
+                 .where(wallet_snapshots.c.asset == bindparam("asset", type_=wallet_snapshots.c.asset.type),
+                        wallet_snapshots.c.snapshot_ts > bindparam("after", type_=_TS),
+                        wallet_snapshots.c.snapshot_ts <= bindparam("up_to", type_=_TS)))
+_COUNT_RUNS = select(func.count()).where(
+    ingest_runs.c.snapshot_ts > bindparam("after", type_=ingest_runs.c.snapshot_ts.type),
+    ingest_runs.c.snapshot_ts <= bindparam("up_to", type_=ingest_runs.c.snapshot_ts.type),
+    ingest_runs.c.status.in_(bindparam("statuses", expanding=True)))

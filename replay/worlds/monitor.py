@@ -5,6 +5,7 @@ with `user:`). Also the app driver: how a drill boots the monitor (`service.star
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -46,6 +47,7 @@ class MonitorWorld:
         self.clock = clock
         self.leaderboard: Any = {"leaderboardRows": []}
         self.positions: dict[str, dict[str, Any]] = {}  # wallet -> coin -> szi or a full position entry
+        self._entries: dict[str, tuple[tuple[tuple[str, str], ...], str]] = {}  # see `state_bytes`
 
     def universe_hint(self) -> int:
         """How many wallets "all" means: the leaderboard's size."""
@@ -63,15 +65,43 @@ class MonitorWorld:
         if venue == "hyperliquid-stats":
             return Reply(200, self.leaderboard)
         if venue == "hyperliquid" and isinstance(payload, dict) and payload.get("type") == "clearinghouseState":
-            return Reply(200, self.state(str(payload.get("user", "")).lower()))
+            return Reply(200, raw=self.state_bytes(str(payload.get("user", "")).lower()))
         return Reply(422, raw=b"Failed to deserialize the JSON body into the target type")
 
     def state(self, wallet: str) -> dict[str, Any]:
         entries = [v if isinstance(v, dict) else position(coin, v)
                    for coin, v in sorted(self.positions.get(wallet, {}).items())]
-        summary = {"accountValue": "1000.0", "totalNtlPos": "0.0", "totalRawUsd": "1000.0", "totalMarginUsed": "0.0"}
-        return {"marginSummary": summary, "crossMarginSummary": dict(summary), "crossMaintenanceMarginUsed": "0.0",
-                "withdrawable": "1000.0", "assetPositions": entries, "time": self.clock.now_ms()}
+        return {**_state_head(), "assetPositions": entries, "time": self.clock.now_ms()}
+
+    def state_bytes(self, wallet: str) -> bytes:
+        """`json.dumps(self.state(wallet))`, byte for byte, with the wallet's `assetPositions` text
+        kept while its book reads the same: a drill serves each of ~200 wallets every simulated
+        minute, mostly unchanged. A book of plain sizes is keyed by `(coin, str(size))`, all that
+        `position()` reads of it; a book holding a full entry (a dict, mutable) is encoded afresh."""
+        items = sorted(self.positions.get(wallet, {}).items())
+        now = self.clock.now_ms()
+        time_text = str(now) if type(now) is int else json.dumps(now)  # what `json.dumps` writes for it
+        if any(isinstance(v, dict) for _, v in items):
+            entries = json.dumps([v if isinstance(v, dict) else position(coin, v) for coin, v in items])
+        else:
+            seen = tuple((coin, str(v)) for coin, v in items)
+            kept = self._entries.get(wallet)
+            if kept is not None and kept[0] == seen:
+                entries = kept[1]
+            else:
+                entries = json.dumps([position(coin, v) for coin, v in seen])
+                self._entries[wallet] = (seen, entries)
+        return f"{_STATE_HEAD}, \"assetPositions\": {entries}, \"time\": {time_text}}}".encode()
+
+
+def _state_head() -> dict[str, Any]:
+    """The account fields every `clearinghouseState` answer carries before `assetPositions`."""
+    summary = {"accountValue": "1000.0", "totalNtlPos": "0.0", "totalRawUsd": "1000.0", "totalMarginUsed": "0.0"}
+    return {"marginSummary": summary, "crossMarginSummary": dict(summary), "crossMaintenanceMarginUsed": "0.0",
+            "withdrawable": "1000.0"}
+
+
+_STATE_HEAD = json.dumps(_state_head())[:-1]  # the object's text without its closing brace
 
 
 # ---------------------------------------------------------------------- drill vocabulary

@@ -64,8 +64,33 @@ class _Bad(Exception):
 
 
 # ---------------------------------------------------------------------------------------- scalars
+# Venue strings read before, and what they read as (a Decimal is immutable, so one object can be
+# shared). A monitor minute reads ~3,000 decimal strings, most of them the same few ("0.0", a size
+# unchanged since the last minute); the cache makes a repeat a dict lookup. Bounded: cleared when
+# full; only short strings are kept (venue numbers are short, fuzzed garbage need not be).
+_DECIMALS: dict[str, Decimal | None] = {}
+_DECIMALS_MAX = 8192
+_DECIMAL_KEY_MAX = 64
+_MISSING = object()
+
+
 def to_decimal(value: Any) -> Decimal | None:
     """A finite Decimal from a venue string or JSON number, or None if it is not one."""
+    if type(value) is str:
+        known = _DECIMALS.get(value, _MISSING)
+        if known is not _MISSING:
+            return known  # type: ignore[return-value]
+        number = _to_decimal(value)
+        if len(value) <= _DECIMAL_KEY_MAX:
+            if len(_DECIMALS) >= _DECIMALS_MAX:
+                _DECIMALS.clear()
+            _DECIMALS[value] = number
+        return number
+    return _to_decimal(value)
+
+
+def _to_decimal(value: Any) -> Decimal | None:
+    """`to_decimal` without the cache: the one definition of what reads as a venue decimal."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -299,7 +324,7 @@ FLAT = PositionRow(szi=Decimal(0))
 def _leverage(raw: Any) -> tuple[Decimal | None, str | None]:
     if raw is None:
         return None, None
-    if isinstance(raw, Mapping):
+    if type(raw) is dict or isinstance(raw, Mapping):  # a plain dict skips the ABC check
         value = to_decimal(raw.get("value"))
         if value is None:
             raise _Bad(f"leverage.value: {_show(raw.get('value'))} is not a number")
@@ -339,8 +364,9 @@ def parse_clearinghouse_state(body: Any, assets: Iterable[str]) -> dict[str, Pos
     found: dict[str, PositionRow] = {}
     unattributed: list[str] = []
     for index, entry in enumerate(entries):
-        position = entry.get("position") if isinstance(entry, Mapping) else None
-        if not isinstance(position, Mapping) or not isinstance(position.get("coin"), str):
+        # `type(..) is dict` first: decoded JSON is plain dicts, and the ABC check costs more
+        position = entry.get("position") if type(entry) is dict or isinstance(entry, Mapping) else None
+        if not (type(position) is dict or isinstance(position, Mapping)) or not isinstance(position.get("coin"), str):
             unattributed.append(f"assetPositions[{index}]: no readable position.coin")
             continue
         coin = position["coin"]
