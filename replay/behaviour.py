@@ -40,13 +40,43 @@ def replay_one(drill: Path, policy: Path, config: Path | None, hashes: tuple[str
 
 def reduce_outcome(outcome: Any, hashes: tuple[str, ...]) -> Replayed:
     """A drill's Outcome as comparable lines: the sides' hashes masked, the summary without them."""
+    return _reduced(outcome.drill, outcome.entries, outcome.summary()["summary"], hashes)
+
+
+def _reduced(drill: str, entries: Any, summary: dict[str, Any], hashes: tuple[str, ...]) -> Replayed:
     secrets = frozenset(hashes)
-    entries = tuple(_mask(e, secrets) for e in outcome.entries)
-    summary = {k: v for k, v in outcome.summary()["summary"].items() if k not in ("policy_hash", "fixture_hash")}
-    lines = (*(canonical(e) for e in entries), canonical({"summary": summary}))
-    return Replayed(outcome.drill, outcome.verdict, tuple(outcome.failures), lines, entries)
+    masked = tuple(_mask(e, secrets) for e in entries)
+    kept = {k: v for k, v in summary.items() if k not in ("policy_hash", "fixture_hash")}
+    lines = (*(canonical(e) for e in masked), canonical({"summary": kept}))
+    verdict = "fail" if summary["failures"] else "pass"
+    return Replayed(drill, verdict, tuple(summary["failures"]), lines, masked)
 
 
+def from_golden(drill: Path, side: Side, code: str) -> Replayed | None:
+    """The drill under `side` without replaying it: its committed golden journal, when the drill's
+    coverage file vouches that this is the journal of a run under this code, this fixture and exactly
+    the side's policy and settings hashes (`replay.selection.vouched_golden`). None: replay it."""
+    from replay.drill import fixture_hash
+    from replay.selection import Recorded, vouched_golden
+
+    fixture = fixture_hash(drill)
+    text = vouched_golden(drill, Recorded(code, side.policy.hash, side.config_hash, fixture))
+    return golden_replayed(text, side.policy.hash, side.config_hash, fixture) if text is not None else None
+
+
+def golden_replayed(journal: str, policy_hash: str, config_hash: str, fixture: str) -> Replayed | None:
+    """A passing run's journal text (`Outcome.journal()`, as golden files hold it) reduced as
+    `reduce_outcome` reduces the run itself: the same lines (tests/drills check it for every drill).
+    None when its summary is not a pass under these policy and fixture hashes."""
+    try:
+        *entries, last = (json.loads(line) for line in journal.splitlines())
+        summary = last["summary"]
+        if (summary.get("policy_hash"), summary.get("fixture_hash"), summary.get("verdict")) != \
+                (policy_hash, fixture, "pass") or summary.get("failures") != []:
+            return None  # a golden is only written for a passing run; this one is not what it claims
+        return _reduced(summary["drill"], entries, summary, (policy_hash, config_hash))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 Task = tuple[Path, Path, Path | None, tuple[str, ...]]
@@ -112,8 +142,11 @@ def run_pool(tasks: list[Task], workers: int, timeout: float,
     thread held, and a drill may run threads); a replay that outlives `timeout` seconds is reported
     as an error and its pool is killed, and the unfinished rest starts again in a fresh pool.
     `on_done(task index, result)` is called as each replay finishes (progress)."""
+    from replay.suite import _cost_hint
+
     results: dict[int, Replayed] = {}
-    pending = list(range(len(tasks)))
+    cost = {d: _cost_hint(d) for d in {t[0] for t in tasks}}
+    pending = sorted(range(len(tasks)), key=lambda i: -cost[tasks[i][0]])  # the longest first (order only)
     context = multiprocessing.get_context("spawn")
     while pending:
         pool = ProcessPoolExecutor(max_workers=min(workers, len(pending)), mp_context=context)
@@ -189,6 +222,12 @@ def behaviour_diff(base: Side, head: Side, fixtures: Path, jobs: int | None = No
     code = code_hash() if cache_dir is not None else ""
     keys = [cache_key(code, base, d) if cache_dir is not None else "" for d in drills]
     known = {i: r for i, r in enumerate(_cached(cache_dir, k) if k else None for k in keys) if r is not None}
+    goldens = 0
+    if cache_dir is not None:  # the committed golden journals are a cache too (`--no-cache` ignores both)
+        for i, d in enumerate(drills):
+            r = None if i in known else from_golden(d, base, code)
+            if r is not None:
+                known[i], goldens = r, goldens + 1
     tasks: list[Task] = []
     slots: list[tuple[int, str]] = []  # (drill index, side) of each task
     for i, d in enumerate(drills):
@@ -197,8 +236,11 @@ def behaviour_diff(base: Side, head: Side, fixtures: Path, jobs: int | None = No
                 continue
             tasks.append((d, side.root, side.settings_file, (side.policy.hash, side.config_hash)))
             slots.append((i, label))
-    if progress and known:
-        progress(f"{len(known)} base journals from the cache ({cache_dir})")
+    if progress and len(known) > goldens:
+        progress(f"{len(known) - goldens} base journals from the cache ({cache_dir})")
+    if progress and goldens:
+        progress(f"{goldens} base journals are the committed golden journals (recorded under this code and "
+                 "exactly the base side's policy and settings)")
     done = [0]
 
     def finished(t: int, r: Replayed) -> None:
