@@ -13,6 +13,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import re
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -67,20 +68,37 @@ def from_golden(drill: Path, side: Side, code: str) -> Replayed | None:
 def golden_replayed(journal: str, policy_hash: str, config_hash: str, fixture: str) -> Replayed | None:
     """A passing run's journal text (`Outcome.journal()`, as golden files hold it) reduced as
     `reduce_outcome` reduces the run itself: the same lines (tests/drills check it for every drill).
-    None when its summary is not a pass under these policy and fixture hashes."""
+    None when its summary is not a pass under these policy and fixture hashes. A line with no run of
+    64 hex digits holds no hash to mask (the hashes are such runs, and hex digits are never escaped),
+    so it is its own comparable line: `canonical` wrote it; only the others are masked and rewritten."""
+    hashes = (policy_hash, config_hash)
     try:
-        *entries, last = (json.loads(line) for line in journal.splitlines())
-        summary = last["summary"]
+        *raw, last = journal.splitlines()
+        summary = json.loads(last)["summary"]
         if (summary.get("policy_hash"), summary.get("fixture_hash"), summary.get("verdict")) != \
                 (policy_hash, fixture, "pass") or summary.get("failures") != []:
             return None  # a golden is only written for a passing run; this one is not what it claims
-        return _reduced(summary["drill"], entries, summary, (policy_hash, config_hash))
+        entries = [json.loads(line) for line in raw]
+        if not all(_HEX64.fullmatch(h) for h in hashes):  # not hashes: mask every line the slow way
+            return _reduced(summary["drill"], entries, summary, hashes)
+        secrets = frozenset(hashes)
+        masked, lines = [], []
+        for line, entry in zip(raw, entries, strict=True):
+            if _HEX64.search(line) is None:
+                masked.append(entry)
+                lines.append(line)
+            else:
+                masked.append(_mask(entry, secrets))
+                lines.append(canonical(masked[-1]))
+        kept = {k: v for k, v in summary.items() if k not in ("policy_hash", "fixture_hash")}
+        return Replayed(summary["drill"], "pass", (), (*lines, canonical({"summary": kept})), tuple(masked))
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
 Task = tuple[Path, Path, Path | None, tuple[str, ...]]
 _CODE_ROOT = Path(__file__).resolve().parents[1]
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 def code_hash() -> str:
@@ -153,8 +171,12 @@ def run_pool(tasks: list[Task], workers: int, timeout: float,
         futures = {pool.submit(replay_one, *tasks[i]): i for i in pending}
         started: dict[Future[Replayed], float] = {}
         stuck: list[int] = []
-        while not all(f.done() for f in futures) and not stuck:
-            wait(list(futures), timeout=0.5, return_when=FIRST_COMPLETED)
+        while not stuck:
+            running = [f for f in futures if not f.done()]
+            if not running:
+                break
+            # only the unfinished ones: a finished future would end every wait at once (a busy loop)
+            wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
             now = time.monotonic()
             for f, i in futures.items():
                 if f.running():
