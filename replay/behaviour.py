@@ -3,7 +3,10 @@
 Drills run in worker processes (two per drill) because each replay boots the real copy-trader or
 monitor on its own SQLite database. The base side of a drill is cached (`cache_dir`), keyed by the
 hash of the code that replays it, the side's policy and settings, and the drill's fixture: diffing
-a change against the same base again replays only the head side. What is compared and reported
+a change against the same base again replays only the head side. A drill's committed golden
+journal is its base side too when its coverage file vouches that the golden is the journal of a run
+under this code and exactly the base side's hashes (`from_golden`): a diff against the committed
+policy then replays only the head side even with an empty cache. What is compared and reported
 is `hlcore.diff.behaviour`.
 """
 

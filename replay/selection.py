@@ -11,7 +11,9 @@ can start matching), with the code, policy, settings and fixture hashes it was r
 hashes and this code, and disjoint from the change set. Why: a run that never read anything the
 change touched behaves the same under both sides until it reads something changed, which it never
 does. Anything it cannot vouch for (no or stale coverage, a change it cannot classify) is replayed,
-and the report says why.
+and the report says why. The file also records the sha256 of the recorded run's journal: a golden
+journal that still hashes the same is that run's journal, so `hlcore diff` can take it as the base
+side when the base side's hashes are the recorded ones (`vouched_golden`).
 """
 
 from __future__ import annotations
