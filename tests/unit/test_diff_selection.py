@@ -3,6 +3,7 @@ classified, and when a drill may be skipped (replay.selection, hlcore.consulted)
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -16,9 +17,10 @@ from hlcore.config.hashing import config_hash
 from hlcore.config.settings import load_settings
 from hlcore.policy.loader import load_policy
 from hlcore.policy.model import Policy
-from replay.behaviour import golden_replayed
+from replay.behaviour import code_hash, golden_replayed
 from replay.drill import COVERAGE_FILE, GOLDEN_FILE, fixture_hash
 from replay.selection import (
+    JOURNAL_KEY,
     SEED,
     ChangeSet,
     Recorded,
@@ -201,11 +203,15 @@ def test_a_drill_that_read_the_setting_is_replayed(tmp_path: Path) -> None:
 def test_committed_coverage_files_are_well_formed() -> None:
     files = sorted((ROOT / "fixtures").glob(f"*/{COVERAGE_FILE}"))
     assert len(files) == len(list((ROOT / "fixtures").glob("*/drill.yaml")))
+    code = code_hash()
     for path in files:
         doc = json.loads(path.read_text(encoding="utf-8"))
-        assert set(doc) == {"version", "recorded_under", "consulted"}
+        assert set(doc) <= {"version", "recorded_under", "consulted", JOURNAL_KEY}
         assert doc["recorded_under"]["fixture_hash"] == fixture_hash(path.parent), path
         assert doc["consulted"]["facts"], path  # every drill boots an engine
+        if doc["recorded_under"]["code"] == code:  # current coverage (stale: tests/drills says so)
+            golden = hashlib.sha256((path.parent / GOLDEN_FILE).read_bytes()).hexdigest()
+            assert doc.get(JOURNAL_KEY) == golden, f"{path}: the golden is not the recorded run's journal"
 
 
 # ------------------------------------------------------------------ the golden journal as the base side
