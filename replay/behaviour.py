@@ -248,16 +248,20 @@ def behaviour_diff(base: Side, head: Side, fixtures: Path, jobs: int | None = No
     keys = [cache_key(code, base, d) if cache_dir is not None else "" for d in drills]
     known = {i: r for i, r in enumerate(_cached(cache_dir, k) if k else None for k in keys) if r is not None}
     goldens = 0
+    heads: dict[int, Replayed] = {}  # head journals that are the goldens (a branch diffed against its base)
     if cache_dir is not None:  # the committed golden journals are a cache too (`--no-cache` ignores both)
         for i, d in enumerate(drills):
             r = None if i in known else from_golden(d, base, code)
             if r is not None:
                 known[i], goldens = r, goldens + 1
+            r = from_golden(d, head, code)
+            if r is not None:
+                heads[i] = r
     tasks: list[Task] = []
     slots: list[tuple[int, str]] = []  # (drill index, side) of each task
     for i, d in enumerate(drills):
         for label, side in (("base", base), ("head", head)):
-            if label == "base" and i in known:
+            if (label == "base" and i in known) or (label == "head" and i in heads):
                 continue
             tasks.append((d, side.root, side.settings_file, (side.policy.hash, side.config_hash)))
             slots.append((i, label))
@@ -266,6 +270,9 @@ def behaviour_diff(base: Side, head: Side, fixtures: Path, jobs: int | None = No
     if progress and goldens:
         progress(f"{goldens} base journals are the committed golden journals (recorded under this code and "
                  "exactly the base side's policy and settings)")
+    if progress and heads:
+        progress(f"{len(heads)} head journals are the committed golden journals (recorded under this code and "
+                 "exactly the head side's policy and settings)")
     done = [0]
 
     def finished(t: int, r: Replayed) -> None:
@@ -282,7 +289,7 @@ def behaviour_diff(base: Side, head: Side, fixtures: Path, jobs: int | None = No
         rb = known.get(i) or by_slot[(i, "base")]
         if i not in known:
             _store(cache_dir, keys[i], rb)
-        results += [rb, by_slot[(i, "head")]]
+        results += [rb, heads.get(i) or by_slot[(i, "head")]]
     for i, d in enumerate(drills):
         rb, rh = results[2 * i], results[2 * i + 1]
         if rb.error or rh.error:

@@ -125,7 +125,8 @@ def test_the_base_side_is_cached_by_code_policy_settings_and_fixture(tmp_path: P
 def test_a_vouched_golden_journal_is_the_base_side_and_a_stale_one_is_not(tmp_path: Path) -> None:
     """With its coverage recorded under this code and exactly the base side's hashes (as `hlcore drill
     --write-golden` records it), the committed golden journal is the base side: no base replay, the
-    same report as replaying it. A base side the golden was not recorded under replays it."""
+    same report as replaying it. A base side the golden was not recorded under replays it; a head
+    side it was recorded under takes it."""
     base, head, fixtures = setup(tmp_path, "backfill_window_ms: 600000 ", "backfill_window_ms: 599999 ")
     drill = fixtures / DRILL
     with ExitStack() as stack:
@@ -141,8 +142,14 @@ def test_a_vouched_golden_journal_is_the_base_side_and_a_stale_one_is_not(tmp_pa
     assert code == 0 and "golden" not in progress and f"{DRILL} (base): pass" in progress
     assert json.loads(from_golden)["drills"] == json.loads(replayed)["drills"]
     assert json.loads(from_golden)["drills"]["changed"][0]["verdict"] == {"base": "pass", "head": "fail"}
-    # the base side is no longer what the golden was recorded under (a setting the drill never reads)
-    edit(base / "config/settings.yaml", "stale_age_sec: 600 ", "stale_age_sec: 601 ")
-    code, stale, progress = run_full(*args, *cache)
+    # a base side the golden was not recorded under (a setting the drill never reads differs)
+    other = copy_policy(tmp_path / "other")
+    edit(other / "config/settings.yaml", "stale_age_sec: 600 ", "stale_age_sec: 601 ")
+    code, stale, progress = run_full(str(other), *args[1:], *cache)
     assert code == 0 and "golden" not in progress and f"{DRILL} (base): pass" in progress
     assert json.loads(stale)["drills"]["changed"] == json.loads(replayed)["drills"]["changed"]
+    # the other way round (a branch diffed against its base): the recorded side is the head side
+    code, reverse, progress = run_full(str(head), str(base), *args[2:], *cache)
+    assert code == 0 and "1 head journals are the committed golden journals" in progress
+    assert f"[1/1] {DRILL} (base): fail" in progress and "(head)" not in progress
+    assert json.loads(reverse)["drills"]["changed"][0]["verdict"] == {"base": "fail", "head": "pass"}
