@@ -3,7 +3,10 @@
 Drills run in worker processes (two per drill) because each replay boots the real copy-trader or
 monitor on its own SQLite database. The base side of a drill is cached (`cache_dir`), keyed by the
 hash of the code that replays it, the side's policy and settings, and the drill's fixture: diffing
-a change against the same base again replays only the head side. What is compared and reported
+a change against the same base again replays only the head side. A drill's committed golden
+journal is its base side too when its coverage file vouches that the golden is the journal of a run
+under this code and exactly the base side's hashes (`from_golden`): a diff against the committed
+policy then replays only the head side even with an empty cache. What is compared and reported
 is `hlcore.diff.behaviour`.
 """
 
@@ -13,6 +16,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import re
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -40,17 +44,64 @@ def replay_one(drill: Path, policy: Path, config: Path | None, hashes: tuple[str
 
 def reduce_outcome(outcome: Any, hashes: tuple[str, ...]) -> Replayed:
     """A drill's Outcome as comparable lines: the sides' hashes masked, the summary without them."""
+    return _reduced(outcome.drill, outcome.entries, outcome.summary()["summary"], hashes)
+
+
+def _reduced(drill: str, entries: Any, summary: dict[str, Any], hashes: tuple[str, ...]) -> Replayed:
     secrets = frozenset(hashes)
-    entries = tuple(_mask(e, secrets) for e in outcome.entries)
-    summary = {k: v for k, v in outcome.summary()["summary"].items() if k not in ("policy_hash", "fixture_hash")}
-    lines = (*(canonical(e) for e in entries), canonical({"summary": summary}))
-    return Replayed(outcome.drill, outcome.verdict, tuple(outcome.failures), lines, entries)
+    masked = tuple(_mask(e, secrets) for e in entries)
+    kept = {k: v for k, v in summary.items() if k not in ("policy_hash", "fixture_hash")}
+    lines = (*(canonical(e) for e in masked), canonical({"summary": kept}))
+    verdict = "fail" if summary["failures"] else "pass"
+    return Replayed(drill, verdict, tuple(summary["failures"]), lines, masked)
 
 
+def from_golden(drill: Path, side: Side, code: str) -> Replayed | None:
+    """The drill under `side` without replaying it: its committed golden journal, when the drill's
+    coverage file vouches that this is the journal of a run under this code, this fixture and exactly
+    the side's policy and settings hashes (`replay.selection.vouched_golden`). None: replay it."""
+    from replay.drill import fixture_hash
+    from replay.selection import Recorded, vouched_golden
+
+    fixture = fixture_hash(drill)
+    text = vouched_golden(drill, Recorded(code, side.policy.hash, side.config_hash, fixture))
+    return golden_replayed(text, side.policy.hash, side.config_hash, fixture) if text is not None else None
+
+
+def golden_replayed(journal: str, policy_hash: str, config_hash: str, fixture: str) -> Replayed | None:
+    """A passing run's journal text (`Outcome.journal()`, as golden files hold it) reduced as
+    `reduce_outcome` reduces the run itself: the same lines (tests/drills check it for every drill).
+    None when its summary is not a pass under these policy and fixture hashes. A line with no run of
+    64 hex digits holds no hash to mask (the hashes are such runs, and hex digits are never escaped),
+    so it is its own comparable line: `canonical` wrote it; only the others are masked and rewritten."""
+    hashes = (policy_hash, config_hash)
+    try:
+        *raw, last = journal.splitlines()
+        summary = json.loads(last)["summary"]
+        if (summary.get("policy_hash"), summary.get("fixture_hash"), summary.get("verdict")) != \
+                (policy_hash, fixture, "pass") or summary.get("failures") != []:
+            return None  # a golden is only written for a passing run; this one is not what it claims
+        entries = [json.loads(line) for line in raw]
+        if not all(_HEX64.fullmatch(h) for h in hashes):  # not hashes: mask every line the slow way
+            return _reduced(summary["drill"], entries, summary, hashes)
+        secrets = frozenset(hashes)
+        masked, lines = [], []
+        for line, entry in zip(raw, entries, strict=True):
+            if _HEX64.search(line) is None:
+                masked.append(entry)
+                lines.append(line)
+            else:
+                masked.append(_mask(entry, secrets))
+                lines.append(canonical(masked[-1]))
+        kept = {k: v for k, v in summary.items() if k not in ("policy_hash", "fixture_hash")}
+        return Replayed(summary["drill"], "pass", (), (*lines, canonical({"summary": kept})), tuple(masked))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 Task = tuple[Path, Path, Path | None, tuple[str, ...]]
 _CODE_ROOT = Path(__file__).resolve().parents[1]
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 def code_hash() -> str:
@@ -112,16 +163,23 @@ def run_pool(tasks: list[Task], workers: int, timeout: float,
     thread held, and a drill may run threads); a replay that outlives `timeout` seconds is reported
     as an error and its pool is killed, and the unfinished rest starts again in a fresh pool.
     `on_done(task index, result)` is called as each replay finishes (progress)."""
+    from replay.suite import _cost_hint
+
     results: dict[int, Replayed] = {}
-    pending = list(range(len(tasks)))
+    cost = {d: _cost_hint(d) for d in {t[0] for t in tasks}}
+    pending = sorted(range(len(tasks)), key=lambda i: -cost[tasks[i][0]])  # the longest first (order only)
     context = multiprocessing.get_context("spawn")
     while pending:
         pool = ProcessPoolExecutor(max_workers=min(workers, len(pending)), mp_context=context)
         futures = {pool.submit(replay_one, *tasks[i]): i for i in pending}
         started: dict[Future[Replayed], float] = {}
         stuck: list[int] = []
-        while not all(f.done() for f in futures) and not stuck:
-            wait(list(futures), timeout=0.5, return_when=FIRST_COMPLETED)
+        while not stuck:
+            running = [f for f in futures if not f.done()]
+            if not running:
+                break
+            # only the unfinished ones: a finished future would end every wait at once (a busy loop)
+            wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
             now = time.monotonic()
             for f, i in futures.items():
                 if f.running():
@@ -189,16 +247,32 @@ def behaviour_diff(base: Side, head: Side, fixtures: Path, jobs: int | None = No
     code = code_hash() if cache_dir is not None else ""
     keys = [cache_key(code, base, d) if cache_dir is not None else "" for d in drills]
     known = {i: r for i, r in enumerate(_cached(cache_dir, k) if k else None for k in keys) if r is not None}
+    goldens = 0
+    heads: dict[int, Replayed] = {}  # head journals that are the goldens (a branch diffed against its base)
+    if cache_dir is not None:  # the committed golden journals are a cache too (`--no-cache` ignores both)
+        for i, d in enumerate(drills):
+            r = None if i in known else from_golden(d, base, code)
+            if r is not None:
+                known[i], goldens = r, goldens + 1
+            r = from_golden(d, head, code)
+            if r is not None:
+                heads[i] = r
     tasks: list[Task] = []
     slots: list[tuple[int, str]] = []  # (drill index, side) of each task
     for i, d in enumerate(drills):
         for label, side in (("base", base), ("head", head)):
-            if label == "base" and i in known:
+            if (label == "base" and i in known) or (label == "head" and i in heads):
                 continue
             tasks.append((d, side.root, side.settings_file, (side.policy.hash, side.config_hash)))
             slots.append((i, label))
-    if progress and known:
-        progress(f"{len(known)} base journals from the cache ({cache_dir})")
+    if progress and len(known) > goldens:
+        progress(f"{len(known) - goldens} base journals from the cache ({cache_dir})")
+    if progress and goldens:
+        progress(f"{goldens} base journals are the committed golden journals (recorded under this code and "
+                 "exactly the base side's policy and settings)")
+    if progress and heads:
+        progress(f"{len(heads)} head journals are the committed golden journals (recorded under this code and "
+                 "exactly the head side's policy and settings)")
     done = [0]
 
     def finished(t: int, r: Replayed) -> None:
@@ -215,7 +289,7 @@ def behaviour_diff(base: Side, head: Side, fixtures: Path, jobs: int | None = No
         rb = known.get(i) or by_slot[(i, "base")]
         if i not in known:
             _store(cache_dir, keys[i], rb)
-        results += [rb, by_slot[(i, "head")]]
+        results += [rb, heads.get(i) or by_slot[(i, "head")]]
     for i, d in enumerate(drills):
         rb, rh = results[2 * i], results[2 * i + 1]
         if rb.error or rh.error:

@@ -11,12 +11,15 @@ can start matching), with the code, policy, settings and fixture hashes it was r
 hashes and this code, and disjoint from the change set. Why: a run that never read anything the
 change touched behaves the same under both sides until it reads something changed, which it never
 does. Anything it cannot vouch for (no or stale coverage, a change it cannot classify) is replayed,
-and the report says why.
+and the report says why. The file also records the sha256 of the recorded run's journal: a golden
+journal that still hashes the same is that run's journal, so `hlcore diff` can take it as the base
+side when the base side's hashes are the recorded ones (`vouched_golden`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib
 import json
 from collections.abc import Iterable, Iterator, Mapping
@@ -26,13 +29,14 @@ from typing import Any
 
 from hlcore.consulted import ALL
 from hlcore.policy.model import Policy
-from replay.drill import COVERAGE_FILE
+from replay.drill import COVERAGE_FILE, GOLDEN_FILE
 
 VERSION = 1
 CATALOGS = Policy.NOTED  # machines, facts, reasons, lists, allowlists, guards, tallies, bands
 DERIVED = "derived"  # `hlcore.consulted.derived` functions of the policy whose answer the run used
 SEED = "machine_seed"  # what starting an engine reads of every machine (key, initial state, states, vars…)
 _SEED_FIELDS_EXEMPT = ("transitions", "events", "description")  # what seeding does not read
+JOURNAL_KEY = "journal_sha256"  # the recorded run's journal: a golden journal with this hash is that run's
 
 
 # --------------------------------------------------------------------------- recording
@@ -133,8 +137,13 @@ class Recorded:
     fixture_hash: str
 
 
-def coverage_doc(recorded: Recorded, consulted: Mapping[str, list[str]]) -> str:
-    doc = {"version": VERSION, "recorded_under": dataclasses.asdict(recorded), "consulted": dict(consulted)}
+def coverage_doc(recorded: Recorded, consulted: Mapping[str, list[str]], journal: str | None = None) -> str:
+    """The coverage file's text; `journal` (the run's whole journal) is recorded by its sha256, so
+    `hlcore diff` can tell a golden journal that IS this run's from one that is not (`vouched_golden`)."""
+    doc: dict[str, Any] = {"version": VERSION, "recorded_under": dataclasses.asdict(recorded),
+                           "consulted": dict(consulted)}
+    if journal is not None:
+        doc[JOURNAL_KEY] = hashlib.sha256(journal.encode()).hexdigest()
     return json.dumps(doc, indent=1, sort_keys=True) + "\n"
 
 
@@ -157,10 +166,33 @@ def record_coverage(done: Iterable[tuple[Path, Any]], policy: Path | None, confi
     code, written, changed = code_hash(), 0, 0
     for directory, outcome in done:
         recorded = Recorded(code, ws.policy.hash, ws.config_hash, outcome.fixture_hash)
-        text = coverage_doc(recorded, close(ws.policy, ws.settings.data, outcome.consulted))
+        text = coverage_doc(recorded, close(ws.policy, ws.settings.data, outcome.consulted), outcome.journal())
         written += 1
         changed += write_coverage(directory, text)
     return written, changed
+
+
+def vouched_golden(drill: Path, expected: Recorded) -> str | None:
+    """The drill's golden journal text when its coverage file vouches that it is the journal of a run
+    under exactly `expected` (this code, this fixture, the side's policy and settings hashes): the
+    file was recorded under those hashes, together with the sha256 of that run's journal, and the
+    golden file hashes the same. Anything else (no or stale coverage, no hash recorded, a golden
+    edited or rewritten since): None, and the drill is replayed."""
+    try:
+        doc = json.loads((drill / COVERAGE_FILE).read_text(encoding="utf-8"))
+        recorded = Recorded(**doc["recorded_under"])
+        want = doc.get(JOURNAL_KEY)
+        if doc.get("version") != VERSION or recorded != expected or not isinstance(want, str):
+            return None
+        data = (drill / GOLDEN_FILE).read_bytes()
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if hashlib.sha256(data).hexdigest() != want:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 # --------------------------------------------------------------------------- the change set

@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 from contextlib import ExitStack
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from hlcore.config.hashing import config_hash
@@ -36,8 +37,9 @@ class Side:
     settings: Settings
     policy: Policy
 
-    @property
+    @cached_property
     def config_hash(self) -> str:
+        """Hashed once per side (the diff asks for it per drill; it walks all settings and the policy)."""
         return config_hash(self.settings, self.policy.to_dict())
 
     def describe(self) -> dict[str, str]:

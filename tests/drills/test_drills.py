@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from hlcore.diff.behaviour import _alert_counts, _final_states
+from hlcore.workspace import open_workspace
 from hlcore_cli import app
+from replay.behaviour import golden_replayed, reduce_outcome
 from replay.golden import first_difference, golden_path
 from replay.runner import replay
 from replay.suite import _cost_hint
@@ -69,6 +72,15 @@ def test_drill_passes_matches_its_golden_journal_and_replays_identically_on_post
                                 f"`hlcore drill -k {directory.name} --write-golden`, review the diff)\n{difference}")
     cassettes = [e for e in first.entries if e["kind"] == "cassettes"]
     assert cassettes and all(e["unplayed"] == 0 for e in cassettes), "every recorded interaction is played"
+    # `hlcore diff` takes a vouched golden journal as the base side's replay: it must reduce to
+    # exactly what the replay itself reduces to (lines, verdict, final states, alert counts).
+    ws = open_workspace(None, None)  # what replay(directory) ran under, as `--write-golden` records it
+    direct = reduce_outcome(first, (ws.policy.hash, ws.config_hash))
+    read = golden_replayed(golden.read_text(encoding="utf-8"), ws.policy.hash, ws.config_hash, first.fixture_hash)
+    assert read is not None and (read.drill, read.verdict, read.failures, read.lines) == \
+        (direct.drill, direct.verdict, direct.failures, direct.lines)
+    assert (_final_states(read.entries), _alert_counts(read.entries)) == \
+        (_final_states(direct.entries), _alert_counts(direct.entries))
     on_postgresql = replay(directory, database=pg_database)
     if directory.name in SQLITE_ONLY:  # the step that does not apply must say so plainly, exit 2
         said = [e for e in on_postgresql.entries if e["kind"] == "operator" and e["exit"] == 2]

@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import json
 import shutil
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from hlcore.diff.sides import load_side
 from hlcore_cli import app
+from replay.drill import GOLDEN_FILE
+from replay.runner import replay
+from replay.selection import record_coverage
+from tests.support.policy_copies import edit
 
 pytestmark = pytest.mark.slow  # tens of seconds each: started first (tests/conftest.py)
 
@@ -28,14 +34,17 @@ def copy_policy(dest: Path) -> Path:
     return dest
 
 
-def setup(tmp_path: Path, old: str, new: str) -> tuple[Path, Path, Path]:
+def setup(tmp_path: Path, old: str, new: str, golden: bool = True) -> tuple[Path, Path, Path]:
+    """Base and head policy copies (`old` → `new` in the head's settings) and the drill copied;
+    `golden=False` leaves its golden journal out (then its base side is always replayed or cached)."""
     base, head = copy_policy(tmp_path / "base"), copy_policy(tmp_path / "head")
     settings = head / "config/settings.yaml"
     text = settings.read_text(encoding="utf-8")
     assert old in text
     settings.write_text(text.replace(old, new, 1), encoding="utf-8")
     fixtures = tmp_path / "fixtures"  # just this drill: the test does not depend on the others
-    shutil.copytree(ROOT / "fixtures" / DRILL, fixtures / DRILL)
+    shutil.copytree(ROOT / "fixtures" / DRILL, fixtures / DRILL,
+                    ignore=None if golden else shutil.ignore_patterns(GOLDEN_FILE))
     return base, head, fixtures
 
 
@@ -97,7 +106,7 @@ def test_a_threshold_no_drill_reads_changes_no_outcome(tmp_path: Path) -> None:
 
 def test_the_base_side_is_cached_by_code_policy_settings_and_fixture(tmp_path: Path) -> None:
     """A second diff against the same base replays the head only; the report is the same."""
-    base, head, fixtures = setup(tmp_path, "backfill_window_ms: 600000 ", "backfill_window_ms: 599999 ")
+    base, head, fixtures = setup(tmp_path, "backfill_window_ms: 600000 ", "backfill_window_ms: 599999 ", golden=False)
     args = (str(base), str(head), "--fixtures", str(fixtures), "--format", "json", "--jobs", "1",
             "--cache-dir", str(tmp_path / "cache"))
     code, first, progress = run_full(*args)
@@ -111,3 +120,36 @@ def test_the_base_side_is_cached_by_code_policy_settings_and_fixture(tmp_path: P
     (fixtures / DRILL / "drill.yaml").write_text((fixtures / DRILL / "drill.yaml").read_text() + "\n")
     code, _third, progress = run_full(*args)  # the fixture changed: its base is replayed again
     assert "from the cache" not in progress and f"{DRILL} (base): pass" in progress
+
+
+def test_a_vouched_golden_journal_is_the_base_side_and_a_stale_one_is_not(tmp_path: Path) -> None:
+    """With its coverage recorded under this code and exactly the base side's hashes (as `hlcore drill
+    --write-golden` records it), the committed golden journal is the base side: no base replay, the
+    same report as replaying it. A base side the golden was not recorded under replays it; a head
+    side it was recorded under takes it."""
+    base, head, fixtures = setup(tmp_path, "backfill_window_ms: 600000 ", "backfill_window_ms: 599999 ")
+    drill = fixtures / DRILL
+    with ExitStack() as stack:
+        side = load_side(str(base), stack)
+        outcome = replay(drill, side.root, config=side.settings_file)
+        record_coverage([(drill, outcome)], side.root, side.settings_file)
+    args = (str(base), str(head), "--fixtures", str(fixtures), "--format", "json", "--jobs", "1")
+    cache = ("--cache-dir", str(tmp_path / "cache"))
+    code, from_golden, progress = run_full(*args, *cache)
+    assert code == 0 and "1 base journals are the committed golden journals" in progress
+    assert f"[1/1] {DRILL} (head): fail" in progress and "(base)" not in progress
+    code, replayed, progress = run_full(*args)  # --no-cache: the golden is not used either
+    assert code == 0 and "golden" not in progress and f"{DRILL} (base): pass" in progress
+    assert json.loads(from_golden)["drills"] == json.loads(replayed)["drills"]
+    assert json.loads(from_golden)["drills"]["changed"][0]["verdict"] == {"base": "pass", "head": "fail"}
+    # a base side the golden was not recorded under (a setting the drill never reads differs)
+    other = copy_policy(tmp_path / "other")
+    edit(other / "config/settings.yaml", "stale_age_sec: 600 ", "stale_age_sec: 601 ")
+    code, stale, progress = run_full(str(other), *args[1:], *cache)
+    assert code == 0 and "golden" not in progress and f"{DRILL} (base): pass" in progress
+    assert json.loads(stale)["drills"]["changed"] == json.loads(replayed)["drills"]["changed"]
+    # the other way round (a branch diffed against its base): the recorded side is the head side
+    code, reverse, progress = run_full(str(head), str(base), *args[2:], *cache)
+    assert code == 0 and "1 head journals are the committed golden journals" in progress
+    assert f"[1/1] {DRILL} (base): fail" in progress and "(head)" not in progress
+    assert json.loads(reverse)["drills"]["changed"][0]["verdict"] == {"base": "fail", "head": "pass"}

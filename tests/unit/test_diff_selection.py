@@ -3,6 +3,7 @@ classified, and when a drill may be skipped (replay.selection, hlcore.consulted)
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -16,8 +17,10 @@ from hlcore.config.hashing import config_hash
 from hlcore.config.settings import load_settings
 from hlcore.policy.loader import load_policy
 from hlcore.policy.model import Policy
-from replay.drill import COVERAGE_FILE, fixture_hash
+from replay.behaviour import code_hash, golden_replayed
+from replay.drill import COVERAGE_FILE, GOLDEN_FILE, fixture_hash
 from replay.selection import (
+    JOURNAL_KEY,
     SEED,
     ChangeSet,
     Recorded,
@@ -26,6 +29,7 @@ from replay.selection import (
     coverage_doc,
     select,
     touches,
+    vouched_golden,
 )
 from tests.support.policy_copies import copy_repo_policy, edit
 
@@ -199,8 +203,55 @@ def test_a_drill_that_read_the_setting_is_replayed(tmp_path: Path) -> None:
 def test_committed_coverage_files_are_well_formed() -> None:
     files = sorted((ROOT / "fixtures").glob(f"*/{COVERAGE_FILE}"))
     assert len(files) == len(list((ROOT / "fixtures").glob("*/drill.yaml")))
+    code = code_hash()
     for path in files:
         doc = json.loads(path.read_text(encoding="utf-8"))
-        assert set(doc) == {"version", "recorded_under", "consulted"}
+        assert set(doc) <= {"version", "recorded_under", "consulted", JOURNAL_KEY}
         assert doc["recorded_under"]["fixture_hash"] == fixture_hash(path.parent), path
         assert doc["consulted"]["facts"], path  # every drill boots an engine
+        if doc["recorded_under"]["code"] == code:  # current coverage (stale: tests/drills says so)
+            golden = hashlib.sha256((path.parent / GOLDEN_FILE).read_bytes()).hexdigest()
+            assert doc.get(JOURNAL_KEY) == golden, f"{path}: the golden is not the recorded run's journal"
+
+
+# ------------------------------------------------------------------ the golden journal as the base side
+
+
+def test_a_golden_journal_is_vouched_only_under_exactly_the_hashes_and_journal_it_was_recorded_with(
+        tmp_path: Path) -> None:
+    """`hlcore diff` takes the committed golden as the base side's journal only when the coverage file
+    vouches for it: recorded under this code, this fixture and exactly the base side's policy and
+    settings hashes, with the sha256 of that run's journal, which the golden file must still have."""
+    d, now = _drill(tmp_path, {}, None)
+    golden = (d / GOLDEN_FILE).read_text(encoding="utf-8")
+    (d / COVERAGE_FILE).write_text(coverage_doc(now, {}, golden))
+    assert vouched_golden(d, now) == golden
+    for other in (Recorded("other", now.policy_hash, now.config_hash, now.fixture_hash),
+                  Recorded(now.code, "edited base policy", now.config_hash, now.fixture_hash),
+                  Recorded(now.code, now.policy_hash, "edited base settings", now.fixture_hash),
+                  Recorded(now.code, now.policy_hash, now.config_hash, "edited fixture")):
+        assert vouched_golden(d, other) is None, other  # a stale golden is never the base side
+    (d / COVERAGE_FILE).write_text(coverage_doc(now, {}))  # no journal hash recorded (an older file)
+    assert vouched_golden(d, now) is None
+    (d / COVERAGE_FILE).write_text(coverage_doc(now, {}, golden))
+    (d / GOLDEN_FILE).write_text(golden.replace('"verdict":"pass"', '"verdict":"pass" '), encoding="utf-8")
+    assert vouched_golden(d, now) is None  # the golden was edited after the run was recorded
+    (d / GOLDEN_FILE).unlink()
+    assert vouched_golden(d, now) is None
+    (d / COVERAGE_FILE).write_text("{not json")
+    assert vouched_golden(d, now) is None
+
+
+def test_a_golden_journal_reads_back_only_as_the_passing_run_under_its_hashes(tmp_path: Path) -> None:
+    golden = (ROOT / "fixtures" / "gap_exceeded" / GOLDEN_FILE).read_text(encoding="utf-8")
+    summary = json.loads(golden.splitlines()[-1])["summary"]
+    policy, fixture = summary["policy_hash"], summary["fixture_hash"]
+    read = golden_replayed(golden, policy, "config", fixture)
+    assert read is not None and read.verdict == "pass" and read.failures == () and read.drill == "gap_exceeded"
+    assert len(read.lines) == len(golden.splitlines()) and policy not in "".join(read.lines)
+    assert golden_replayed(golden, "another policy", "config", fixture) is None
+    assert golden_replayed(golden, policy, "config", "another fixture") is None
+    failed = golden.replace('"failures":[]', '"failures":["base: x"]').replace('"verdict":"pass"', '"verdict":"fail"')
+    assert golden_replayed(failed, policy, "config", fixture) is None
+    assert golden_replayed("", policy, "config", fixture) is None
+    assert golden_replayed("{}\n", policy, "config", fixture) is None
