@@ -20,7 +20,7 @@ float) through the schema's Numeric columns and come back as float.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 from enum import StrEnum
@@ -389,18 +389,13 @@ class Snapshots:
         on update, so re-writing a slot never clears a dirty mark."""
         ordered = sorted(rows, key=lambda r: (r.wallet_id, r.asset))
         with self.db.begin_or_join(conn) as c:
-            fast = _sqlite_snapshot_upsert(c) if ordered else None
+            fast = _sqlite_many(c, "upsert", _snapshot_upsert, wallet_snapshots, _SNAPSHOT_COLUMNS) if ordered else None
             if fast is not None:
                 # The statement `upsert` runs, compiled once, with the values its bind processors
                 # would send: no per-row parameter construction (~1/3 of the 600-row write).
                 sql, procs = fast
-                values = []
-                for r in ordered:
-                    v = [snapshot_ts, r.wallet_id, r.asset, r.position_szi, r.entry_px, r.liq_px, _num(r.leverage),
-                         r.margin_used, ingest_run_id, now_ms]
-                    for i, proc in procs:
-                        v[i] = proc(v[i])
-                    values.append(tuple(v))
+                values = _processed(([snapshot_ts, r.wallet_id, r.asset, r.position_szi, r.entry_px, r.liq_px,
+                                      _num(r.leverage), r.margin_used, ingest_run_id, now_ms] for r in ordered), procs)
                 c.exec_driver_sql(sql, values)
                 return len(values)
         prepared = [
@@ -431,20 +426,14 @@ class Snapshots:
             return
         columns = tuple(rows[0])
         with self.db.begin_or_join(conn) as c:
-            fast = _sqlite_insert_many(c, wallet_snapshots, columns)
+            fast = _sqlite_many(c, "insert", lambda: insert(wallet_snapshots), wallet_snapshots, columns)
             if fast is None:
                 c.execute(insert(wallet_snapshots), [dict(r) for r in rows])
                 return
             sql, procs = fast
             get = itemgetter(*columns)
-            values: list[Any] = [get(r) for r in rows] if len(columns) > 1 else [(r[columns[0]],) for r in rows]
-            if procs:
-                for n, t in enumerate(values):
-                    v = list(t)
-                    for i, proc in procs:
-                        v[i] = proc(v[i])
-                    values[n] = tuple(v)
-            c.exec_driver_sql(sql, values)
+            values = [get(r) for r in rows] if len(columns) > 1 else [(r[columns[0]],) for r in rows]
+            c.exec_driver_sql(sql, _processed(values, procs))
 
     def at(self, snapshot_ts: int, asset: str | None = None, *, conn: Connection | None = None) -> list[StoredSnapshot]:
         """Rows of one slot, by (wallet, asset)."""
@@ -810,31 +799,49 @@ _LATEST_HEALTH = select(ingest_health).order_by(ingest_health.c.health_ts.desc()
 _SNAPSHOT_COLUMNS = ("snapshot_ts", "wallet_id", "asset", "position_szi", "entry_px", "liq_px", "leverage",
                      "margin_used", "ingest_run_id", "created_at")
 _SNAPSHOT_KEYS = ["snapshot_ts", "wallet_id", "asset"]
-_SNAPSHOT_UPSERT: dict[str, tuple[str, list[tuple[int, Any]]] | None] = {}
 
 
-def _sqlite_snapshot_upsert(conn: Connection) -> tuple[str, list[tuple[int, Any]]] | None:
-    """On SQLite (qmark parameters): the SQL text `db.upsert` would run for a snapshot write, and the
-    bind processors of its parameters by position; None elsewhere (PostgreSQL keeps `db.upsert`).
-    Built from the same cached statement, compiled as SQLAlchemy compiles it for an executemany
-    with these columns; None too if its parameters are not exactly these columns in this order."""
+def _snapshot_upsert() -> Any:
+    """The statement `db.upsert` runs for a snapshot write (the same cached conflict statement)."""
+    update = tuple(c for c in _SNAPSHOT_COLUMNS if c not in _SNAPSHOT_KEYS and c != "created_at")
+    return _conflict_statement("sqlite", wallet_snapshots, tuple(_SNAPSHOT_KEYS), update, returning=False)
+
+
+_SQLITE_MANY: dict[tuple[str, str, tuple[str, ...]], tuple[str, list[tuple[int, Any]]] | None] = {}
+
+
+def _sqlite_many(conn: Connection, kind: str, statement: Callable[[], Any], table: Any,
+                 columns: tuple[str, ...]) -> tuple[str, list[tuple[int, Any]]] | None:
+    """On SQLite (qmark parameters): the SQL text of `statement()` compiled as SQLAlchemy compiles it
+    for an executemany of `columns`, and the bind processors of its parameters by position, built once
+    per (kind, table, columns); None elsewhere (PostgreSQL keeps the generic path), or if the compiled
+    parameters are not exactly `columns` in this order."""
     dialect = conn.dialect
     if dialect.name != "sqlite" or dialect.paramstyle != "qmark":
         return None
-    key = f"{dialect.name}:{dialect.paramstyle}"
-    if key in _SNAPSHOT_UPSERT:
-        return _SNAPSHOT_UPSERT[key]
-    update = tuple(c for c in _SNAPSHOT_COLUMNS if c not in _SNAPSHOT_KEYS and c != "created_at")
-    stmt = _conflict_statement(dialect.name, wallet_snapshots, tuple(_SNAPSHOT_KEYS), update, returning=False)
-    compiled = stmt.compile(dialect=dialect, column_keys=list(_SNAPSHOT_COLUMNS), for_executemany=True)
-    built: tuple[str, list[tuple[int, Any]]] | None = None
-    if tuple(compiled.positiontup or ()) == _SNAPSHOT_COLUMNS:
-        procs = [(i, wallet_snapshots.c[name].type.dialect_impl(dialect).bind_processor(dialect))
-                 for i, name in enumerate(_SNAPSHOT_COLUMNS)]
-        built = (str(compiled), [(i, p) for i, p in procs if p is not None])
-    _SNAPSHOT_UPSERT[key] = built
-    return built
+    key = (kind, table.name, columns)
+    if key not in _SQLITE_MANY:
+        compiled = statement().compile(dialect=dialect, column_keys=list(columns), for_executemany=True)
+        built: tuple[str, list[tuple[int, Any]]] | None = None
+        if tuple(compiled.positiontup or ()) == columns:
+            procs = [(i, table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
+                     for i, name in enumerate(columns)]
+            built = (str(compiled), [(i, p) for i, p in procs if p is not None])
+        _SQLITE_MANY[key] = built
+    return _SQLITE_MANY[key]
 
+
+def _processed(rows: Iterable[Sequence[Any]], procs: list[tuple[int, Any]]) -> list[tuple[Any, ...]]:
+    """Each row's values as its columns' bind processors send them (what `Connection.execute` would)."""
+    if not procs:
+        return [tuple(r) for r in rows]
+    out = []
+    for r in rows:
+        v = list(r)
+        for i, proc in procs:
+            v[i] = proc(v[i])
+        out.append(tuple(v))
+    return out
 
 
 def _collapse_candidates() -> Any:
@@ -850,26 +857,3 @@ def _collapse_candidates() -> Any:
 
 
 _COLLAPSE_CANDIDATES = _collapse_candidates()
-
-
-_INSERT_MANY: dict[tuple[str, tuple[str, ...]], tuple[str, list[tuple[int, Any]]] | None] = {}
-
-
-def _sqlite_insert_many(conn: Connection, table: Any,
-                        columns: tuple[str, ...]) -> tuple[str, list[tuple[int, Any]]] | None:
-    """On SQLite (qmark): the SQL of `insert(table)` compiled for an executemany of `columns`, and
-    the bind processors by position; None elsewhere, or if its parameters are not `columns` in order."""
-    dialect = conn.dialect
-    if dialect.name != "sqlite" or dialect.paramstyle != "qmark":
-        return None
-    key = (table.name, columns)
-    if key in _INSERT_MANY:
-        return _INSERT_MANY[key]
-    compiled = insert(table).compile(dialect=dialect, column_keys=list(columns), for_executemany=True)
-    built: tuple[str, list[tuple[int, Any]]] | None = None
-    if tuple(compiled.positiontup or ()) == columns:
-        procs = [(i, table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
-                 for i, name in enumerate(columns)]
-        built = (str(compiled), [(i, p) for i, p in procs if p is not None])
-    _INSERT_MANY[key] = built
-    return built

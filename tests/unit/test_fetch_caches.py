@@ -166,7 +166,8 @@ def test_snapshot_upsert_fast_path_stores_what_the_generic_upsert_stores(
         create_sqlite_file(path, 0)
         db = open_database(sqlite_url(path))
         if not fast:
-            monitor_storage._SNAPSHOT_UPSERT["sqlite:qmark"] = None  # the generic path
+            key = ("upsert", "wallet_snapshots", monitor_storage._SNAPSHOT_COLUMNS)
+            monitor_storage._SQLITE_MANY[key] = None  # the generic path
         try:
             store = monitor_storage.Snapshots(db)
             for slot, wallet, asset, szi, entry, liq, lev, margin, now in writes:
@@ -176,7 +177,7 @@ def test_snapshot_upsert_fast_path_stores_what_the_generic_upsert_stores(
                     c.execute(update(wallet_snapshots).where(wallet_snapshots.c.snapshot_ts == 0)
                               .values(is_dirty=True, dirty_reason="S6"))
         finally:
-            monitor_storage._SNAPSHOT_UPSERT.clear()
+            monitor_storage._SQLITE_MANY.clear()
         with db.transaction() as c:
             tables.append([tuple(r) for r in c.execute(select(wallet_snapshots).order_by(
                 wallet_snapshots.c.snapshot_ts, wallet_snapshots.c.wallet_id, wallet_snapshots.c.asset))])
@@ -215,7 +216,8 @@ def test_snapshot_insert_rows_stores_what_an_insert_executemany_stores(rows: lis
         db = open_database(sqlite_url(path))
         with db.transaction() as c:
             if fast:
-                assert monitor_storage._sqlite_insert_many(c, wallet_snapshots, tuple(dicts[0])) is not None
+                assert monitor_storage._sqlite_many(c, "insert", lambda: insert(wallet_snapshots), wallet_snapshots,
+                                                     tuple(dicts[0])) is not None
                 monitor_storage.Snapshots(db).insert_rows(dicts, conn=c)
             else:
                 c.execute(insert(wallet_snapshots), dicts)
